@@ -1,0 +1,146 @@
+import type { KV } from "@nats-io/kv";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { ConfigStore, CONFIG_KINDS } from "./config/store.js";
+import { notFound } from "./run/spec.js";
+import type { ConfigKind, SmallchainConfig } from "./config/schema.js";
+import { ConcurrencyError } from "./errors.js";
+import { EventStore } from "./eventstore.js";
+import type { RecordedEvent, RunEvent } from "./events.js";
+import { deriveRunId, newRunId } from "./ids.js";
+import type { Names } from "./names.js";
+import { provision, type Buckets } from "./nats/provision.js";
+import { decodeView, getRunView, readContext } from "./run/views.js";
+import { isTerminal, type RunState } from "./run/state.js";
+import type { ChatMessage } from "./run/messages.js";
+
+export type StartRunOptions = { task: string; message?: string; name?: string; runId?: string };
+export type StartedRun = { runId: string; name?: string; created: boolean };
+export type ApplyResult = { changed: string[]; unchanged: string[]; runs: StartedRun[] };
+
+/** What the CLI, the HTTP gateway and tests do with a Smallchain installation. */
+export class Client {
+  private constructor(
+    readonly nc: NatsConnection,
+    readonly names: Names,
+    readonly buckets: Buckets,
+    readonly store: EventStore,
+    readonly config: ConfigStore,
+  ) {}
+
+  static async connect(nc: NatsConnection, names: Names): Promise<Client> {
+    const buckets = await provision(nc, names);
+    return new Client(nc, names, buckets, await EventStore.open(nc, names), await ConfigStore.open(buckets.config));
+  }
+
+  /** Names of everything applied so far, so a file may refer to objects applied earlier. */
+  async knownNames(): Promise<Record<ConfigKind, string[]>> {
+    await this.config.loadAll();
+    const lookup = this.config.lookup();
+    return Object.fromEntries(CONFIG_KINDS.map((k) => [k, lookup.names(k)])) as Record<ConfigKind, string[]>;
+  }
+
+  /** Stores the config, then starts its runs. A named run starts once: applying the file again finds it. */
+  async apply(config: SmallchainConfig): Promise<ApplyResult> {
+    const results = await this.config.apply(config);
+    const runs: StartedRun[] = [];
+    for (const run of config.runs) {
+      runs.push(
+        await this.startRun({
+          task: run.task,
+          name: run.name,
+          runId: deriveRunId("named", this.names.prefix, run.name),
+          ...(run.message !== undefined && { message: run.message }),
+        }),
+      );
+    }
+    return {
+      changed: results.filter((r) => r.changed).map((r) => r.key),
+      unchanged: results.filter((r) => !r.changed).map((r) => r.key),
+      runs,
+    };
+  }
+
+  async startRun(opts: StartRunOptions): Promise<StartedRun> {
+    const task = await this.config.fetch("task", opts.task);
+    if (!task) {
+      await this.config.loadAll();
+      throw notFound(this.config.lookup(), "task", opts.task);
+    }
+    const runId = opts.runId ?? newRunId();
+    const event: RunEvent = {
+      id: `${runId}:requested`,
+      type: "RunRequested",
+      v: 1,
+      runId,
+      at: Date.now(),
+      data: {
+        agent: task.agent,
+        task: task.name,
+        input: opts.message ?? task.user_message,
+        depth: 0,
+        rootRunId: runId,
+        ...(opts.name !== undefined && { name: opts.name }),
+      },
+    };
+    try {
+      const r = await this.store.append(event, 0);
+      return { runId, created: !r.duplicate, ...(opts.name !== undefined && { name: opts.name }) };
+    } catch (err) {
+      if (err instanceof ConcurrencyError) return { runId, created: false, ...(opts.name !== undefined && { name: opts.name }) };
+      throw err;
+    }
+  }
+
+  getRun(runId: string): Promise<RunState | undefined> {
+    return getRunView(this.buckets.runs, runId);
+  }
+
+  /** Every run view, newest first. */
+  async listRuns(): Promise<RunState[]> {
+    const runs = await allValues(this.buckets.runs);
+    return runs.map(decodeView).sort((a, b) => b.createdAt - a.createdAt || a.runId.localeCompare(b.runId));
+  }
+
+  events(runId: string): Promise<RecordedEvent[]> {
+    return this.store.readRun(runId);
+  }
+
+  async contextWindow(runId: string): Promise<ChatMessage[]> {
+    const view = await this.getRun(runId);
+    if (!view) return [];
+    const messages = await readContext(this.buckets.context, runId, view.messageCount);
+    return messages.filter((m): m is ChatMessage => m !== undefined);
+  }
+
+  /** Resolves with the run's view once `until` holds (by default: the run has ended). */
+  async waitForRun(runId: string, { timeoutMs = 60_000, until = isTerminal }: { timeoutMs?: number; until?: (s: RunState) => boolean } = {}): Promise<RunState> {
+    const watch = await this.buckets.runs.watch({ key: runId });
+    const timer = setTimeout(() => watch.stop(), timeoutMs);
+    try {
+      for await (const e of watch) {
+        if (e.operation !== "PUT") continue;
+        const view = decodeView(e.value);
+        if (until(view)) return view;
+      }
+    } finally {
+      clearTimeout(timer);
+      watch.stop();
+    }
+    const last = await this.getRun(runId);
+    throw new Error(`run ${runId} did not reach the expected state within ${timeoutMs} ms (status: ${last?.status ?? "unknown"})`);
+  }
+}
+
+/** Reads every current value of a bucket with one watch (no request per key). */
+async function allValues(kv: KV): Promise<Uint8Array[]> {
+  const status = await kv.status();
+  if (status.values === 0) return [];
+  const out: Uint8Array[] = [];
+  const watch = await kv.watch({ key: ">" });
+  for await (const e of watch) {
+    if (e.operation === "PUT") out.push(e.value);
+    if (e.delta === 0) break;
+  }
+  watch.stop();
+  return out;
+}

@@ -1,0 +1,39 @@
+import { z } from "zod";
+import { LlmConfig } from "./config/schema.js";
+import { ToolSnapshot } from "./run/spec.js";
+
+/**
+ * Work for the llm-worker. It carries a reference to the context window (run, step, message count),
+ * never the window itself, so its size does not grow with the run. Handled at least once; the result
+ * event's deterministic id makes a repeated handling append nothing new.
+ */
+export const LlmCommand = z.object({
+  id: z.string(),
+  runId: z.string(),
+  step: z.number().int().positive(),
+  messageCount: z.number().int().nonnegative(),
+  llm: LlmConfig,
+  tools: z.array(z.object({ name: z.string(), description: z.string(), parameters: z.record(z.string(), z.unknown()) })),
+});
+export type LlmCommand = z.infer<typeof LlmCommand>;
+
+/** Work for the tool-worker: one tool call. `id` (run id + call id) is the idempotency key passed to the tool. */
+export const ToolCommand = z.object({
+  id: z.string(),
+  runId: z.string(),
+  callId: z.string(),
+  step: z.number().int().positive(),
+  tool: ToolSnapshot,
+  args: z.unknown(),
+});
+export type ToolCommand = z.infer<typeof ToolCommand>;
+
+/** What any NATS client may publish on `sc.tasks.<task>` to start a run (JSON or msgpack). */
+export const TaskRequest = z
+  .object({
+    message: z.string().optional(),
+    name: z.string().max(200).optional(),
+    runId: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/).optional(),
+  })
+  .strict();
+export type TaskRequest = z.infer<typeof TaskRequest>;

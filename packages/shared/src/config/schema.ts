@@ -1,0 +1,119 @@
+import { z } from "zod";
+
+/** Names become KV keys, subject tokens and OpenAI function names, so they share OpenAI's function-name alphabet. */
+export const Name = z
+  .string()
+  .regex(/^[A-Za-z0-9_-]{1,64}$/, "must be 1-64 letters, digits, '_' or '-'");
+
+const JsonSchemaObject = z.record(z.string(), z.unknown());
+
+export const MockToolCall = z.object({
+  name: z.string(),
+  arguments: z.union([z.string(), z.record(z.string(), z.unknown())]).default({}),
+});
+
+/** One scripted reply of the mock provider. `{{last_tool_result}}` in content is replaced by the newest tool result. */
+export const MockReply = z.object({
+  content: z.string().nullable().optional(),
+  tool_calls: z.array(MockToolCall).optional(),
+  usage: z.object({ prompt_tokens: z.number().int().nonnegative(), completion_tokens: z.number().int().nonnegative() }).optional(),
+});
+export type MockReply = z.infer<typeof MockReply>;
+
+export const LlmConfig = z
+  .object({
+    name: Name,
+    provider: z.enum(["openai", "mock"]),
+    model: z.string().min(1).optional(),
+    base_url: z.string().url().optional(),
+    /** Name of the environment variable holding the API key; the key itself never enters config or events. */
+    api_key_env: z.string().default("OPENAI_API_KEY"),
+    parameters: z.record(z.string(), z.unknown()).default({}),
+    timeout_ms: z.number().int().positive().default(120_000),
+    /** mock only: reply N answers the run's N-th LLM call (the last reply repeats). */
+    replies: z.array(MockReply).optional(),
+  })
+  .strict()
+  .superRefine((llm, ctx) => {
+    if (llm.provider === "openai" && !llm.model) {
+      ctx.addIssue({ code: "custom", path: ["model"], message: "an openai llm needs a model" });
+    }
+    if (llm.provider === "mock" && !(llm.replies && llm.replies.length > 0)) {
+      ctx.addIssue({ code: "custom", path: ["replies"], message: "a mock llm needs at least one reply" });
+    }
+  });
+export type LlmConfig = z.infer<typeof LlmConfig>;
+
+export const CommandExecutor = z
+  .object({
+    runtime: z.enum(["bash", "node", "python"]),
+    script: z.string().min(1),
+    timeout_ms: z.number().int().positive().default(30_000),
+    max_output_bytes: z.number().int().positive().default(64 * 1024),
+    /** Environment variables passed through to the process (everything else is scrubbed). */
+    env: z.array(z.string()).default([]),
+  })
+  .strict();
+export type CommandExecutor = z.infer<typeof CommandExecutor>;
+
+export const BuiltinName = z.enum(["add", "subtract", "multiply", "divide"]);
+export type BuiltinName = z.infer<typeof BuiltinName>;
+
+export const ToolConfig = z
+  .object({
+    name: Name,
+    description: z.string().optional(),
+    parameters: JsonSchemaObject.optional(),
+    builtin: BuiltinName.optional(),
+    executor: z.object({ command: CommandExecutor }).strict().optional(),
+  })
+  .strict()
+  .superRefine((tool, ctx) => {
+    const kinds = [tool.builtin, tool.executor].filter((k) => k !== undefined).length;
+    if (kinds !== 1) {
+      ctx.addIssue({ code: "custom", path: [], message: "a tool needs exactly one of builtin or executor" });
+    }
+    if (tool.executor && !tool.parameters) {
+      ctx.addIssue({ code: "custom", path: ["parameters"], message: "an executor tool needs a JSON schema in parameters" });
+    }
+  });
+export type ToolConfig = z.infer<typeof ToolConfig>;
+
+/** A tool reference in an agent: a tool's name, or `{ agent: name }` to delegate to another agent. */
+export const AgentToolRef = z.union([Name, z.object({ agent: Name, description: z.string().optional() }).strict()]);
+export type AgentToolRef = z.infer<typeof AgentToolRef>;
+
+export const AgentConfig = z
+  .object({
+    name: Name,
+    description: z.string().optional(),
+    system_prompt: z.string().default(""),
+    llm: Name,
+    tools: z.array(AgentToolRef).default([]),
+    max_steps: z.number().int().positive().default(50),
+  })
+  .strict();
+export type AgentConfig = z.infer<typeof AgentConfig>;
+
+export const TaskConfig = z
+  .object({ name: Name, user_message: z.string(), agent: Name })
+  .strict();
+export type TaskConfig = z.infer<typeof TaskConfig>;
+
+export const RunConfig = z
+  .object({ name: z.string().min(1).max(200), task: Name, message: z.string().optional() })
+  .strict();
+export type RunConfig = z.infer<typeof RunConfig>;
+
+export const SmallchainConfig = z
+  .object({
+    llms: z.array(LlmConfig).default([]),
+    agents: z.array(AgentConfig).default([]),
+    tools: z.array(ToolConfig).default([]),
+    tasks: z.array(TaskConfig).default([]),
+    runs: z.array(RunConfig).default([]),
+  })
+  .strict();
+export type SmallchainConfig = z.infer<typeof SmallchainConfig>;
+
+export type ConfigKind = "llm" | "agent" | "tool" | "task";

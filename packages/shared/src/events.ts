@@ -1,0 +1,87 @@
+import { z } from "zod";
+import { ChatMessage, ToolCallRecord } from "./run/messages.js";
+import { AgentSnapshot } from "./run/spec.js";
+
+export const Usage = z.object({
+  promptTokens: z.number().int().nonnegative(),
+  completionTokens: z.number().int().nonnegative(),
+  cachedTokens: z.number().int().nonnegative().default(0),
+});
+export type Usage = z.infer<typeof Usage>;
+
+/**
+ * The envelope of every event. `id` is deterministic (it is also the Nats-Msg-Id), so a retried writer
+ * appends the same id and JetStream drops the duplicate. `seq` is not stored: it comes from JetStream.
+ */
+function event<T extends string, D extends z.ZodType>(type: T, data: D) {
+  return z.object({
+    id: z.string().min(1),
+    type: z.literal(type),
+    v: z.literal(1),
+    runId: z.string().min(1),
+    at: z.number(),
+    causationId: z.string().optional(),
+    data,
+  });
+}
+
+export const ParentRef = z.object({ runId: z.string(), callId: z.string() });
+export type ParentRef = z.infer<typeof ParentRef>;
+
+export const RunEvent = z.discriminatedUnion("type", [
+  event(
+    "RunRequested",
+    z.object({
+      agent: z.string(),
+      task: z.string().optional(),
+      name: z.string().optional(),
+      input: z.string(),
+      depth: z.number().int().nonnegative(),
+      rootRunId: z.string(),
+      parent: ParentRef.optional(),
+    }),
+  ),
+  event("RunStarted", z.object({ agent: AgentSnapshot })),
+  event("LLMRequested", z.object({ step: z.number().int().positive(), llm: z.string(), messageCount: z.number().int().nonnegative() })),
+  event(
+    "LLMResponded",
+    z.object({
+      step: z.number().int().positive(),
+      content: z.string().nullable(),
+      toolCalls: z.array(ToolCallRecord),
+      usage: Usage,
+      model: z.string(),
+      finishReason: z.string().nullable(),
+      durationMs: z.number().nonnegative(),
+    }),
+  ),
+  event("LLMFailed", z.object({ step: z.number().int().positive(), error: z.string(), retryable: z.boolean() })),
+  event(
+    "ToolCallRequested",
+    z.object({
+      step: z.number().int().positive(),
+      callId: z.string(),
+      toolCallId: z.string(),
+      tool: z.string(),
+      args: z.unknown(),
+      kind: z.enum(["tool", "agent", "invalid"]),
+    }),
+  ),
+  event("ToolCallCompleted", z.object({ callId: z.string(), result: z.string(), durationMs: z.number().nonnegative().optional() })),
+  event("ToolCallFailed", z.object({ callId: z.string(), error: z.string() })),
+  event("ChildRunRequested", z.object({ callId: z.string(), childRunId: z.string(), agent: z.string(), input: z.string() })),
+  event("RunCompleted", z.object({ output: z.string() })),
+  event("RunFailed", z.object({ reason: z.string() })),
+  event("RunCancelled", z.object({ reason: z.string().optional() })),
+]);
+export type RunEvent = z.infer<typeof RunEvent>;
+export type EventType = RunEvent["type"];
+export type EventOf<T extends EventType> = Extract<RunEvent, { type: T }>;
+export type EventData<T extends EventType> = EventOf<T>["data"];
+/** An event as read back from the stream, with its stream sequence. */
+export type RecordedEvent = RunEvent & { seq: number };
+
+export const EVENT_TYPES = RunEvent.options.map((o) => o.shape.type.value) as EventType[];
+
+/** The context-window messages a single event adds, in order. */
+export { ChatMessage };

@@ -1,0 +1,135 @@
+import {
+  DeliverPolicy,
+  JetStreamApiError,
+  jetstream,
+  jetstreamManager,
+  type JetStreamClient,
+  type JetStreamManager,
+  type JsMsg,
+  type StoredMsg,
+} from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { DecodeError, decode, encode } from "./codec.js";
+import { ConcurrencyError } from "./errors.js";
+import { RunEvent, type RecordedEvent } from "./events.js";
+import type { Names } from "./names.js";
+
+export type AppendResult = { seq: number; duplicate: boolean };
+
+/** Up to this many events a run is read with direct gets; longer runs with an ordered consumer. */
+const DIRECT_READ_LIMIT = 8;
+
+/**
+ * The run streams: one subject per run in the EVENTS stream. Every append carries the event's deterministic id
+ * as Nats-Msg-Id (a retried writer appends nothing new); decisions also carry the expected last sequence.
+ */
+export class EventStore {
+  private constructor(
+    readonly names: Names,
+    private readonly js: JetStreamClient,
+    private readonly jsm: JetStreamManager,
+  ) {}
+
+  static async open(nc: NatsConnection, names: Names): Promise<EventStore> {
+    return new EventStore(names, jetstream(nc), await jetstreamManager(nc));
+  }
+
+  /**
+   * Appends one event. With `expectedLastSeq` it only lands if the run's newest event has that sequence
+   * (0: the run has no event yet), else it throws ConcurrencyError and nothing is written.
+   */
+  async append(event: RunEvent, expectedLastSeq?: number): Promise<AppendResult> {
+    try {
+      const ack = await this.js.publish(this.names.runSubject(event.runId), encode(event), {
+        msgID: event.id,
+        ...(expectedLastSeq !== undefined && { expect: { lastSubjectSequence: expectedLastSeq } }),
+      });
+      return { seq: ack.seq, duplicate: ack.duplicate };
+    } catch (err) {
+      if (err instanceof JetStreamApiError && err.code === 10071) {
+        throw new ConcurrencyError(`run ${event.runId} moved past sequence ${expectedLastSeq}`, { cause: err });
+      }
+      throw err;
+    }
+  }
+
+  /**
+   * Appends a decision: the first event guarded by `expectedLastSeq`, the rest pipelined right behind it.
+   * A decision repeated by another scheduler is stopped by the guard or, failing that, by the events' ids.
+   */
+  async appendDecision(events: RunEvent[], expectedLastSeq: number): Promise<AppendResult[]> {
+    const [first, ...rest] = events;
+    if (!first) return [];
+    const head = await this.append(first, expectedLastSeq);
+    const tail = await Promise.all(rest.map((e) => this.append(e)));
+    return [head, ...tail];
+  }
+
+  /** The run's first event at or after `fromSeq`, or null. */
+  async nextEvent(runId: string, fromSeq: number): Promise<RecordedEvent | null> {
+    const sm = await this.jsm.direct.getMessage(this.names.eventsStream, {
+      seq: fromSeq,
+      next_by_subj: this.names.runSubject(runId),
+    });
+    return sm ? this.decodeStored(sm) : null;
+  }
+
+  /** Every event of the run from `fromSeq` on, in order. Undecodable events are skipped (and reported). */
+  async readRun(runId: string, fromSeq = 1, onInvalid?: (err: DecodeError, seq: number) => void): Promise<RecordedEvent[]> {
+    const events: RecordedEvent[] = [];
+    let seq = fromSeq;
+    for (let i = 0; i < DIRECT_READ_LIMIT; i++) {
+      const sm = await this.jsm.direct.getMessage(this.names.eventsStream, { seq, next_by_subj: this.names.runSubject(runId) });
+      if (!sm) return events;
+      this.collect(events, () => this.decodeStored(sm), sm.seq, onInvalid);
+      seq = sm.seq + 1;
+    }
+    const consumer = await this.js.consumers.get(this.names.eventsStream, {
+      filter_subjects: this.names.runSubject(runId),
+      deliver_policy: DeliverPolicy.StartSequence,
+      opt_start_seq: seq,
+    });
+    const first = await this.jsm.direct.getMessage(this.names.eventsStream, { seq, next_by_subj: this.names.runSubject(runId) });
+    if (!first) return events;
+    const messages = await consumer.consume({ max_messages: 1000 });
+    try {
+      for await (const m of messages) {
+        this.collect(events, () => this.decodeMsg(m), m.seq, onInvalid);
+        if (m.info.pending === 0) break;
+      }
+    } finally {
+      await messages.close();
+    }
+    return events;
+  }
+
+  private collect(
+    into: RecordedEvent[],
+    read: () => RecordedEvent,
+    seq: number,
+    onInvalid?: (err: DecodeError, seq: number) => void,
+  ): void {
+    try {
+      into.push(read());
+    } catch (err) {
+      if (!(err instanceof DecodeError)) throw err;
+      onInvalid?.(err, seq);
+    }
+  }
+
+  /** Decodes an event delivered by a consumer; throws DecodeError for anything that is not a valid event of that run. */
+  decodeMsg(msg: JsMsg): RecordedEvent {
+    return this.decodeAt(msg.subject, msg.data, msg.seq);
+  }
+
+  private decodeStored(sm: StoredMsg): RecordedEvent {
+    return this.decodeAt(sm.subject, sm.data, sm.seq);
+  }
+
+  private decodeAt(subject: string, data: Uint8Array, seq: number): RecordedEvent {
+    const event = decode(RunEvent, data, `event ${seq} on ${subject}`);
+    const runId = this.names.runIdOfSubject(subject);
+    if (event.runId !== runId) throw new DecodeError(`event ${seq} on ${subject} names run ${event.runId}`);
+    return { ...event, seq };
+  }
+}

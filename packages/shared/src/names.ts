@@ -1,0 +1,49 @@
+/**
+ * Every JetStream and subject name derives from one prefix, so tests (and tenants) can isolate themselves.
+ * With the default prefix "sc" the names are those of the design: stream SC_EVENTS on sc.run.<runId>.ev, etc.
+ */
+export type Names = ReturnType<typeof names>;
+
+export const DEFAULT_PREFIX = "sc";
+
+export function names(prefix: string = DEFAULT_PREFIX) {
+  if (!/^[a-z][a-z0-9]*$/.test(prefix)) {
+    throw new Error(`prefix "${prefix}" must be lowercase letters and digits, starting with a letter`);
+  }
+  const up = prefix.toUpperCase();
+  return {
+    prefix,
+    eventsStream: `${up}_EVENTS`,
+    commandsStream: `${up}_COMMANDS`,
+    ingressStream: `${up}_INGRESS`,
+    runSubject: (runId: string) => `${prefix}.run.${runId}.ev`,
+    allRunsSubject: `${prefix}.run.*.ev`,
+    runIdOfSubject: (subject: string) => subject.slice(prefix.length + 5, -3),
+    llmCommandSubject: `${prefix}.cmd.llm`,
+    toolCommandSubject: (executor: string) => `${prefix}.cmd.tool.${executor}`,
+    allToolCommandsSubject: `${prefix}.cmd.tool.>`,
+    allCommandsSubject: `${prefix}.cmd.>`,
+    taskSubject: (task: string) => `${prefix}.tasks.${task}`,
+    allTasksSubject: `${prefix}.tasks.>`,
+    taskOfSubject: (subject: string) => subject.slice(prefix.length + 7),
+    liveSubject: (runId: string) => `${prefix}.stream.${runId}`,
+    runsBucket: `${prefix}_runs`,
+    contextBucket: `${prefix}_context`,
+    configBucket: `${prefix}_config`,
+    consumers: {
+      scheduler: "scheduler",
+      projector: "projector",
+      llmWorker: "llm-worker",
+      toolWorker: "tool-worker",
+      ingress: "ingress",
+    },
+  } as const;
+}
+
+/** NATS header names used by Smallchain. */
+export const Header = {
+  ContentType: "Content-Type",
+  EventType: "Sc-Event-Type",
+  RunId: "Sc-Run-Id",
+} as const;
+export type Header = (typeof Header)[keyof typeof Header];

@@ -1,0 +1,64 @@
+import { jetstream, type JsMsg } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/transport-node";
+import type { Logger } from "pino";
+
+export type ConsumerLoop = {
+  /** Stops pulling, waits for the messages in hand to be handled. */
+  stop(): Promise<void>;
+};
+
+export type ConsumerLoopOptions = {
+  stream: string;
+  durable: string;
+  /** Messages handled at once by this process. */
+  concurrency: number;
+  handle: (msg: JsMsg) => Promise<void>;
+  log: Logger;
+};
+
+/**
+ * Pulls from a durable consumer shared by every replica of a service, handling up to `concurrency` messages
+ * at once. The handler acks, naks or terms; a handler that throws leaves the message to be redelivered.
+ * Survives consumer loss and reconnects by pulling again.
+ */
+export function startConsumerLoop(nc: NatsConnection, opts: ConsumerLoopOptions): ConsumerLoop {
+  const js = jetstream(nc);
+  const inflight = new Set<Promise<void>>();
+  let stopped = false;
+  let current: { close(): Promise<void | Error> } | undefined;
+
+  const loop = async () => {
+    while (!stopped) {
+      try {
+        const consumer = await js.consumers.get(opts.stream, opts.durable);
+        const messages = await consumer.consume({ max_messages: Math.max(opts.concurrency, 16) });
+        current = messages;
+        for await (const msg of messages) {
+          if (inflight.size >= opts.concurrency) await Promise.race(inflight);
+          const p: Promise<void> = opts
+            .handle(msg)
+            .catch((err: unknown) => {
+              opts.log.error({ err, subject: msg.subject, seq: msg.seq }, "handler failed; message will be redelivered");
+            })
+            .finally(() => inflight.delete(p));
+          inflight.add(p);
+          if (stopped) break;
+        }
+      } catch (err) {
+        if (stopped) break;
+        opts.log.warn({ err, durable: opts.durable }, "consumer interrupted; pulling again in 1s");
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    }
+  };
+  const done = loop();
+
+  return {
+    async stop() {
+      stopped = true;
+      await current?.close();
+      await done;
+      await Promise.allSettled([...inflight]);
+    },
+  };
+}

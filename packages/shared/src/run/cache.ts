@@ -1,0 +1,82 @@
+import type { Logger } from "pino";
+import type { EventStore } from "../eventstore.js";
+import type { RecordedEvent } from "../events.js";
+import { evolve, initialState, type RunState } from "./state.js";
+
+/** Sees every event folded, with the state before it (the projector writes the messages it adds). */
+export type FoldSink = (before: RunState, event: RecordedEvent) => void;
+
+export type RunCacheOptions = {
+  /** Where a run not in memory starts from: by default nothing, then its whole stream is folded. */
+  loadInitial?: (runId: string) => Promise<RunState>;
+  max?: number;
+};
+
+/**
+ * Run states held in memory by the process that folds them, loaded from the run's stream on a miss.
+ * The stream stays the truth: an event from elsewhere is folded only after checking that nothing came
+ * between it and what we hold (another replica may have handled that), else we catch up from the stream.
+ */
+export class RunCache {
+  private readonly states = new Map<string, RunState>();
+  private readonly max: number;
+
+  constructor(
+    private readonly store: EventStore,
+    private readonly log: Logger,
+    private readonly opts: RunCacheOptions = {},
+  ) {
+    this.max = opts.max ?? 50_000;
+  }
+
+  get(runId: string): RunState | undefined {
+    return this.states.get(runId);
+  }
+
+  set(state: RunState): void {
+    this.states.delete(state.runId);
+    this.states.set(state.runId, state);
+    if (this.states.size > this.max) {
+      const oldest = this.states.keys().next().value;
+      if (oldest !== undefined) this.states.delete(oldest);
+    }
+  }
+
+  drop(runId: string): void {
+    this.states.delete(runId);
+  }
+
+  /** Folds events this process itself recorded (it knows nothing came between). */
+  record(state: RunState, events: RecordedEvent[], sink?: FoldSink): RunState {
+    const next = events.reduce((s, e) => this.fold(s, e, sink), state);
+    this.set(next);
+    return next;
+  }
+
+  /** The run's state including `event` (and anything before it). */
+  async withEvent(event: RecordedEvent, sink?: FoldSink): Promise<RunState> {
+    let cached = this.states.get(event.runId);
+    if (!cached) {
+      if (!this.opts.loadInitial) return this.catchUp(initialState(event.runId), sink);
+      cached = await this.opts.loadInitial(event.runId);
+    }
+    if (event.seq <= cached.lastSeq) return cached;
+    const next = await this.store.nextEvent(event.runId, cached.lastSeq + 1);
+    if (next && next.seq === event.seq) return this.record(cached, [event], sink);
+    return this.catchUp(cached, sink);
+  }
+
+  /** Folds every event after the state's last one. */
+  async catchUp(state: RunState, sink?: FoldSink): Promise<RunState> {
+    const events = await this.store.readRun(state.runId, state.lastSeq + 1, (err, seq) =>
+      this.log.warn({ runId: state.runId, seq, err: err.message }, "skipping an invalid event in the run's stream"),
+    );
+    return this.record(state, events, sink);
+  }
+
+  private fold(state: RunState, event: RecordedEvent, sink?: FoldSink): RunState {
+    if (event.seq <= state.lastSeq) return state;
+    sink?.(state, event);
+    return evolve(state, event);
+  }
+}

@@ -1,0 +1,41 @@
+import type { KV } from "@nats-io/kv";
+import { Packr } from "msgpackr";
+import { decode, encode } from "../codec.js";
+import { ChatMessage } from "./messages.js";
+import type { RunState } from "./state.js";
+
+const packr = new Packr({ useRecords: false });
+
+/** Key of message `index` of a run's context window: one KV entry per message, so no value grows with the run. */
+export function contextKey(runId: string, index: number): string {
+  return `${runId}.${index}`;
+}
+
+export function encodeView(state: RunState): Uint8Array {
+  return encode(state);
+}
+
+/** Run views are written only by the projector, from validated events; they are read without a schema. */
+export function decodeView(bytes: Uint8Array): RunState {
+  return packr.unpack(bytes) as RunState;
+}
+
+export async function getRunView(runs: KV, runId: string): Promise<RunState | undefined> {
+  const entry = await runs.get(runId);
+  return entry && entry.operation === "PUT" ? decodeView(entry.value) : undefined;
+}
+
+export function encodeMessage(message: ChatMessage): Uint8Array {
+  return encode(message);
+}
+
+/** Reads messages `from..count-1` of a run's context window; undefined where the projector has not written one yet. */
+export async function readContext(context: KV, runId: string, count: number, from = 0): Promise<(ChatMessage | undefined)[]> {
+  const indexes = Array.from({ length: Math.max(0, count - from) }, (_, i) => from + i);
+  return Promise.all(
+    indexes.map(async (i) => {
+      const entry = await context.get(contextKey(runId, i));
+      return entry && entry.operation === "PUT" ? decode(ChatMessage, entry.value, `context message ${i} of ${runId}`) : undefined;
+    }),
+  );
+}

@@ -1,0 +1,41 @@
+import type { NatsConnection } from "@nats-io/transport-node";
+import type { Logger } from "pino";
+
+export type Service = { stop(): Promise<void> };
+
+/**
+ * Runs a service process until SIGTERM/SIGINT: then it stops pulling, lets in-flight work finish
+ * (or be redelivered), drains the connection and exits. A failure to start exits non-zero.
+ */
+export async function runUntilSignal(
+  log: Logger,
+  start: () => Promise<{ nc: NatsConnection; service: Service }>,
+): Promise<void> {
+  let running: { nc: NatsConnection; service: Service };
+  try {
+    running = await start();
+  } catch (err) {
+    log.fatal({ err }, "failed to start");
+    process.exit(1);
+  }
+  const { nc, service } = running;
+  void nc.closed().then((err) => {
+    if (err) log.error({ err }, "NATS connection closed with an error");
+  });
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, "stopping");
+    const force = setTimeout(() => process.exit(1), 15_000);
+    force.unref();
+    try {
+      await service.stop();
+      await nc.drain();
+    } finally {
+      process.exit(0);
+    }
+  };
+  process.on("SIGTERM", () => void stop("SIGTERM"));
+  process.on("SIGINT", () => void stop("SIGINT"));
+}

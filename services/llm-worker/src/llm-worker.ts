@@ -1,0 +1,63 @@
+import { EventStore, LlmCommand, provision, startCommandWorker, type Logger, type Names, type NatsConnection, type RunEvent, type Service } from "@smallchain/shared";
+import { ContextReader } from "./context-reader.js";
+import { mockProvider } from "./providers/mock.js";
+import { openAIProvider } from "./providers/openai.js";
+import type { Provider } from "./providers/provider.js";
+
+export type LlmWorkerOptions = {
+  nc: NatsConnection;
+  names: Names;
+  log: Logger;
+  concurrency?: number;
+  maxDeliver?: number;
+  env?: NodeJS.ProcessEnv;
+};
+
+/** Turns LLM commands into LLMResponded/LLMFailed events. Stateless: run as many replicas as you like. */
+export async function startLlmWorker(opts: LlmWorkerOptions): Promise<Service> {
+  const { nc, names: n, log } = opts;
+  const buckets = await provision(nc, n);
+  const store = await EventStore.open(nc, n);
+  const contexts = new ContextReader(buckets.context);
+  const providers: Record<"openai" | "mock", Provider> = { openai: openAIProvider(opts.env), mock: mockProvider() };
+
+  const loop = await startCommandWorker({
+    nc,
+    names: n,
+    store,
+    log,
+    durable: n.consumers.llmWorker,
+    filterSubject: n.llmCommandSubject,
+    schema: LlmCommand,
+    what: "llm",
+    concurrency: opts.concurrency ?? 64,
+    ackWaitMs: 60_000,
+    maxDeliver: opts.maxDeliver ?? 6,
+    execute: async (command, { signal }): Promise<RunEvent> => {
+      const messages = await contexts.read(command.runId, command.messageCount);
+      const started = Date.now();
+      const reply = await providers[command.llm.provider]({ command, messages, signal });
+      log.debug({ runId: command.runId, step: command.step, usage: reply.usage }, "llm responded");
+      return {
+        id: `${command.runId}:llm-done:${command.step}`,
+        type: "LLMResponded",
+        v: 1,
+        runId: command.runId,
+        at: Date.now(),
+        causationId: command.id,
+        data: { step: command.step, ...reply, durationMs: Date.now() - started },
+      };
+    },
+    failure: (command, reason, retryable): RunEvent => ({
+      id: `${command.runId}:llm-done:${command.step}`,
+      type: "LLMFailed",
+      v: 1,
+      runId: command.runId,
+      at: Date.now(),
+      causationId: command.id,
+      data: { step: command.step, error: reason, retryable },
+    }),
+  });
+  log.info({ prefix: n.prefix }, "llm-worker started");
+  return loop;
+}

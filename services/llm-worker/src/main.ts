@@ -1,0 +1,9 @@
+import { connectNats, createLogger, names, runUntilSignal } from "@smallchain/shared";
+import { startLlmWorker } from "./llm-worker.js";
+
+const log = createLogger("llm-worker");
+await runUntilSignal(log, async () => {
+  const nc = await connectNats("smallchain-llm-worker");
+  const service = await startLlmWorker({ nc, names: names(process.env.SC_PREFIX), log });
+  return { nc, service };
+});

@@ -1,0 +1,91 @@
+import OpenAI from "openai";
+import { RetryableError, TerminalError, type LlmConfig } from "@smallchain/shared";
+import type { LlmReply, LlmRequest, Provider } from "./provider.js";
+
+/** One client per endpoint and key; the SDK's own retries are off: redelivery with backoff is ours. */
+export function openAIProvider(env: NodeJS.ProcessEnv = process.env): Provider {
+  const clients = new Map<string, OpenAI>();
+  const clientFor = (llm: LlmConfig): OpenAI => {
+    const apiKey = env[llm.api_key_env] ?? (llm.base_url ? "not-needed" : undefined);
+    if (apiKey === undefined) {
+      throw new TerminalError(`environment variable ${llm.api_key_env} is not set (needed by llm "${llm.name}")`);
+    }
+    const key = `${llm.base_url ?? ""}\u0000${apiKey}`;
+    let client = clients.get(key);
+    if (!client) {
+      client = new OpenAI({ apiKey, maxRetries: 0, ...(llm.base_url !== undefined && { baseURL: llm.base_url }) });
+      clients.set(key, client);
+    }
+    return client;
+  };
+
+  return async ({ command, messages, signal }: LlmRequest): Promise<LlmReply> => {
+    const llm = command.llm;
+    const client = clientFor(llm);
+    try {
+      const completion = await client.chat.completions.create(
+        {
+          ...llm.parameters,
+          model: llm.model ?? llm.name,
+          messages: messages as OpenAI.Chat.ChatCompletionMessageParam[],
+          ...(command.tools.length > 0 && {
+            tools: command.tools.map((t) => ({
+              type: "function" as const,
+              function: { name: t.name, description: t.description, parameters: t.parameters },
+            })),
+          }),
+          stream: false,
+        },
+        { signal, timeout: llm.timeout_ms },
+      );
+      const choice = completion.choices[0];
+      if (!choice) throw new RetryableError(`llm "${llm.name}" returned no choices`);
+      const toolCalls = (choice.message.tool_calls ?? []).flatMap((c) =>
+        c.type === "function" ? [{ id: c.id, name: c.function.name, arguments: c.function.arguments }] : [],
+      );
+      return {
+        content: choice.message.content ?? null,
+        toolCalls,
+        model: completion.model,
+        finishReason: choice.finish_reason ?? null,
+        usage: {
+          promptTokens: completion.usage?.prompt_tokens ?? 0,
+          completionTokens: completion.usage?.completion_tokens ?? 0,
+          cachedTokens: completion.usage?.prompt_tokens_details?.cached_tokens ?? 0,
+        },
+      };
+    } catch (err) {
+      throw classify(err, llm);
+    }
+  };
+}
+
+/** Sorts the SDK's errors by what the worker must do: 429, 408, 409 and 5xx and lost connections retry; the rest cannot. */
+export function classify(err: unknown, llm: LlmConfig): Error {
+  if (err instanceof RetryableError || err instanceof TerminalError) return err;
+  const where = `llm "${llm.name}"${llm.base_url ? ` at ${llm.base_url}` : ""}`;
+  if (err instanceof OpenAI.APIConnectionError) {
+    // Includes timeouts (APIConnectionTimeoutError extends it).
+    return new RetryableError(`${where}: ${err.message}`, undefined, { cause: err });
+  }
+  if (err instanceof OpenAI.APIError) {
+    const status = err.status ?? 0;
+    const message = `${where} answered ${status}: ${err.message}`;
+    if (status === 429 || status === 408 || status === 409 || status >= 500) {
+      return new RetryableError(message, retryAfterMs(err.headers), { cause: err });
+    }
+    return new TerminalError(message, { cause: err });
+  }
+  return new RetryableError(`${where}: ${(err as Error)?.message ?? String(err)}`, undefined, { cause: err });
+}
+
+function retryAfterMs(headers: Headers | undefined): number | undefined {
+  const ms = headers?.get("retry-after-ms");
+  if (ms && Number.isFinite(Number(ms))) return Number(ms);
+  const value = headers?.get("retry-after");
+  if (!value) return undefined;
+  const seconds = Number(value);
+  if (Number.isFinite(seconds)) return seconds * 1000;
+  const date = Date.parse(value);
+  return Number.isFinite(date) ? Math.max(0, date - Date.now()) : undefined;
+}

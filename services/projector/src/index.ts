@@ -1,0 +1,1 @@
+export { startProjector, type ProjectorOptions } from "./projector.js";

@@ -1,0 +1,84 @@
+import type { JsMsg } from "@nats-io/jetstream";
+import {
+  DecodeError,
+  EventStore,
+  KeyedQueue,
+  RunCache,
+  contextKey,
+  encodeMessage,
+  encodeView,
+  ensureConsumer,
+  getRunView,
+  initialState,
+  messagesOf,
+  provision,
+  startConsumerLoop,
+  type ChatMessage,
+  type Logger,
+  type Names,
+  type NatsConnection,
+  type RecordedEvent,
+  type Service,
+} from "@smallchain/shared";
+
+export type ProjectorOptions = { nc: NatsConnection; names: Names; log: Logger; concurrency?: number };
+
+/**
+ * Folds every run's events into the KV views: `runs` (one run view per run) and `context` (one entry per
+ * message of the context window). Idempotent by sequence: a view records the last sequence folded into it,
+ * and a message's key is its index, so a redelivered event rewrites the same values.
+ */
+export async function startProjector(opts: ProjectorOptions): Promise<Service> {
+  const { nc, names: n, log } = opts;
+  const buckets = await provision(nc, n);
+  const store = await EventStore.open(nc, n);
+  const queue = new KeyedQueue();
+  const cache = new RunCache(store, log, {
+    loadInitial: async (runId) => (await getRunView(buckets.runs, runId)) ?? initialState(runId),
+    max: 20_000,
+  });
+
+  await ensureConsumer(nc, n.eventsStream, {
+    durable_name: n.consumers.projector,
+    filter_subject: n.allRunsSubject,
+    ack_wait: 30_000_000_000,
+    max_ack_pending: 20_000,
+  });
+
+  const onEvent = async (msg: JsMsg): Promise<void> => {
+    let event: RecordedEvent;
+    try {
+      event = store.decodeMsg(msg);
+    } catch (err) {
+      if (err instanceof DecodeError) {
+        log.warn({ subject: msg.subject, seq: msg.seq, err: err.message }, "ignoring an invalid event");
+        msg.term();
+        return;
+      }
+      throw err;
+    }
+    await queue.run(event.runId, async () => {
+      const before = cache.get(event.runId);
+      const messages: [string, ChatMessage][] = [];
+      const state = await cache.withEvent(event, (prior, e) => {
+        messagesOf(prior, e).forEach((m, i) => messages.push([contextKey(e.runId, prior.messageCount + i), m]));
+      });
+      if (state !== before) {
+        // Messages first: a view never points past messages that are not there yet.
+        await Promise.all(messages.map(([key, m]) => buckets.context.put(key, encodeMessage(m))));
+        await buckets.runs.put(event.runId, encodeView(state));
+      }
+      msg.ack();
+    });
+  };
+
+  const loop = startConsumerLoop(nc, {
+    stream: n.eventsStream,
+    durable: n.consumers.projector,
+    concurrency: opts.concurrency ?? 256,
+    handle: onEvent,
+    log,
+  });
+  log.info({ prefix: n.prefix }, "projector started");
+  return { stop: () => loop.stop() };
+}

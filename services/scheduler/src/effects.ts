@@ -1,0 +1,108 @@
+import { findCall, type LlmCommand, type RecordedEvent, type RunEvent, type RunState, type ToolCommand } from "@smallchain/shared";
+
+/** What a recorded event asks of the world outside its run: the outbox of the event stream. */
+export type Effect =
+  | { kind: "llm"; command: LlmCommand }
+  | { kind: "tool"; command: ToolCommand }
+  /** An event for another run: a child's first event, or a child's result for its parent. */
+  | { kind: "append"; event: RunEvent; expectNew: boolean };
+
+/**
+ * The effects of one event, given the run's current state (which may be ahead of the event). Pure. An effect
+ * that the state shows as done already (the command answered, the child finished) is not asked again, so
+ * re-handling an old event after a restart repeats nothing.
+ */
+export function effectsOf(state: RunState, event: RecordedEvent, now: number): Effect[] {
+  const agent = state.agent;
+  switch (event.type) {
+    case "LLMRequested": {
+      if (!agent || state.turn.phase !== "llm" || state.turn.step !== event.data.step) return [];
+      return [
+        {
+          kind: "llm",
+          command: {
+            id: `${state.runId}:llm:${event.data.step}`,
+            runId: state.runId,
+            step: event.data.step,
+            messageCount: event.data.messageCount,
+            llm: agent.llm,
+            tools: agent.tools.map((t) => ({ name: t.name, description: t.description, parameters: t.parameters })),
+          },
+        },
+      ];
+    }
+    case "ToolCallRequested": {
+      if (event.data.kind !== "tool") return [];
+      const call = findCall(state, event.data.callId);
+      const tool = agent?.tools.find((t) => t.name === event.data.tool);
+      if (!call || call.status !== "requested" || !tool || tool.kind === "agent") return [];
+      return [
+        {
+          kind: "tool",
+          command: {
+            id: `${state.runId}:tool:${event.data.callId}`,
+            runId: state.runId,
+            callId: event.data.callId,
+            step: event.data.step,
+            tool,
+            args: event.data.args,
+          },
+        },
+      ];
+    }
+    case "ChildRunRequested": {
+      const call = findCall(state, event.data.callId);
+      if (!call || call.status !== "delegated") return [];
+      const { childRunId, agent: childAgent, input, callId } = event.data;
+      return [
+        {
+          kind: "append",
+          expectNew: true,
+          event: {
+            id: `${childRunId}:requested`,
+            type: "RunRequested",
+            v: 1,
+            runId: childRunId,
+            at: now,
+            causationId: event.id,
+            data: {
+              agent: childAgent,
+              input,
+              depth: state.depth + 1,
+              rootRunId: state.rootRunId,
+              parent: { runId: state.runId, callId },
+              name: `${state.name ?? state.runId}/${childAgent}`,
+              ...(state.task !== undefined && { task: state.task }),
+            },
+          },
+        },
+      ];
+    }
+    case "RunCompleted":
+    case "RunFailed":
+    case "RunCancelled": {
+      const parent = state.parent;
+      if (!parent) return [];
+      const base = { id: `${parent.runId}:done:${parent.callId}`, v: 1 as const, runId: parent.runId, at: now, causationId: event.id };
+      const result: RunEvent =
+        event.type === "RunCompleted"
+          ? { ...base, type: "ToolCallCompleted", data: { callId: parent.callId, result: event.data.output } }
+          : {
+              ...base,
+              type: "ToolCallFailed",
+              data: {
+                callId: parent.callId,
+                error: event.type === "RunFailed" ? `agent ${state.agentName} failed: ${event.data.reason}` : `agent ${state.agentName} was cancelled`,
+              },
+            };
+      return [{ kind: "append", expectNew: false, event: result }];
+    }
+    case "RunRequested":
+    case "RunStarted":
+    case "LLMResponded":
+    case "LLMFailed":
+    case "ToolCallCompleted":
+    case "ToolCallFailed":
+      return [];
+  }
+}

@@ -1,0 +1,224 @@
+import { jetstream, type JetStreamClient, type JsMsg } from "@nats-io/jetstream";
+import {
+  ConcurrencyError,
+  ConfigStore,
+  DecodeError,
+  EventStore,
+  KeyedQueue,
+  RunCache,
+  ResolveError,
+  TaskRequest,
+  decode,
+  deriveRunId,
+  encode,
+  ensureConsumer,
+  isTerminal,
+  provision,
+  resolveAgent,
+  startConsumerLoop,
+  type ConsumerLoop,
+  type Logger,
+  type Names,
+  type NatsConnection,
+  type RecordedEvent,
+  type RunEvent,
+  type RunState,
+  type Service,
+} from "@smallchain/shared";
+import { decide, type DecideInput } from "./decide.js";
+import { effectsOf, type Effect } from "./effects.js";
+
+export type { Service };
+
+export type SchedulerOptions = {
+  nc: NatsConnection;
+  names: Names;
+  log: Logger;
+  /** Events handled at once (across runs; a run's own events are always handled in order). */
+  concurrency?: number;
+  now?: () => number;
+};
+
+
+
+const MAX_DECIDE_ATTEMPTS = 8;
+
+/**
+ * Decides every run's next step. Reads events through a durable consumer shared by all scheduler replicas,
+ * folds them into run states, and appends decisions guarded by the run's last sequence, so two schedulers
+ * can never take the same decision twice. Commands are published after their event is stored (the run's
+ * stream is the outbox); a redelivered event re-publishes them under the same Nats-Msg-Id.
+ */
+export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
+  const { nc, names: n, log } = opts;
+  const now = opts.now ?? Date.now;
+  const buckets = await provision(nc, n);
+  const store = await EventStore.open(nc, n);
+  const config = await ConfigStore.open(buckets.config, { watch: true });
+  const js = jetstream(nc);
+  const cache = new RunCache(store, log);
+  const queue = new KeyedQueue();
+  // Ids of events this process appended and already carried out; their echo from the consumer is just acked.
+  const carriedOut = new Set<string>();
+
+  await ensureConsumer(nc, n.eventsStream, {
+    durable_name: n.consumers.scheduler,
+    filter_subject: n.allRunsSubject,
+    ack_wait: 30_000_000_000,
+    max_ack_pending: 20_000,
+  });
+  await ensureConsumer(nc, n.ingressStream, {
+    durable_name: n.consumers.ingress,
+    filter_subject: n.allTasksSubject,
+    ack_wait: 30_000_000_000,
+    max_deliver: 5,
+  });
+
+  const resolveInput = async (state: RunState): Promise<DecideInput> => {
+    if (state.status !== "Requested") return { now: now() };
+    await config.prefetchAgent(state.agentName);
+    try {
+      return { now: now(), agent: { ok: true, spec: resolveAgent(state.agentName, config.lookup()) } };
+    } catch (err) {
+      if (err instanceof ResolveError) return { now: now(), agent: { ok: false, error: err.message } };
+      throw err;
+    }
+  };
+
+  const carryOut = async (effects: Effect[]): Promise<void> => {
+    await Promise.all(effects.map((e) => perform(js, store, n, e)));
+  };
+
+  /** Decide, append, carry out; again until the run waits for something outside. */
+  const advance = async (initial: RunState): Promise<void> => {
+    let state = initial;
+    for (let attempt = 0; attempt < MAX_DECIDE_ATTEMPTS; ) {
+      const events = decide(state, await resolveInput(state));
+      if (events.length === 0) return;
+      let results;
+      try {
+        results = await store.appendDecision(events, state.lastSeq);
+      } catch (err) {
+        if (!(err instanceof ConcurrencyError)) throw err;
+        attempt++;
+        log.debug({ runId: state.runId, attempt }, "run moved on while deciding; catching up");
+        state = await cache.catchUp(state);
+        continue;
+      }
+      if (results.some((r) => r.duplicate)) {
+        // Someone else recorded this decision: take the stream's word for what happened.
+        state = await cache.catchUp(state);
+        continue;
+      }
+      const recorded: RecordedEvent[] = events.map((e, i) => ({ ...e, seq: results[i]!.seq }));
+      state = cache.record(state, recorded);
+      const effects = recorded.flatMap((e) => effectsOf(state, e, now()));
+      await carryOut(effects);
+      for (const e of recorded) carriedOut.add(e.id);
+    }
+    log.warn({ runId: state.runId }, "gave up deciding after repeated conflicts; the next event retries");
+  };
+
+  const onEvent = async (msg: JsMsg): Promise<void> => {
+    let event: RecordedEvent;
+    try {
+      event = store.decodeMsg(msg);
+    } catch (err) {
+      if (err instanceof DecodeError) {
+        log.warn({ subject: msg.subject, seq: msg.seq, err: err.message }, "ignoring an invalid event");
+        msg.term();
+        return;
+      }
+      throw err;
+    }
+    await queue.run(event.runId, async () => {
+      if (carriedOut.delete(event.id)) {
+        msg.ack();
+        return;
+      }
+      const state = await cache.withEvent(event);
+      await carryOut(effectsOf(state, event, now()));
+      await advance(state);
+      const latest = cache.get(event.runId);
+      if (latest && isTerminal(latest)) cache.drop(event.runId);
+      msg.ack();
+    });
+  };
+
+  const onTask = async (msg: JsMsg): Promise<void> => {
+    const taskName = n.taskOfSubject(msg.subject);
+    let request: TaskRequest;
+    try {
+      request = msg.data.length === 0 ? {} : decode(TaskRequest, msg.data, `task request on ${msg.subject}`, msg.headers?.get("Content-Type"));
+    } catch (err) {
+      if (err instanceof DecodeError) {
+        log.warn({ subject: msg.subject, err: err.message }, "refusing an invalid task request");
+        msg.term();
+        return;
+      }
+      throw err;
+    }
+    const task = await config.fetch("task", taskName);
+    if (!task) {
+      const known = config.lookup().names("task").join(", ") || "none";
+      log.warn({ subject: msg.subject }, `task "${taskName}" not found in the applied config (tasks: ${known}); request dropped`);
+      msg.term();
+      return;
+    }
+    const runId = request.runId ?? deriveRunId("ingress", n.ingressStream, String(msg.seq), String(msg.info.timestampNanos));
+    const event: RunEvent = {
+      id: `${runId}:requested`,
+      type: "RunRequested",
+      v: 1,
+      runId,
+      at: now(),
+      data: {
+        agent: task.agent,
+        task: task.name,
+        input: request.message ?? task.user_message,
+        depth: 0,
+        rootRunId: runId,
+        ...(request.name !== undefined && { name: request.name }),
+      },
+    };
+    try {
+      await store.append(event, 0);
+      log.info({ runId, task: taskName }, "run requested from ingress");
+    } catch (err) {
+      if (!(err instanceof ConcurrencyError)) throw err;
+      log.info({ runId }, "run already exists; ingress request was a repeat");
+    }
+    msg.ack();
+  };
+
+  const concurrency = opts.concurrency ?? 256;
+  const loops: ConsumerLoop[] = [
+    startConsumerLoop(nc, { stream: n.eventsStream, durable: n.consumers.scheduler, concurrency, handle: onEvent, log }),
+    startConsumerLoop(nc, { stream: n.ingressStream, durable: n.consumers.ingress, concurrency: 16, handle: onTask, log }),
+  ];
+  log.info({ prefix: n.prefix }, "scheduler started");
+  return {
+    async stop() {
+      await Promise.all(loops.map((l) => l.stop()));
+    },
+  };
+}
+
+async function perform(js: JetStreamClient, store: EventStore, n: Names, effect: Effect): Promise<void> {
+  switch (effect.kind) {
+    case "llm":
+      await js.publish(n.llmCommandSubject, encode(effect.command), { msgID: effect.command.id });
+      return;
+    case "tool":
+      await js.publish(n.toolCommandSubject(effect.command.tool.kind), encode(effect.command), { msgID: effect.command.id });
+      return;
+    case "append":
+      try {
+        await store.append(effect.event, effect.expectNew ? 0 : undefined);
+      } catch (err) {
+        // The child run exists already: this effect was carried out before.
+        if (!(effect.expectNew && err instanceof ConcurrencyError)) throw err;
+      }
+      return;
+  }
+}

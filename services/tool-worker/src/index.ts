@@ -1,0 +1,1 @@
+export { startToolWorker, type ToolWorkerOptions } from "./tool-worker.js";

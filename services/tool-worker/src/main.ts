@@ -1,0 +1,9 @@
+import { connectNats, createLogger, names, runUntilSignal } from "@smallchain/shared";
+import { startToolWorker } from "./tool-worker.js";
+
+const log = createLogger("tool-worker");
+await runUntilSignal(log, async () => {
+  const nc = await connectNats("smallchain-tool-worker");
+  const service = await startToolWorker({ nc, names: names(process.env.SC_PREFIX), log });
+  return { nc, service };
+});

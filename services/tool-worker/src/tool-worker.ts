@@ -1,0 +1,86 @@
+import {
+  EventStore,
+  ToolCommand,
+  assertNever,
+  provision,
+  startCommandWorker,
+  type Logger,
+  type Names,
+  type NatsConnection,
+  type RunEvent,
+  type Service,
+} from "@smallchain/shared";
+import { runBuiltin } from "./executors/builtin.js";
+import { runCommand } from "./executors/command.js";
+import type { ToolOutcome } from "./executors/outcome.js";
+
+export type ToolWorkerOptions = {
+  nc: NatsConnection;
+  names: Names;
+  log: Logger;
+  concurrency?: number;
+  maxDeliver?: number;
+};
+
+/**
+ * Runs tool calls and records ToolCallCompleted/ToolCallFailed. A tool that throws, exits non-zero or
+ * hangs past its timeout is a failed call the agent sees, not a crash. Stateless: scale by replicas.
+ */
+export async function startToolWorker(opts: ToolWorkerOptions): Promise<Service> {
+  const { nc, names: n, log } = opts;
+  await provision(nc, n);
+  const store = await EventStore.open(nc, n);
+
+  const execute = async (command: ToolCommand, signal: AbortSignal): Promise<ToolOutcome> => {
+    const tool = command.tool;
+    switch (tool.kind) {
+      case "builtin":
+        return runBuiltin(tool.builtin, command.args);
+      case "command":
+        return runCommand(tool.command, command.args, {
+          idempotencyKey: command.id,
+          runId: command.runId,
+          callId: command.callId,
+          signal,
+        });
+      case "agent":
+        return { ok: false, error: `tool "${tool.name}" delegates to an agent; the scheduler runs it, not a tool worker` };
+      default:
+        return assertNever(tool);
+    }
+  };
+
+  const loop = await startCommandWorker({
+    nc,
+    names: n,
+    store,
+    log,
+    durable: n.consumers.toolWorker,
+    filterSubject: n.allToolCommandsSubject,
+    schema: ToolCommand,
+    what: "tool",
+    concurrency: opts.concurrency ?? 64,
+    ackWaitMs: 30_000,
+    maxDeliver: opts.maxDeliver ?? 5,
+    execute: async (command, { signal }): Promise<RunEvent> => {
+      const started = Date.now();
+      const outcome = await execute(command, signal);
+      const base = { id: `${command.runId}:done:${command.callId}`, v: 1 as const, runId: command.runId, at: Date.now(), causationId: command.id };
+      log.debug({ runId: command.runId, callId: command.callId, tool: command.tool.name, ok: outcome.ok }, "tool call finished");
+      return outcome.ok
+        ? { ...base, type: "ToolCallCompleted", data: { callId: command.callId, result: outcome.output, durationMs: Date.now() - started } }
+        : { ...base, type: "ToolCallFailed", data: { callId: command.callId, error: outcome.error } };
+    },
+    failure: (command, reason): RunEvent => ({
+      id: `${command.runId}:done:${command.callId}`,
+      type: "ToolCallFailed",
+      v: 1,
+      runId: command.runId,
+      at: Date.now(),
+      causationId: command.id,
+      data: { callId: command.callId, error: reason },
+    }),
+  });
+  log.info({ prefix: n.prefix }, "tool-worker started");
+  return loop;
+}
