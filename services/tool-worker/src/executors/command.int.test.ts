@@ -1,4 +1,6 @@
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { randomUUID } from "node:crypto";
 import { afterEach, describe, expect, it } from "vitest";
 import type { CommandExecutor } from "@smallchain/shared";
@@ -43,6 +45,20 @@ describe("runCommand", () => {
     it("runs python with the arguments as JSON on stdin", async () => {
       const script = "import json, sys\nargs = json.load(sys.stdin)\nprint(args['a'] * args['b'])";
       expect(await runCommand(spec("python", script), { a: 6, b: 7 }, ctx)).toEqual({ ok: true, output: "42" });
+    });
+
+    it("does not source the user's ~/.bashrc", async () => {
+      const home = mkdtempSync(join(tmpdir(), "smallchain-home-"));
+      const realHome = process.env.HOME;
+      writeFileSync(join(home, ".bashrc"), "echo sourced-bashrc\n");
+      process.env.HOME = home;
+      try {
+        expect(await runCommand(spec("bash", "echo ok"), {}, ctx)).toEqual({ ok: true, output: "ok" });
+      } finally {
+        if (realHome === undefined) delete process.env.HOME;
+        else process.env.HOME = realHome;
+        rmSync(home, { recursive: true });
+      }
     });
 
     it("trims exactly one trailing newline", async () => {

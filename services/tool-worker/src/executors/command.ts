@@ -11,7 +11,12 @@ export type Runtime = CommandExecutor["runtime"];
 export type RuntimeBinaries = Record<Runtime, string>;
 
 export const DEFAULT_BINARIES: RuntimeBinaries = { bash: "bash", node: process.execPath, python: "python3" };
-const SCRIPT_FLAG: RuntimeBinaries = { bash: "-c", node: "-e", python: "-c" };
+const SCRIPT_ARGS: Record<Runtime, string[]> = {
+  // Node's stdio pipes are sockets, and bash sources ~/.bashrc when stdin is a socket (its rshd heuristic).
+  bash: ["--norc", "-c"],
+  node: ["-e"],
+  python: ["-c"],
+};
 const PASSED_THROUGH_ENV = ["PATH", "HOME", "LANG", "TZ"];
 const STDERR_TAIL_BYTES = 2048;
 const STDOUT_TAIL_CHARS = 2048;
@@ -37,7 +42,7 @@ export function runCommand(
   const binary = binaries[spec.runtime] ?? DEFAULT_BINARIES[spec.runtime];
   let child: ChildProcess;
   try {
-    child = spawn(binary, [SCRIPT_FLAG[spec.runtime], spec.script], {
+    child = spawn(binary, [...SCRIPT_ARGS[spec.runtime], spec.script], {
       env: scrubbedEnv(spec.env, ctx),
       stdio: "pipe",
       detached: true,

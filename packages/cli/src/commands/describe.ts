@@ -1,0 +1,63 @@
+import type { RecordedEvent } from "@smallchain/shared";
+import { UserError, withClient, type GlobalOptions } from "../context.js";
+
+export async function describeRun(runId: string, opts: GlobalOptions & { output?: string }): Promise<void> {
+  await withClient(opts, async (client) => {
+    const view = await client.getRun(runId);
+    if (!view) throw new UserError(`run ${runId} not found (see: smallchain get runs)`);
+    const [messages, events] = await Promise.all([client.contextWindow(runId), client.events(runId)]);
+    const calls = toolCalls(events);
+    if (opts.output === "json") {
+      const { agent: _agent, ...rest } = view;
+      process.stdout.write(`${JSON.stringify({ run: rest, contextWindow: messages, toolCalls: calls }, null, 2)}\n`);
+      return;
+    }
+    const out: string[] = [];
+    const field = (k: string, v: unknown) => v !== undefined && v !== "" && out.push(`${`${k}:`.padEnd(14)}${String(v)}`);
+    field("Run", view.runId);
+    field("Name", view.name);
+    field("Status", view.status);
+    field("Agent", view.agentName);
+    field("Task", view.task);
+    field("Depth", view.depth);
+    field("Parent", view.parent && `${view.parent.runId} (call ${view.parent.callId})`);
+    field("LLM", view.agent && `${view.agent.llm.name} (${view.agent.llm.provider}${view.agent.llm.model ? ` ${view.agent.llm.model}` : ""})`);
+    field("Steps", view.step);
+    field("Tokens", `${view.usage.totalTokens} (prompt ${view.usage.promptTokens}, completion ${view.usage.completionTokens}, cached ${view.usage.cachedTokens})`);
+    field("Started", view.createdAt ? new Date(view.createdAt).toISOString() : undefined);
+    field("Updated", view.updatedAt ? new Date(view.updatedAt).toISOString() : undefined);
+    field("Output", view.output);
+    field("Error", view.error);
+    out.push("", `Context window (${messages.length} messages):`);
+    messages.forEach((m, i) => {
+      const body =
+        m.role === "assistant"
+          ? [m.content ?? "", ...(m.tool_calls ?? []).map((c) => `-> ${c.name}(${c.arguments}) [${c.id}]`)].filter(Boolean).join("\n")
+          : m.role === "tool"
+            ? `[${m.tool_call_id}] ${m.content}`
+            : m.content;
+      out.push(`  ${String(i).padStart(3)} ${m.role.padEnd(9)} ${body.split("\n").join("\n               ")}`);
+    });
+    out.push("", `Tool calls (${calls.length}):`);
+    for (const c of calls) {
+      out.push(`  ${c.callId.padEnd(8)} ${c.tool}(${JSON.stringify(c.args)})${c.childRunId ? ` child=${c.childRunId}` : ""}`);
+      out.push(`           ${c.status}${c.result !== undefined ? `: ${c.result}` : ""}`);
+    }
+    process.stdout.write(`${out.join("\n")}\n`);
+  });
+}
+
+type CallSummary = { callId: string; tool: string; args: unknown; status: string; result?: string; childRunId?: string };
+
+function toolCalls(events: RecordedEvent[]): CallSummary[] {
+  const calls = new Map<string, CallSummary>();
+  for (const e of events) {
+    if (e.type === "ToolCallRequested") calls.set(e.data.callId, { callId: e.data.callId, tool: e.data.tool, args: e.data.args, status: "requested" });
+    const call = "callId" in e.data ? calls.get(e.data.callId) : undefined;
+    if (!call) continue;
+    if (e.type === "ChildRunRequested") Object.assign(call, { status: "delegated", childRunId: e.data.childRunId });
+    if (e.type === "ToolCallCompleted") Object.assign(call, { status: "completed", result: e.data.result });
+    if (e.type === "ToolCallFailed") Object.assign(call, { status: "failed", result: e.data.error });
+  }
+  return [...calls.values()];
+}

@@ -1,0 +1,74 @@
+import { readFile } from "node:fs/promises";
+import { Client, connectNats, createLogger, isTerminal, names, parseConfig, type RecordedEvent, type Service } from "@smallchain/shared";
+import { startLlmWorker } from "@smallchain/llm-worker";
+import { startProjector } from "@smallchain/projector";
+import { startScheduler } from "@smallchain/scheduler";
+import { startToolWorker } from "@smallchain/tool-worker";
+import { Exit, type GlobalOptions } from "../context.js";
+import { eventLine } from "../format.js";
+import { ensureLocalNats } from "../local-nats.js";
+import { readEvents } from "./follow.js";
+
+export type DevOptions = GlobalOptions & { apply?: string; exitWhenDone?: boolean; quiet?: boolean };
+
+/** All four services in one process, for a laptop: optionally applies a file and follows what its runs do. */
+export async function dev(opts: DevOptions): Promise<void> {
+  const say = (line: string) => process.stderr.write(`smallchain dev: ${line}\n`);
+  const url = opts.nats ?? process.env.NATS_URL ?? "nats://127.0.0.1:4222";
+  const nats = await ensureLocalNats(url, say);
+  const nc = await connectNats("smallchain-dev", { servers: url.split(",") });
+  const n = names(opts.prefix);
+  const log = createLogger("dev", process.env.LOG_LEVEL ?? "warn");
+  const services: Service[] = [
+    await startProjector({ nc, names: n, log: log.child({ service: "projector" }) }),
+    await startScheduler({ nc, names: n, log: log.child({ service: "scheduler" }) }),
+    await startLlmWorker({ nc, names: n, log: log.child({ service: "llm-worker" }) }),
+    await startToolWorker({ nc, names: n, log: log.child({ service: "tool-worker" }) }),
+  ];
+  say(`scheduler, projector, llm-worker and tool-worker running on ${url} (prefix ${n.prefix}); Ctrl-C stops`);
+  const abort = new AbortController();
+  const shutdown = async (code: number) => {
+    abort.abort();
+    await Promise.allSettled(services.map((s) => s.stop()));
+    await nc.drain().catch(() => {});
+    await nats.stop();
+    process.exit(code);
+  };
+  process.once("SIGINT", () => void shutdown(0));
+  process.once("SIGTERM", () => void shutdown(0));
+
+  if (!opts.apply) return;
+  const client = await Client.connect(nc, n);
+  const config = parseConfig(await readFile(opts.apply, "utf8"), opts.apply, await client.knownNames());
+  const result = await client.apply(config);
+  say(`applied ${opts.apply}: ${result.changed.length} changed, ${result.unchanged.length} unchanged, ${result.runs.length} run(s)`);
+  const roots = new Set(result.runs.map((r) => r.runId));
+  const family = new Set(roots);
+  const done = new Map<string, RecordedEvent>();
+  for (const r of result.runs) {
+    const view = await client.getRun(r.runId);
+    if (view && isTerminal(view)) done.set(r.runId, { type: "RunCompleted" } as RecordedEvent);
+  }
+  const allDone = () => [...roots].every((id) => done.has(id));
+  if (opts.exitWhenDone && allDone()) {
+    say("every run of the file had already finished (runs start once; see smallchain get runs)");
+    return shutdown(Exit.Ok);
+  }
+  for await (const event of readEvents(client, { follow: true, signal: abort.signal })) {
+    if (event.type === "RunRequested" && event.data.parent && family.has(event.data.parent.runId)) family.add(event.runId);
+    if (!family.has(event.runId)) continue;
+    if (!opts.quiet) process.stdout.write(`${eventLine(event, { color: process.stdout.isTTY })}\n`);
+    if (event.type === "RunCompleted" || event.type === "RunFailed" || event.type === "RunCancelled") done.set(event.runId, event);
+    if (opts.exitWhenDone && allDone()) break;
+  }
+  if (!opts.exitWhenDone) return;
+  let failed = false;
+  for (const id of roots) {
+    // The projector may be a moment behind the event stream we followed.
+    const view = await client.waitForRun(id, { timeoutMs: 10_000 }).catch(() => client.getRun(id));
+    const ok = view?.status === "Completed";
+    failed ||= !ok;
+    process.stdout.write(`\nrun ${view?.name ?? id} (${id}): ${view?.status}\n${ok ? view?.output : (view?.error ?? "")}\n`);
+  }
+  await shutdown(failed ? Exit.RunNotCompleted : Exit.Ok);
+}

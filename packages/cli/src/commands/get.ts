@@ -1,0 +1,40 @@
+import { withClient, type GlobalOptions } from "../context.js";
+import { eventLine, runRow, runRowWide } from "../format.js";
+import { table } from "../table.js";
+import { readEvents } from "./follow.js";
+
+export async function getRuns(opts: GlobalOptions & { output?: string }): Promise<void> {
+  await withClient(opts, async (client) => {
+    const runs = await client.listRuns();
+    if (opts.output === "json") {
+      process.stdout.write(`${JSON.stringify(runs.map(({ agent: _agent, ...view }) => view), null, 2)}\n`);
+      return;
+    }
+    if (runs.length === 0) {
+      process.stdout.write("No runs.\n");
+      return;
+    }
+    process.stdout.write(`${table(runs.map(opts.output === "wide" ? runRowWide : runRow))}\n`);
+  });
+}
+
+export async function getEvents(opts: GlobalOptions & { run?: string; follow?: boolean; pretty?: boolean; output?: string }): Promise<void> {
+  await withClient(opts, async (client) => {
+    const abort = new AbortController();
+    process.once("SIGINT", () => abort.abort());
+    for await (const event of readEvents(client, { follow: opts.follow ?? false, signal: abort.signal, ...(opts.run !== undefined && { runId: opts.run }) })) {
+      if (opts.output === "json") process.stdout.write(`${JSON.stringify(event)}\n`);
+      else {
+        process.stdout.write(`${eventLine(event, { color: (opts.pretty ?? false) && process.stdout.isTTY })}\n`);
+        if (opts.pretty) process.stdout.write(`${indent(JSON.stringify(event.data, null, 2))}\n`);
+      }
+    }
+  });
+}
+
+function indent(text: string): string {
+  return text
+    .split("\n")
+    .map((l) => `    ${l}`)
+    .join("\n");
+}

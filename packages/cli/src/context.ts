@@ -1,0 +1,40 @@
+import { Client, ConfigError, ResolveError, connectNats, names, type NatsConnection } from "@smallchain/shared";
+
+export type GlobalOptions = { nats?: string; prefix?: string };
+
+/** Exit codes scripts can rely on. */
+export const Exit = { Ok: 0, Error: 1, Invalid: 2, RunNotCompleted: 3 } as const;
+
+/** An error the user can fix from its message alone; no stack trace is printed. */
+export class UserError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode: number = Exit.Invalid,
+  ) {
+    super(message);
+  }
+}
+
+export async function openClient(opts: GlobalOptions): Promise<{ client: Client; nc: NatsConnection }> {
+  const nc = await connectNats("smallchain-cli", {
+    ...(opts.nats !== undefined && { servers: opts.nats.split(",") }),
+    maxReconnectAttempts: 2,
+    timeout: 5000,
+  });
+  return { nc, client: await Client.connect(nc, names(opts.prefix)) };
+}
+
+export async function withClient<T>(opts: GlobalOptions, fn: (client: Client) => Promise<T>): Promise<T> {
+  const { nc, client } = await openClient(opts);
+  try {
+    return await fn(client);
+  } finally {
+    await nc.close();
+  }
+}
+
+export function exitCodeOf(err: unknown): number {
+  if (err instanceof UserError) return err.exitCode;
+  if (err instanceof ConfigError || err instanceof ResolveError) return Exit.Invalid;
+  return Exit.Error;
+}

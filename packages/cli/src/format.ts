@@ -1,0 +1,98 @@
+import { assertNever, type RecordedEvent, type RunState } from "@smallchain/shared";
+
+const MAX = 160;
+
+function clip(text: string, max = MAX): string {
+  const flat = text.replace(/\s+/g, " ").trim();
+  return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat;
+}
+
+function json(value: unknown): string {
+  return typeof value === "string" ? value : JSON.stringify(value);
+}
+
+/** The essentials of an event, in a few words. */
+export function summarize(event: RecordedEvent): string {
+  switch (event.type) {
+    case "RunRequested": {
+      const d = event.data;
+      const parent = d.parent ? ` parent=${d.parent.runId}/${d.parent.callId}` : "";
+      return `agent=${d.agent}${d.task ? ` task=${d.task}` : ""} depth=${d.depth}${parent} "${clip(d.input, 100)}"`;
+    }
+    case "RunStarted":
+      return `agent=${event.data.agent.name} llm=${event.data.agent.llm.name} tools=[${event.data.agent.tools.map((t) => t.name).join(", ")}]`;
+    case "LLMRequested":
+      return `step ${event.data.step} llm=${event.data.llm} messages=${event.data.messageCount}`;
+    case "LLMResponded": {
+      const d = event.data;
+      const calls = d.toolCalls.map((c) => `${c.name}(${clip(c.arguments, 60)})`).join(", ");
+      const said = d.content ? `"${clip(d.content, 100)}"` : "";
+      const tokens = `${d.usage.promptTokens}+${d.usage.completionTokens} tokens ${d.durationMs}ms`;
+      return `step ${d.step} ${[said, calls && `calls ${calls}`].filter(Boolean).join(" ")} (${tokens})`;
+    }
+    case "LLMFailed":
+      return `step ${event.data.step} ${event.data.retryable ? "(retryable) " : ""}${clip(event.data.error)}`;
+    case "ToolCallRequested":
+      return `${event.data.callId} ${event.data.tool}(${clip(json(event.data.args), 80)})${event.data.kind === "tool" ? "" : ` [${event.data.kind}]`}`;
+    case "ToolCallCompleted":
+      return `${event.data.callId} -> ${clip(event.data.result, 100)}`;
+    case "ToolCallFailed":
+      return `${event.data.callId} error: ${clip(event.data.error, 120)}`;
+    case "ChildRunRequested":
+      return `${event.data.callId} child=${event.data.childRunId} agent=${event.data.agent}`;
+    case "RunCompleted":
+      return `"${clip(event.data.output)}"`;
+    case "RunFailed":
+      return clip(event.data.reason);
+    case "RunCancelled":
+      return clip(event.data.reason ?? "");
+    default:
+      return assertNever(event);
+  }
+}
+
+const COLORS: Record<string, string> = {
+  RunCompleted: "\x1b[32m",
+  RunFailed: "\x1b[31m",
+  LLMFailed: "\x1b[31m",
+  ToolCallFailed: "\x1b[33m",
+  RunRequested: "\x1b[36m",
+};
+
+/** `15:42:23.123  rabc…  #12  LLMResponded  step 1 …` */
+export function eventLine(event: RecordedEvent, { color = false }: { color?: boolean } = {}): string {
+  const time = new Date(event.at).toISOString().slice(11, 23);
+  const type = event.type.padEnd(17);
+  const paint = color ? (COLORS[event.type] ?? "") : "";
+  const reset = paint ? "\x1b[0m" : "";
+  return `${time}  ${event.runId}  #${String(event.seq).padEnd(5)} ${paint}${type}${reset} ${summarize(event)}`;
+}
+
+export function runRow(run: RunState): Record<string, string | number> {
+  return {
+    NAME: run.name ?? "",
+    STATUS: run.status,
+    AGENT: run.agentName,
+    TASK: run.task ?? "",
+    ID: run.runId,
+    DEPTH: run.depth,
+  };
+}
+
+export function runRowWide(run: RunState): Record<string, string | number> {
+  return {
+    ...runRow(run),
+    STEP: run.step,
+    TOKENS: run.usage.totalTokens,
+    PARENT: run.parent?.runId ?? "",
+    AGE: age(run.createdAt),
+  };
+}
+
+export function age(at: number, now = Date.now()): string {
+  const s = Math.max(0, Math.round((now - at) / 1000));
+  if (s < 120) return `${s}s`;
+  if (s < 7200) return `${Math.round(s / 60)}m`;
+  if (s < 172800) return `${Math.round(s / 3600)}h`;
+  return `${Math.round(s / 86400)}d`;
+}

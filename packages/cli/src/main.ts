@@ -1,0 +1,83 @@
+import { Command, Option } from "commander";
+import { ConfigError } from "@smallchain/shared";
+import { apply } from "./commands/apply.js";
+import { describeRun } from "./commands/describe.js";
+import { dev } from "./commands/dev.js";
+import { getEvents, getRuns } from "./commands/get.js";
+import { run } from "./commands/run.js";
+import { UserError, exitCodeOf, type GlobalOptions } from "./context.js";
+
+// `smallchain get events | head` closes the pipe early: that is the reader's choice, not an error.
+process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+  if (err.code === "EPIPE") process.exit(0);
+  throw err;
+});
+
+const program = new Command("smallchain")
+  .description("Durable, distributed AI agents on NATS JetStream")
+  .option("--nats <url>", "NATS server URL(s), comma-separated (default: $NATS_URL or nats://127.0.0.1:4222)")
+  .option("--prefix <prefix>", "name prefix of streams, buckets and subjects", process.env.SC_PREFIX ?? "sc")
+  .showHelpAfterError();
+
+const globals = (): GlobalOptions => program.opts<GlobalOptions>();
+const output = () => new Option("-o, --output <format>", "output format").choices(["table", "json", "wide"]);
+
+program
+  .command("apply")
+  .description("apply llms, agents, tools and tasks from a file, and start its runs")
+  .requiredOption("-f, --file <file>", "smallchain.yaml")
+  .addOption(output())
+  .action((o: { file: string; output?: string }) => apply(o.file, { ...globals(), ...o }));
+
+program
+  .command("run")
+  .description("start a run of a task")
+  .argument("<task>", "task name")
+  .option("-m, --message <text>", "user message (default: the task's user_message)")
+  .option("--name <name>", "a name for the run")
+  .option("-w, --wait", "follow the run's events and wait for it to finish")
+  .option("--timeout <seconds>", "with --wait: give up after this many seconds", "600")
+  .addOption(output())
+  .action((task: string, o: object) => run(task, { ...globals(), ...o }));
+
+const get = program.command("get").description("list runs or events");
+get
+  .command("runs")
+  .description("list runs: NAME STATUS AGENT TASK ID DEPTH")
+  .addOption(output())
+  .action((o: { output?: string }) => getRuns({ ...globals(), ...o }));
+get
+  .command("events")
+  .description("print events, one line each")
+  .option("--run <id>", "only this run's events")
+  .option("-f, --follow", "keep printing new events")
+  .option("--pretty", "colors and each event's full data")
+  .addOption(output())
+  .action((o: object) => getEvents({ ...globals(), ...o }));
+
+program
+  .command("describe")
+  .description("show a run: status, spend, context window, tool calls")
+  .argument("<kind>", "run")
+  .argument("<id>", "run id")
+  .addOption(output())
+  .action((kind: string, id: string, o: { output?: string }) => {
+    if (kind !== "run") throw new UserError(`cannot describe "${kind}" (try: smallchain describe run ID)`);
+    return describeRun(id, { ...globals(), ...o });
+  });
+
+program
+  .command("dev")
+  .description("run scheduler, projector and both workers in this process (starts a local NATS if none answers)")
+  .option("--apply <file>", "apply this file once the services run, and follow its runs")
+  .option("--exit-when-done", "with --apply: exit when the file's runs have finished (exit 3 if one did not complete)")
+  .option("-q, --quiet", "do not print events")
+  .action((o: object) => dev({ ...globals(), ...o }));
+
+try {
+  await program.parseAsync();
+} catch (err) {
+  const message = err instanceof ConfigError || err instanceof UserError ? err.message : `error: ${(err as Error).message}`;
+  process.stderr.write(`${message}\n`);
+  process.exitCode = exitCodeOf(err);
+}
