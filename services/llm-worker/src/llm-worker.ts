@@ -10,6 +10,8 @@ export type LlmWorkerOptions = {
   log: Logger;
   concurrency?: number;
   maxDeliver?: number;
+  /** Without a heartbeat for this long, a command goes to another worker. */
+  ackWaitMs?: number;
   env?: NodeJS.ProcessEnv;
 };
 
@@ -31,7 +33,7 @@ export async function startLlmWorker(opts: LlmWorkerOptions): Promise<Service> {
     schema: LlmCommand,
     what: "llm",
     concurrency: opts.concurrency ?? 64,
-    ackWaitMs: 60_000,
+    ackWaitMs: opts.ackWaitMs ?? 60_000,
     maxDeliver: opts.maxDeliver ?? 6,
     execute: async (command, { signal }): Promise<RunEvent> => {
       const messages = await contexts.read(command.runId, command.messageCount);

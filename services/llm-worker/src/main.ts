@@ -4,6 +4,11 @@ import { startLlmWorker } from "./llm-worker.js";
 const log = createLogger("llm-worker");
 await runUntilSignal(log, async () => {
   const nc = await connectNats("smallchain-llm-worker");
-  const service = await startLlmWorker({ nc, names: names(process.env.SC_PREFIX), log });
+  const service = await startLlmWorker({
+    nc,
+    names: names(process.env.SC_PREFIX),
+    log,
+    ...(process.env.SC_LLM_ACK_WAIT_MS && { ackWaitMs: Number(process.env.SC_LLM_ACK_WAIT_MS) }),
+  });
   return { nc, service };
 });

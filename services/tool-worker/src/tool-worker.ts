@@ -20,6 +20,8 @@ export type ToolWorkerOptions = {
   log: Logger;
   concurrency?: number;
   maxDeliver?: number;
+  /** Without a heartbeat for this long, a command goes to another worker. */
+  ackWaitMs?: number;
 };
 
 /**
@@ -60,7 +62,7 @@ export async function startToolWorker(opts: ToolWorkerOptions): Promise<Service>
     schema: ToolCommand,
     what: "tool",
     concurrency: opts.concurrency ?? 64,
-    ackWaitMs: 30_000,
+    ackWaitMs: opts.ackWaitMs ?? 30_000,
     maxDeliver: opts.maxDeliver ?? 5,
     execute: async (command, { signal }): Promise<RunEvent> => {
       const started = Date.now();
