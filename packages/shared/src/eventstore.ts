@@ -65,13 +65,19 @@ export class EventStore {
     return [head, ...tail];
   }
 
-  /** The run's first event at or after `fromSeq`, or null. */
-  async nextEvent(runId: string, fromSeq: number): Promise<RecordedEvent | null> {
-    const sm = await this.jsm.direct.getMessage(this.names.eventsStream, {
-      seq: fromSeq,
-      next_by_subj: this.names.runSubject(runId),
-    });
-    return sm ? this.decodeStored(sm) : null;
+  /** The run's first valid event at or after `fromSeq`, or null. Invalid ones are skipped (and reported). */
+  async nextEvent(runId: string, fromSeq: number, onInvalid?: (err: DecodeError, seq: number) => void): Promise<RecordedEvent | null> {
+    for (let seq = fromSeq; ; ) {
+      const sm = await this.jsm.direct.getMessage(this.names.eventsStream, { seq, next_by_subj: this.names.runSubject(runId) });
+      if (!sm) return null;
+      try {
+        return this.decodeStored(sm);
+      } catch (err) {
+        if (!(err instanceof DecodeError)) throw err;
+        onInvalid?.(err, sm.seq);
+        seq = sm.seq + 1;
+      }
+    }
   }
 
   /** Every event of the run from `fromSeq` on, in order. Undecodable events are skipped (and reported). */

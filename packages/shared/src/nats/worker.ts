@@ -55,7 +55,8 @@ export async function startCommandWorker<S extends z.ZodType>(opts: CommandWorke
     } catch (err) {
       if (err instanceof DecodeError) {
         log.warn({ seq: msg.seq, err: err.message }, `terminating an invalid ${opts.what} command`);
-        msg.term(err.message);
+        // No reason text: NATS 2.9 does not understand `+TERM <reason>` and would leave the message pending.
+        msg.term();
         return;
       }
       throw err;

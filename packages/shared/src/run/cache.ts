@@ -61,17 +61,29 @@ export class RunCache {
       cached = await this.opts.loadInitial(event.runId);
     }
     if (event.seq <= cached.lastSeq) return cached;
-    const next = await this.store.nextEvent(event.runId, cached.lastSeq + 1);
+    const next = await this.store.nextEvent(event.runId, cached.lastSeq + 1, this.reportInvalid(event.runId));
     if (next && next.seq === event.seq) return this.record(cached, [event], sink);
     return this.catchUp(cached, sink);
   }
 
   /** Folds every event after the state's last one. */
   async catchUp(state: RunState, sink?: FoldSink): Promise<RunState> {
-    const events = await this.store.readRun(state.runId, state.lastSeq + 1, (err, seq) =>
-      this.log.warn({ runId: state.runId, seq, err: err.message }, "skipping an invalid event in the run's stream"),
-    );
-    return this.record(state, events, sink);
+    let skipped = 0;
+    const report = this.reportInvalid(state.runId);
+    const events = await this.store.readRun(state.runId, state.lastSeq + 1, (err, seq) => {
+      skipped = Math.max(skipped, seq);
+      report(err, seq);
+    });
+    const next = this.record(state, events, sink);
+    // An invalid event still occupies its place in the stream: decisions must be guarded past it.
+    if (skipped <= next.lastSeq) return next;
+    const past = { ...next, lastSeq: skipped };
+    this.set(past);
+    return past;
+  }
+
+  private reportInvalid(runId: string) {
+    return (err: Error, seq: number) => this.log.warn({ runId, seq, err: err.message }, "skipping an invalid event in the run's stream");
   }
 
   private fold(state: RunState, event: RecordedEvent, sink?: FoldSink): RunState {
