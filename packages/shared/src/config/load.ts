@@ -24,11 +24,16 @@ export type KnownNames = Partial<Record<ConfigKind, Iterable<string>>>;
 /** Parses and validates a smallchain.yaml text: syntax, schema, then every reference between its parts. */
 export function parseConfig(text: string, file = "smallchain.yaml", known: KnownNames = {}): SmallchainConfig {
   const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, prettyErrors: false });
+  const doc = parseDocument(text, { lineCounter, prettyErrors: true });
   if (doc.errors.length > 0) {
     throw new ConfigError(
       file,
-      doc.errors.map((e) => ({ path: "", line: e.linePos?.[0].line, message: e.message.split("\n")[0] ?? e.message })),
+      doc.errors.map((e) => ({
+        path: "",
+        line: e.linePos?.[0].line,
+        // The pretty message repeats the position and quotes the source; the line number says it already.
+        message: (e.message.split("\n")[0] ?? e.message).replace(/ at line \d+, column \d+:?$/, ""),
+      })),
     );
   }
   const raw: unknown = doc.toJS() ?? {};

@@ -1,0 +1,101 @@
+import { spawn } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { CLI, cli, eventually } from "../support/processes.js";
+import { startStack, type Stack } from "../support/stack.js";
+
+const dir = mkdtempSync(join(tmpdir(), "sc-cli-"));
+function file(name: string, text: string): string {
+  const path = join(dir, name);
+  writeFileSync(path, text);
+  return path;
+}
+
+const GOOD = `
+llms:
+  - name: mock
+    provider: mock
+    replies: [ { content: "hello back" } ]
+agents:
+  - { name: greeter, llm: mock }
+tasks:
+  - { name: greet, user_message: hello, agent: greeter }
+`;
+
+describe("the smallchain CLI", () => {
+  let stack: Stack;
+  const sc = (...args: string[]) => cli(["--prefix", stack.prefix, ...args]);
+
+  beforeAll(async () => {
+    stack = await startStack();
+  });
+  afterAll(async () => {
+    await stack[Symbol.asyncDispose]();
+  });
+
+  it("refuses invalid YAML whole, naming the line, with exit code 2", async () => {
+    const r = await sc("apply", "-f", file("syntax.yaml", "llms:\n  - name: a\n    provider: [mock\n"));
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/syntax\.yaml is invalid, nothing was applied/);
+    expect(r.stderr).toMatch(/syntax\.yaml:\d+:/);
+    expect(await stack.client.knownNames()).toMatchObject({ llm: [], agent: [], task: [] });
+  });
+
+  it("names the path and line of a bad field, and an unknown llm with the ones that exist; applies nothing", async () => {
+    const r = await sc(
+      "apply",
+      "-f",
+      file(
+        "refs.yaml",
+        `llms:
+  - { name: mock, provider: mock, replies: [ { content: hi } ] }
+agents:
+  - name: assistant
+    llm: gpt-5
+    max_steps: ten
+tasks:
+  - { name: t, user_message: x, agent: nobody }
+`,
+      ),
+    );
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("refs.yaml:6: agents[0] (assistant).max_steps:");
+    const again = await sc("apply", "-f", file("refs2.yaml", "llms:\n  - { name: mock, provider: mock, replies: [ { content: hi } ] }\nagents:\n  - { name: assistant, llm: gpt-5 }\n"));
+    expect(again.code).toBe(2);
+    expect(again.stderr).toContain('refs2.yaml:4: agents[0] (assistant).llm: agent "assistant": llm "gpt-5" not found in smallchain.yaml (llms: mock)');
+    expect((await stack.client.knownNames()).llm).toEqual([]);
+  });
+
+  it("applies a file, runs a task with --wait and prints its answer; re-applying is a no-op", async () => {
+    const path = file("good.yaml", GOOD);
+    const first = await sc("apply", "-f", path);
+    expect(first.code).toBe(0);
+    expect(first.stdout).toContain("llm/mock configured");
+    const second = await sc("apply", "-f", path);
+    expect(second.stdout).toContain("llm/mock unchanged");
+    const run = await sc("run", "greet", "--wait");
+    expect(run.code).toBe(0);
+    expect(run.stdout.trim()).toBe("hello back");
+    expect(run.stderr).toMatch(/RunCompleted/);
+    const unknown = await sc("run", "nope");
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toContain('task "nope" not found in the applied config (tasks: greet)');
+  });
+
+  it("follows events live with get events --follow", async () => {
+    await sc("apply", "-f", file("good2.yaml", GOOD));
+    const child = spawn(process.execPath, [CLI, "--prefix", stack.prefix, "get", "events", "--follow"], { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    try {
+      const started = await sc("run", "greet", "--message", "live one", "--name", "followed");
+      const runId = started.stdout.trim();
+      await eventually(() => out.includes(`${runId}  `) && /RunCompleted\s+"hello back"/.test(out.split(runId).slice(1).join(runId)), 15_000, "the followed run to complete");
+      expect(out).toContain('"live one"');
+    } finally {
+      child.kill();
+    }
+  });
+});
