@@ -45,14 +45,9 @@ export async function dev(opts: DevOptions): Promise<void> {
   const roots = new Set(result.runs.map((r) => r.runId));
   const family = new Set(roots);
   const done = new Map<string, RecordedEvent>();
-  for (const r of result.runs) {
-    const view = await client.getRun(r.runId);
-    if (view && isTerminal(view)) done.set(r.runId, { type: "RunCompleted" } as RecordedEvent);
-  }
   const allDone = () => [...roots].every((id) => done.has(id));
-  if (opts.exitWhenDone && allDone()) {
-    say("every run of the file had already finished (runs start once; see smallchain get runs)");
-    return shutdown(Exit.Ok);
+  if (result.runs.some((r) => !r.created)) {
+    say("a run of this name exists already (runs start once per name): showing its events from the start");
   }
   for await (const event of readEvents(client, { follow: true, signal: abort.signal })) {
     if (event.type === "RunRequested" && event.data.parent && family.has(event.data.parent.runId)) family.add(event.runId);

@@ -32,7 +32,8 @@ export class ConfigStore {
       for await (const e of iter) {
         if (e.operation === "PUT") this.remember(e.key, e.value);
         else this.items.delete(e.key);
-        if (e.isUpdate === false && e.delta === 0) ready();
+        // delta: entries still pending; 0 marks the end of the initial values (later updates call it again, harmlessly).
+        if (e.delta === 0) ready();
       }
     })();
     // An empty bucket sends no initial entry.

@@ -1,0 +1,282 @@
+import { describe, expect, it } from "vitest";
+import { LlmConfig } from "../config/schema.js";
+import type { EventData, EventType, RecordedEvent, RunEvent } from "../events.js";
+import type { ChatMessage } from "./messages.js";
+import type { AgentSnapshot } from "./spec.js";
+import { evolve, findCall, initialState, messagesOf, type RunState } from "./state.js";
+
+const RUN_ID = "rtest";
+const T0 = 1_700_000_000_000;
+
+const agent: AgentSnapshot = {
+  name: "assistant",
+  systemPrompt: "you help with sums",
+  maxSteps: 10,
+  llm: LlmConfig.parse({ name: "test-llm", provider: "mock", replies: [{ content: "done" }] }),
+  tools: [],
+};
+
+/** Builds a run's recorded events with increasing `seq` (and `at`), as read back from the stream. */
+function history() {
+  const events: RecordedEvent[] = [];
+  const builder = {
+    events,
+    add<T extends EventType>(type: T, data: EventData<T>) {
+      const seq = events.length + 1;
+      events.push({ ...({ id: `${RUN_ID}:e${seq}`, type, v: 1, runId: RUN_ID, at: T0 + seq, data } as RunEvent), seq });
+      return builder;
+    },
+    requested(input = "add 3 and 4") {
+      return builder.add("RunRequested", { agent: "assistant", input, depth: 0, rootRunId: RUN_ID });
+    },
+    started(snapshot: AgentSnapshot = agent) {
+      return builder.add("RunStarted", { agent: snapshot });
+    },
+    llm(step: number, messageCount = 0) {
+      return builder.add("LLMRequested", { step, llm: "test-llm", messageCount });
+    },
+    responded(
+      step: number,
+      reply: { content?: string | null; toolCalls?: { id: string; name: string; arguments: string }[]; usage?: EventData<"LLMResponded">["usage"] },
+    ) {
+      return builder.add("LLMResponded", {
+        step,
+        content: reply.content ?? null,
+        toolCalls: reply.toolCalls ?? [],
+        usage: reply.usage ?? { promptTokens: 0, completionTokens: 0, cachedTokens: 0 },
+        model: "mock",
+        finishReason: null,
+        durationMs: 1,
+      });
+    },
+  };
+  return builder;
+}
+
+function fold(events: readonly RecordedEvent[], from: RunState = initialState(RUN_ID)): RunState {
+  return events.reduce(evolve, from);
+}
+
+/** The context window the events build, message by message, as the projector stores it. */
+function windowOf(events: readonly RecordedEvent[]): ChatMessage[] {
+  const messages: ChatMessage[] = [];
+  let state = initialState(RUN_ID);
+  for (const event of events) {
+    if (event.seq <= state.lastSeq) continue;
+    messages.push(...messagesOf(state, event));
+    state = evolve(state, event);
+  }
+  return messages;
+}
+
+const twoCalls = [
+  { id: "call_a", name: "add", arguments: '{"a":3,"b":4}' },
+  { id: "call_b", name: "add", arguments: '{"a":5,"b":3}' },
+];
+
+/** A run through two steps with two tool calls, answered at the end. */
+function fullRun() {
+  return history()
+    .requested()
+    .started()
+    .llm(1)
+    .responded(1, { toolCalls: twoCalls, usage: { promptTokens: 100, completionTokens: 20, cachedTokens: 10 } })
+    .add("ToolCallRequested", { step: 1, callId: "s1c0", toolCallId: "call_a", tool: "add", args: { a: 3, b: 4 }, kind: "tool" })
+    .add("ToolCallRequested", { step: 1, callId: "s1c1", toolCallId: "call_b", tool: "add", args: { a: 5, b: 3 }, kind: "tool" })
+    .add("ToolCallCompleted", { callId: "s1c0", result: "7" })
+    .add("ToolCallCompleted", { callId: "s1c1", result: "8" })
+    .llm(2)
+    .responded(2, { content: "15", usage: { promptTokens: 150, completionTokens: 5, cachedTokens: 0 } })
+    .add("RunCompleted", { output: "15" });
+}
+
+describe("evolve", () => {
+  it("takes the run's identity and input from RunRequested", () => {
+    const state = fold(history().add("RunRequested", { agent: "assistant", input: "hi", depth: 2, rootRunId: "rroot", name: "n", task: "t", parent: { runId: "rp", callId: "s1c0" } }).events);
+
+    expect(state).toMatchObject({
+      runId: RUN_ID,
+      agentName: "assistant",
+      input: "hi",
+      depth: 2,
+      rootRunId: "rroot",
+      name: "n",
+      task: "t",
+      parent: { runId: "rp", callId: "s1c0" },
+      status: "Requested",
+      createdAt: T0 + 1,
+      lastSeq: 1,
+      eventCount: 1,
+    });
+  });
+
+  it("ignores events at or below lastSeq, so folding them again changes nothing", () => {
+    const { events } = fullRun();
+    const state = fold(events);
+
+    expect(fold(events, state)).toBe(state);
+    for (const event of events) expect(evolve(state, event)).toBe(state);
+  });
+
+  it("ignores a redelivered event in the middle of a fold", () => {
+    const { events } = fullRun();
+    const withRepeats = events.flatMap((e) => [e, e]);
+
+    expect(fold(withRepeats)).toEqual(fold(events));
+  });
+
+  it("records the stream sequence, the event count and the time of the last event", () => {
+    const { events } = fullRun();
+
+    expect(fold(events)).toMatchObject({ lastSeq: events.length, eventCount: events.length, updatedAt: events.at(-1)!.at });
+  });
+
+  it("accumulates token usage over every LLMResponded", () => {
+    const state = fold(fullRun().events);
+
+    expect(state.usage).toEqual({ promptTokens: 250, completionTokens: 25, cachedTokens: 10, totalTokens: 275 });
+  });
+
+  it("follows the run through its statuses and steps", () => {
+    const run = history().requested().started().llm(1);
+    expect(fold(run.events)).toMatchObject({ status: "Running", step: 1, turn: { phase: "llm", step: 1 }, agent });
+
+    run.responded(1, { content: "7" });
+    expect(fold(run.events).turn).toEqual({ phase: "answered", step: 1, content: "7" });
+
+    run.add("RunCompleted", { output: "7" });
+    expect(fold(run.events)).toMatchObject({ status: "Completed", output: "7", turn: { phase: "idle" } });
+  });
+
+  it("opens one pending call per tool call of the answer, with Smallchain's call ids", () => {
+    const state = fold(history().requested().started().llm(1).responded(1, { toolCalls: twoCalls }).events);
+
+    expect(state.turn).toEqual({
+      phase: "tools",
+      step: 1,
+      calls: [
+        { callId: "s1c0", toolCallId: "call_a", tool: "add", arguments: '{"a":3,"b":4}', status: "pending" },
+        { callId: "s1c1", toolCallId: "call_b", tool: "add", arguments: '{"a":5,"b":3}', status: "pending" },
+      ],
+    });
+  });
+
+  it("remembers the newest tool result, and a failure as an error", () => {
+    const run = history().requested().started().llm(1).responded(1, { toolCalls: twoCalls });
+    run.add("ToolCallCompleted", { callId: "s1c0", result: "7" });
+    expect(fold(run.events).lastToolResult).toBe("7");
+
+    run.add("ToolCallFailed", { callId: "s1c1", error: "boom" });
+    const state = fold(run.events);
+    expect(state.lastToolResult).toBe("error: boom");
+    expect(findCall(state, "s1c1")?.status).toBe("failed");
+  });
+
+  it("keeps a delegated call delegated when its ToolCallRequested lands after the ChildRunRequested", () => {
+    const run = history()
+      .requested()
+      .started()
+      .llm(1)
+      .responded(1, { toolCalls: [{ id: "call_a", name: "operator", arguments: '{"message":"m"}' }] })
+      .add("ChildRunRequested", { callId: "s1c0", childRunId: "rchild", agent: "operator", input: "m" })
+      .add("ToolCallRequested", { step: 1, callId: "s1c0", toolCallId: "call_a", tool: "operator", args: { message: "m" }, kind: "agent" });
+
+    expect(findCall(fold(run.events), "s1c0")).toMatchObject({ status: "delegated", childRunId: "rchild" });
+  });
+
+  describe("messageCount", () => {
+    it("counts the system prompt and the user message when the run starts", () => {
+      expect(fold(history().requested().started().events).messageCount).toBe(2);
+    });
+
+    it("omits the system message when the system prompt is empty", () => {
+      const { events } = history().requested().started({ ...agent, systemPrompt: "" });
+
+      expect(fold(events).messageCount).toBe(1);
+      expect(windowOf(events)).toEqual([{ role: "user", content: "add 3 and 4" }]);
+    });
+
+    it("tracks exactly the messages messagesOf adds, event after event", () => {
+      const { events } = fullRun();
+      let state = initialState(RUN_ID);
+      let count = 0;
+      for (const event of events) {
+        count += messagesOf(state, event).length;
+        state = evolve(state, event);
+        expect(state.messageCount).toBe(count);
+      }
+      // system, user, assistant (tool calls), tool, tool, assistant (answer)
+      expect(state.messageCount).toBe(6);
+      expect(windowOf(events)).toEqual([
+        { role: "system", content: "you help with sums" },
+        { role: "user", content: "add 3 and 4" },
+        { role: "assistant", content: null, tool_calls: twoCalls },
+        { role: "tool", tool_call_id: "call_a", content: "7" },
+        { role: "tool", tool_call_id: "call_b", content: "8" },
+        { role: "assistant", content: "15" },
+      ]);
+    });
+
+    it("adds no message for a duplicate result of a finished call", () => {
+      const run = history().requested().started().llm(1).responded(1, { toolCalls: twoCalls });
+      run.add("ToolCallCompleted", { callId: "s1c0", result: "7" });
+      const before = fold(run.events).messageCount;
+
+      run.add("ToolCallCompleted", { callId: "s1c0", result: "7" });
+      expect(fold(run.events).messageCount).toBe(before);
+      run.add("ToolCallFailed", { callId: "s1c0", error: "late timeout" });
+      expect(fold(run.events).messageCount).toBe(before);
+      expect(windowOf(run.events).filter((m) => m.role === "tool")).toHaveLength(1);
+    });
+
+    it("adds no message for a result of a call outside the current step", () => {
+      const run = history().requested().started().llm(1).responded(1, { toolCalls: twoCalls });
+      run.add("ToolCallCompleted", { callId: "s1c0", result: "7" }).add("ToolCallCompleted", { callId: "s1c1", result: "8" }).llm(2);
+      const before = fold(run.events).messageCount;
+
+      run.add("ToolCallCompleted", { callId: "s1c0", result: "7" }).add("ToolCallCompleted", { callId: "s9c0", result: "?" });
+
+      expect(fold(run.events).messageCount).toBe(before);
+    });
+
+    it("adds nothing for events that are not messages", () => {
+      const run = history().requested().started();
+      const before = fold(run.events).messageCount;
+      run
+        .llm(1)
+        .add("LLMFailed", { step: 1, error: "x", retryable: true })
+        .add("RunFailed", { reason: "x" });
+
+      expect(fold(run.events).messageCount).toBe(before);
+    });
+  });
+
+  describe("rebuilding", () => {
+    it("gives a deep-equal state when the same events are folded twice", () => {
+      const { events } = fullRun();
+
+      const first = fold(events);
+      const second = fold(structuredClone(events));
+
+      expect(second).toEqual(first);
+      expect(second).not.toBe(first);
+    });
+
+    it("gives the same state folding in pieces as folding at once", () => {
+      const { events } = fullRun();
+      const half = Math.floor(events.length / 2);
+
+      expect(fold(events.slice(half), fold(events.slice(0, half)))).toEqual(fold(events));
+    });
+
+    it("does not modify the state it folds into", () => {
+      const { events } = fullRun();
+      const before = fold(events.slice(0, 5));
+      const snapshot = structuredClone(before);
+
+      fold(events.slice(5), before);
+
+      expect(before).toEqual(snapshot);
+    });
+  });
+});
