@@ -74,29 +74,26 @@ function nextLlmCall(state: RunState, agent: AgentSnapshot, ev: EventFactory): N
 }
 
 function decideCall(state: RunState, agent: AgentSnapshot, call: CallState, step: number, ev: EventFactory): NewEvent[] {
-  if (call.status === "pending") {
-    const requested = (kind: "tool" | "agent" | "invalid", args: unknown) =>
-      ev("ToolCallRequested", `call:${call.callId}`, { step, callId: call.callId, toolCallId: call.toolCallId, tool: call.tool, args, kind });
-    const failed = (error: string) => ev("ToolCallFailed", `done:${call.callId}`, { callId: call.callId, error });
-    const tool = agent.tools.find((t) => t.name === call.tool);
-    if (!tool) {
-      const names = agent.tools.map((t) => t.name).join(", ") || "none";
-      return [requested("invalid", call.arguments), failed(`unknown tool "${call.tool}" (tools of agent ${agent.name}: ${names})`)];
-    }
-    const args = parseArguments(call.arguments);
-    if (!args.ok) return [requested("invalid", call.arguments), failed(args.error)];
-    if (tool.kind === "agent") return [requested("agent", args.value), childRun(state, call, tool, args.value, ev)];
-    return [requested("tool", args.value)];
+  if (call.status !== "pending" && call.status !== "requested") return [];
+  const events = callDecision(state, agent, call, step, ev);
+  // A crash between ToolCallRequested and its follow-up (ToolCallFailed, ChildRunRequested): record just the follow-up.
+  return call.status === "pending" ? events : events.slice(1);
+}
+
+/** Everything a call of the model leads to: its ToolCallRequested first, then a failure or a child run if any. */
+function callDecision(state: RunState, agent: AgentSnapshot, call: CallState, step: number, ev: EventFactory): NewEvent[] {
+  const requested = (kind: "tool" | "agent" | "invalid", args: unknown) =>
+    ev("ToolCallRequested", `call:${call.callId}`, { step, callId: call.callId, toolCallId: call.toolCallId, tool: call.tool, args, kind });
+  const failed = (error: string) => ev("ToolCallFailed", `done:${call.callId}`, { callId: call.callId, error });
+  const tool = agent.tools.find((t) => t.name === call.tool);
+  if (!tool) {
+    const names = agent.tools.map((t) => t.name).join(", ") || "none";
+    return [requested("invalid", call.arguments), failed(`unknown tool "${call.tool}" (tools of agent ${agent.name}: ${names})`)];
   }
-  // A crash between ToolCallRequested and ChildRunRequested: finish the delegation.
-  if (call.status === "requested") {
-    const tool = agent.tools.find((t) => t.name === call.tool);
-    if (tool?.kind === "agent") {
-      const args = parseArguments(call.arguments);
-      if (args.ok) return [childRun(state, call, tool, args.value, ev)];
-    }
-  }
-  return [];
+  const args = parseArguments(call.arguments);
+  if (!args.ok) return [requested("invalid", call.arguments), failed(args.error)];
+  if (tool.kind === "agent") return [requested("agent", args.value), childRun(state, call, tool, args.value, ev)];
+  return [requested("tool", args.value)];
 }
 
 function childRun(state: RunState, call: CallState, tool: ToolSnapshot & { kind: "agent" }, args: unknown, ev: EventFactory): NewEvent {

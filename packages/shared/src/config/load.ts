@@ -48,7 +48,7 @@ export function parseConfig(text: string, file = "smallchain.yaml", known: Known
   if (!parsed.success) {
     throw new ConfigError(file, zodIssues(parsed.error, raw, lineOf));
   }
-  const issues = referenceIssues(parsed.data, known).map((i) => ({
+  const issues = referenceIssues(parsed.data, known, file).map((i) => ({
     path: formatPath(i.path, raw),
     line: lineOf(i.path),
     message: i.message,
@@ -88,7 +88,7 @@ function formatPath(path: readonly PropertyKey[], raw: unknown): string {
 
 type RefIssue = { path: (string | number)[]; message: string };
 
-function referenceIssues(config: SmallchainConfig, known: KnownNames): RefIssue[] {
+function referenceIssues(config: SmallchainConfig, known: KnownNames, file: string): RefIssue[] {
   const issues: RefIssue[] = [];
   const sets = {
     llm: new Set([...(known.llm ?? []), ...config.llms.map((l) => l.name)]),
@@ -100,7 +100,8 @@ function referenceIssues(config: SmallchainConfig, known: KnownNames): RefIssue[
   const missing = (kind: ConfigKind, name: string, path: (string | number)[], owner: string) => {
     if (sets[kind].has(name)) return;
     const have = [...sets[kind]].join(", ") || "none";
-    issues.push({ path, message: `${owner}: ${kind} "${name}" not found in smallchain.yaml (${plural[kind]}: ${have})` });
+    const where = [...(known[kind] ?? [])].length > 0 ? `${file} or the applied config` : file;
+    issues.push({ path, message: `${owner}: ${kind} "${name}" not found in ${where} (${plural[kind]}: ${have})` });
   };
   const duplicates = (kind: keyof typeof plural, items: { name: string }[]) => {
     const seen = new Set<string>();

@@ -225,7 +225,7 @@ runs:
 
     const issue = onlyIssue(refused(text, { llm: ["gpt-5", "local"] }));
 
-    expect(issue.message).toBe('agent "reviewer": llm "gpt-6" not found in smallchain.yaml (llms: gpt-5, local)');
+    expect(issue.message).toBe('agent "reviewer": llm "gpt-6" not found in smallchain.yaml or the applied config (llms: gpt-5, local)');
   });
 
   it("says that nothing was applied, and lists each issue with file, line and path", () => {
@@ -244,7 +244,7 @@ runs:
     expect(configError.file).toBe("team.yaml");
     expect(configError.message).toBe(
       "team.yaml is invalid, nothing was applied:\n" +
-        '  team.yaml:10: agents[0] (assistant).llm: agent "assistant": llm "gpt-5" not found in smallchain.yaml (llms: mock-llm)',
+        '  team.yaml:10: agents[0] (assistant).llm: agent "assistant": llm "gpt-5" not found in team.yaml (llms: mock-llm)',
     );
   });
 });

@@ -137,9 +137,16 @@ function apply(state: RunState, event: RunEvent): RunState {
         c.status === "completed" || c.status === "failed" ? c : { ...c, status: "delegated", childRunId: event.data.childRunId },
       );
     case "ToolCallCompleted":
-      return { ...withCall(state, event.data.callId, (c) => ({ ...c, status: "completed" })), lastToolResult: event.data.result };
-    case "ToolCallFailed":
-      return { ...withCall(state, event.data.callId, (c) => ({ ...c, status: "failed" })), lastToolResult: `error: ${event.data.error}` };
+    case "ToolCallFailed": {
+      // A late duplicate result (another worker's, after the dedupe window) changes nothing.
+      const call = findCall(state, event.data.callId);
+      if (!call || call.status === "completed" || call.status === "failed") return state;
+      const ok = event.type === "ToolCallCompleted";
+      return {
+        ...withCall(state, event.data.callId, (c) => ({ ...c, status: ok ? "completed" : "failed" })),
+        lastToolResult: ok ? event.data.result : `error: ${event.data.error}`,
+      };
+    }
     case "RunCompleted":
       return { ...state, status: "Completed", output: event.data.output, turn: { phase: "idle" } };
     case "RunFailed":

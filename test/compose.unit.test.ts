@@ -1,0 +1,175 @@
+import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { describe, expect, it } from "vitest";
+import { parse } from "yaml";
+
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+const SMALLCHAIN_SERVICES = ["scheduler", "projector", "llm-worker", "tool-worker"] as const;
+const WORKERS = ["llm-worker", "tool-worker"] as const;
+
+type Service = {
+  image?: string;
+  build?: string | { context?: string; dockerfile?: string };
+  command?: string | string[];
+  entrypoint?: string | string[];
+  environment?: Record<string, string> | string[];
+  depends_on?: string[] | Record<string, { condition?: string }>;
+  container_name?: string;
+  ports?: unknown[];
+  profiles?: string[];
+  restart?: string;
+  volumes?: unknown[];
+  healthcheck?: { test?: string | string[] };
+};
+type ComposeFile = { services: Record<string, Service>; volumes?: Record<string, unknown> };
+
+const composeText = readFileSync(`${ROOT}docker-compose.yml`, "utf8");
+// `merge: true` resolves the `<<: *smallchain` keys as Compose does.
+const compose = parse(composeText, { merge: true }) as ComposeFile;
+const services = compose.services;
+
+function service(name: string): Service {
+  const found = services[name];
+  if (!found) throw new Error(`docker-compose.yml has no service ${name}`);
+  return found;
+}
+
+function env(svc: Service): Record<string, string> {
+  if (!Array.isArray(svc.environment)) return svc.environment ?? {};
+  return Object.fromEntries(svc.environment.map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]));
+}
+
+function dependsOn(svc: Service): Record<string, string> {
+  const deps = svc.depends_on ?? {};
+  if (Array.isArray(deps)) return Object.fromEntries(deps.map((d) => [d, "service_started"]));
+  return Object.fromEntries(Object.entries(deps).map(([name, d]) => [name, d.condition ?? "service_started"]));
+}
+
+/** Dockerfile instructions as [KEYWORD, rest], comments dropped and `\` continuations joined. */
+function dockerfileInstructions(): [string, string][] {
+  const text = readFileSync(`${ROOT}Dockerfile`, "utf8")
+    .split("\n")
+    .filter((line) => !/^\s*#/.test(line))
+    .join("\n")
+    .replace(/\\\n/g, " ");
+  return text
+    .split("\n")
+    .map((line) => line.trim())
+    .filter((line) => line !== "")
+    .map((line) => {
+      const [keyword = "", ...rest] = line.split(/\s+/);
+      return [keyword.toUpperCase(), rest.join(" ")];
+    });
+}
+
+/** The compose CLI on this machine: the `docker compose` plugin, else the standalone `docker-compose`, else none. */
+function composeCli(): string[] | undefined {
+  const candidates = [["docker", "compose"], ["docker-compose"]];
+  return candidates.find(([cmd, ...args]) => spawnSync(cmd!, [...args, "version"], { stdio: "ignore", timeout: 30_000 }).status === 0);
+}
+
+describe("docker-compose.yml", () => {
+  it("runs nats and the four services, all from one image built from the Dockerfile", () => {
+    expect(Object.keys(services)).toEqual(expect.arrayContaining(["nats", ...SMALLCHAIN_SERVICES]));
+    expect(service("nats").image).toMatch(/^nats:2\.10/);
+    for (const name of SMALLCHAIN_SERVICES) {
+      const svc = service(name);
+      expect(svc.image, name).toBe("smallchain:local");
+      expect(svc.build, name).toMatchObject({ context: "." });
+      expect(svc.command, name).toEqual([`services/${name}/dist/main.js`]);
+      expect(svc.restart, name).toBe("unless-stopped");
+    }
+  });
+
+  it("gives workers (and the other services) no container_name and no host ports, so --scale works", () => {
+    for (const name of [...WORKERS, ...SMALLCHAIN_SERVICES]) {
+      expect(service(name).container_name, name).toBeUndefined();
+      expect(service(name).ports, name).toBeUndefined();
+    }
+  });
+
+  it("starts every smallchain service only once nats is healthy, and nats has a healthcheck", () => {
+    // then
+    for (const name of [...SMALLCHAIN_SERVICES, "example"]) {
+      expect(dependsOn(service(name)).nats, name).toBe("service_healthy");
+    }
+    const nats = service("nats");
+    expect(nats.healthcheck?.test).toEqual(expect.arrayContaining([expect.stringContaining("/healthz")]));
+    expect(String(nats.command)).toContain("-js");
+    expect(nats.volumes).toEqual(expect.arrayContaining([expect.stringMatching(/:\/data$/)]));
+    expect(nats.ports).toEqual([expect.stringMatching(/^127\.0\.0\.1:/)]);
+  });
+
+  it("connects services to nats by service name and passes the OpenAI key through from the host", () => {
+    for (const name of SMALLCHAIN_SERVICES) {
+      expect(env(service(name)), name).toMatchObject({
+        NATS_URL: "nats://nats:4222",
+        OPENAI_API_KEY: "${OPENAI_API_KEY:-}",
+      });
+    }
+  });
+
+  it("runs the example only under the example profile: apply the config, then run the task and wait", () => {
+    // given
+    const example = service("example");
+    // then
+    expect(example.profiles).toEqual(["example"]);
+    expect(example.restart).toBe("no");
+    const script = [example.entrypoint, example.command].flat().join(" ");
+    expect(script).toMatch(/apply -f examples\/calculator\.yaml\s*&&.*run do_some_math --wait/);
+    expect(Object.keys(dependsOn(example))).toEqual(expect.arrayContaining([...SMALLCHAIN_SERVICES]));
+    for (const name of Object.keys(services)) {
+      if (name !== "example") expect(service(name).profiles, name).toBeUndefined();
+    }
+  });
+
+  it("passes `docker compose config -q`, with and without the example profile, where a compose CLI exists", () => {
+    // YAML-level checks that hold everywhere: every dependency and named volume is defined.
+    for (const [name, svc] of Object.entries(services)) {
+      for (const dep of Object.keys(dependsOn(svc))) expect(services, `${name} depends on ${dep}`).toHaveProperty([dep]);
+      for (const volume of svc.volumes ?? []) {
+        const source = String(volume).split(":")[0] ?? "";
+        if (!/^[./~]/.test(source)) expect(compose.volumes ?? {}, `${name} mounts ${source}`).toHaveProperty([source]);
+      }
+    }
+
+    const cli = composeCli();
+    if (!cli) return; // neither `docker compose` nor `docker-compose` here: the checks above are all we can do
+    const [cmd, ...base] = cli;
+    for (const profile of [[], ["--profile", "example"]]) {
+      // when
+      const result = spawnSync(cmd!, [...base, "-f", "docker-compose.yml", ...profile, "config", "-q"], {
+        cwd: ROOT,
+        encoding: "utf8",
+        timeout: 60_000,
+      });
+      // then
+      expect(result.status, `${cli.join(" ")} ${profile.join(" ")} config -q: ${result.stderr}`).toBe(0);
+    }
+  });
+});
+
+describe("Dockerfile", () => {
+  const instructions = dockerfileInstructions();
+  const froms = instructions.flatMap(([k], i) => (k === "FROM" ? [i] : []));
+  const lastStage = instructions.slice(froms.at(-1));
+
+  it("is a multi-stage build whose runtime stage copies the build output from an earlier stage", () => {
+    expect(froms.length).toBeGreaterThanOrEqual(2);
+    expect(lastStage.filter(([k, rest]) => k === "COPY" && rest.startsWith("--from=")).length).toBeGreaterThan(0);
+    expect(lastStage.some(([k, rest]) => k === "RUN" && /npm run build|tsc/.test(rest))).toBe(false);
+  });
+
+  it("runs as a non-root user with NODE_ENV=production and bash and python3 installed", () => {
+    const users = lastStage.filter(([k]) => k === "USER").map(([, rest]) => rest.split(":")[0]);
+    expect(users.length).toBeGreaterThan(0);
+    expect(["root", "0"]).not.toContain(users.at(-1));
+    expect(lastStage.some(([k, rest]) => k === "ENV" && /NODE_ENV[= ]production/.test(rest))).toBe(true);
+    const installs = lastStage.filter(([k, rest]) => k === "RUN" && rest.includes("apt-get install")).map(([, rest]) => rest);
+    expect(installs.join(" ")).toMatch(/--no-install-recommends/);
+    expect(installs.join(" ")).toMatch(/\bbash\b/);
+    expect(installs.join(" ")).toMatch(/\bpython3\b/);
+    expect(installs.join(" ")).toMatch(/rm -rf \/var\/lib\/apt\/lists/);
+  });
+});
