@@ -5,7 +5,7 @@ import { notFound } from "./run/spec.js";
 import type { ConfigKind, SmallchainConfig } from "./config/schema.js";
 import { ConcurrencyError } from "./errors.js";
 import { EventStore } from "./eventstore.js";
-import type { RecordedEvent, RunEvent } from "./events.js";
+import { runRequested, type RecordedEvent } from "./events.js";
 import { deriveRunId, newRunId } from "./ids.js";
 import type { Names } from "./names.js";
 import { provision, type Buckets } from "./nats/provision.js";
@@ -67,21 +67,12 @@ export class Client {
       throw notFound(this.config.lookup(), "task", opts.task);
     }
     const runId = opts.runId ?? newRunId();
-    const event: RunEvent = {
-      id: `${runId}:requested`,
-      type: "RunRequested",
-      v: 1,
-      runId,
-      at: Date.now(),
-      data: {
-        agent: task.agent,
-        task: task.name,
-        input: opts.message ?? task.user_message,
-        depth: 0,
-        rootRunId: runId,
-        ...(opts.name !== undefined && { name: opts.name }),
-      },
-    };
+    const event = runRequested(runId, Date.now(), {
+      agent: task.agent,
+      task: task.name,
+      input: opts.message ?? task.user_message,
+      name: opts.name,
+    });
     try {
       const r = await this.store.append(event, 0);
       return { runId, created: !r.duplicate, ...(opts.name !== undefined && { name: opts.name }) };

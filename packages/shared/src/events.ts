@@ -81,7 +81,22 @@ export type EventData<T extends EventType> = EventOf<T>["data"];
 /** An event as read back from the stream, with its stream sequence. */
 export type RecordedEvent = RunEvent & { seq: number };
 
+/** The first event of a top-level run. Appended with expected last sequence 0: a run is requested once. */
+export function runRequested(
+  runId: string,
+  at: number,
+  data: { agent: string; task: string; input: string; name?: string | undefined },
+): EventOf<"RunRequested"> {
+  const { name, ...rest } = data;
+  return {
+    id: `${runId}:requested`,
+    type: "RunRequested",
+    v: 1,
+    runId,
+    at,
+    data: { ...rest, depth: 0, rootRunId: runId, ...(name !== undefined && { name }) },
+  };
+}
+
 export const EVENT_TYPES = RunEvent.options.map((o) => o.shape.type.value) as EventType[];
 
-/** The context-window messages a single event adds, in order. */
-export { ChatMessage };

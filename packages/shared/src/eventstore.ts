@@ -9,6 +9,7 @@ import {
   type StoredMsg,
 } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
+import type { Logger } from "pino";
 import { DecodeError, decode, encode } from "./codec.js";
 import { ConcurrencyError } from "./errors.js";
 import { RunEvent, type RecordedEvent } from "./events.js";
@@ -126,6 +127,18 @@ export class EventStore {
   /** Decodes an event delivered by a consumer; throws DecodeError for anything that is not a valid event of that run. */
   decodeMsg(msg: JsMsg): RecordedEvent {
     return this.decodeAt(msg.subject, msg.data, msg.seq);
+  }
+
+  /** Decodes a delivered event; an invalid one is logged and terminated (it can never become valid) and null returned. */
+  decodeOrTerm(msg: JsMsg, log: Logger): RecordedEvent | null {
+    try {
+      return this.decodeMsg(msg);
+    } catch (err) {
+      if (!(err instanceof DecodeError)) throw err;
+      log.warn({ subject: msg.subject, seq: msg.seq, err: err.message }, "ignoring an invalid event");
+      msg.term();
+      return null;
+    }
   }
 
   private decodeStored(sm: StoredMsg): RecordedEvent {

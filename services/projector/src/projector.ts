@@ -1,6 +1,5 @@
 import type { JsMsg } from "@nats-io/jetstream";
 import {
-  DecodeError,
   EventStore,
   KeyedQueue,
   RunCache,
@@ -17,7 +16,6 @@ import {
   type Logger,
   type Names,
   type NatsConnection,
-  type RecordedEvent,
   type Service,
 } from "@smallchain/shared";
 
@@ -46,17 +44,8 @@ export async function startProjector(opts: ProjectorOptions): Promise<Service> {
   });
 
   const onEvent = async (msg: JsMsg): Promise<void> => {
-    let event: RecordedEvent;
-    try {
-      event = store.decodeMsg(msg);
-    } catch (err) {
-      if (err instanceof DecodeError) {
-        log.warn({ subject: msg.subject, seq: msg.seq, err: err.message }, "ignoring an invalid event");
-        msg.term();
-        return;
-      }
-      throw err;
-    }
+    const event = store.decodeOrTerm(msg, log);
+    if (!event) return;
     await queue.run(event.runId, async () => {
       const before = cache.get(event.runId);
       const messages: [string, ChatMessage][] = [];

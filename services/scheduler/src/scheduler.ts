@@ -15,13 +15,13 @@ import {
   isTerminal,
   provision,
   resolveAgent,
+  runRequested,
   startConsumerLoop,
   type ConsumerLoop,
   type Logger,
   type Names,
   type NatsConnection,
   type RecordedEvent,
-  type RunEvent,
   type RunState,
   type Service,
 } from "@smallchain/shared";
@@ -120,17 +120,8 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
   };
 
   const onEvent = async (msg: JsMsg): Promise<void> => {
-    let event: RecordedEvent;
-    try {
-      event = store.decodeMsg(msg);
-    } catch (err) {
-      if (err instanceof DecodeError) {
-        log.warn({ subject: msg.subject, seq: msg.seq, err: err.message }, "ignoring an invalid event");
-        msg.term();
-        return;
-      }
-      throw err;
-    }
+    const event = store.decodeOrTerm(msg, log);
+    if (!event) return;
     await queue.run(event.runId, async () => {
       if (carriedOut.delete(event.id)) {
         msg.ack();
@@ -166,21 +157,12 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
       return;
     }
     const runId = request.runId ?? deriveRunId("ingress", n.ingressStream, String(msg.seq), String(msg.info.timestampNanos));
-    const event: RunEvent = {
-      id: `${runId}:requested`,
-      type: "RunRequested",
-      v: 1,
-      runId,
-      at: now(),
-      data: {
-        agent: task.agent,
-        task: task.name,
-        input: request.message ?? task.user_message,
-        depth: 0,
-        rootRunId: runId,
-        ...(request.name !== undefined && { name: request.name }),
-      },
-    };
+    const event = runRequested(runId, now(), {
+      agent: task.agent,
+      task: task.name,
+      input: request.message ?? task.user_message,
+      name: request.name,
+    });
     try {
       await store.append(event, 0);
       log.info({ runId, task: taskName }, "run requested from ingress");
