@@ -1,0 +1,143 @@
+import { writeFileSync } from "node:fs";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { names, runRequested } from "@smallchain/shared";
+import { startFakeOpenAI, type FakeOpenAI } from "../../test/support/fake-openai.js";
+import { rawChain, type ChainResult } from "./raw-chain.js";
+import { Observer, applyConfig, benchConfig, measureStarts, measureSteps, startServices, type Llm, type Mode, type StepResult } from "./smallchain.js";
+import { round, summarize } from "./stats.js";
+
+const STEPS = 10;
+const url = process.env.NATS_URL ?? "nats://127.0.0.1:4222";
+const quick = process.argv.includes("--quick");
+const BACKLOG = quick ? 1000 : 10_000;
+const log = (line: string) => process.stderr.write(`${line}\n`);
+
+async function cleanup(nc: NatsConnection, prefix: string): Promise<void> {
+  const jsm = await jetstreamManager(nc);
+  const doomed: string[] = [];
+  for await (const name of jsm.streams.names()) {
+    if (name.startsWith(`${prefix.toUpperCase()}_`) || name.startsWith(`KV_${prefix}_`)) doomed.push(name);
+  }
+  for (const name of doomed) await jsm.streams.delete(name);
+}
+
+function prefix(label: string): string {
+  return `b${label}${Math.random().toString(36).slice(2, 7)}`;
+}
+
+type Scenario = { mode: Mode; llm: Llm; c1: StepResult; c64: StepResult; rssMb: Record<string, number> };
+
+async function scenario(nc: NatsConnection, mode: Mode, llm: Llm, fake: FakeOpenAI): Promise<Scenario> {
+  const p = prefix("s");
+  const inst = await startServices(nc, p, mode, { OPENAI_API_KEY: "bench" });
+  const obs = new Observer(nc, p);
+  try {
+    await applyConfig(inst.client, benchConfig(llm, STEPS, fake.url));
+    await measureSteps(inst, obs, 8, 16, STEPS); // warm-up
+    const c1 = await measureSteps(inst, obs, 1, quick ? 5 : 10, STEPS);
+    const c64 = await measureSteps(inst, obs, 64, quick ? 128 : 384, STEPS);
+    const rssMb = inst.rss();
+    log(`  ${mode}/${llm}: c1 p50 ${c1.latencyMs.p50} ms, c64 ${c64.stepsPerSecond} steps/s`);
+    return { mode, llm, c1, c64, rssMb };
+  } finally {
+    obs.close();
+    await inst.stop();
+    await cleanup(nc, p);
+  }
+}
+
+async function main() {
+  const nc = await connect({ servers: url });
+  const fake = await startFakeOpenAI((req) => {
+    const turns = req.messages.filter((m) => m.role === "assistant").length;
+    return turns < STEPS ? { toolCalls: [{ name: "add", arguments: { a: 1, b: 2 } }] } : { content: "done" };
+  });
+  const t0 = performance.now();
+  const results: Record<string, unknown> = { at: new Date().toISOString(), nats: url, stepsPerRun: STEPS };
+
+  log("raw JetStream chain (the baseline)...");
+  const rawP = prefix("r");
+  const raw1: ChainResult = await rawChain(nc, rawP, 1, quick ? 100 : 300, 1);
+  const raw64: ChainResult = await rawChain(nc, `${rawP}x`, 64, quick ? 20 : 60, 64);
+  results.raw = { c1: raw1, c64: raw64 };
+
+  log("smallchain...");
+  const scenarios: Scenario[] = [];
+  for (const [mode, llm] of [["processes", "mock"], ["processes", "openai"], ["in-process", "mock"]] as const) {
+    scenarios.push(await scenario(nc, mode, llm, fake));
+  }
+  results.smallchain = scenarios;
+
+  log("runs started per second, a 200-step run, and a backlog...");
+  const p = prefix("x");
+  const inst = await startServices(nc, p, "processes");
+  const obs = new Observer(nc, p);
+  await applyConfig(inst.client, benchConfig("mock", 200));
+  const starts = await measureStarts(inst, obs, quick ? 300 : 1000);
+  const long = await inst.client.startRun({ task: "steps" });
+  await obs.done(long.runId);
+  const d = obs.stepDurations(long.runId);
+  const flat = { steps: d.length, first10: summarize(d.slice(1, 11)), last10: summarize(d.slice(-10)) };
+  await inst.stop();
+
+  // The backlog is requested while no service runs, then drained by all of them.
+  const n = names(p);
+  const t = Date.now();
+  const backlogIds: string[] = [];
+  const { EventStore } = await import("@smallchain/shared");
+  const store = await EventStore.open(nc, n);
+  const { pool } = await import("./stats.js");
+  await pool(BACKLOG, 256, async (i) => {
+    const id = `rbacklog${i}`;
+    backlogIds.push(id);
+    await store.append(runRequested(id, t, { agent: "answerer", task: "quick", input: "go" }), 0);
+  });
+  const drainStart = performance.now();
+  const inst2 = await startServices(nc, p, "processes");
+  const peak: Record<string, number> = {};
+  const sampler = setInterval(() => {
+    for (const [k, v] of Object.entries(inst2.rss())) peak[k] = Math.max(peak[k] ?? 0, v);
+  }, 250);
+  await Promise.all(backlogIds.map((id) => obs.done(id)));
+  const drainSeconds = (performance.now() - drainStart) / 1000;
+  clearInterval(sampler);
+  // get runs with every run in place
+  await new Promise((r) => setTimeout(r, 500));
+  const g0 = performance.now();
+  const page = await inst2.client.listRuns();
+  const getRunsMs = performance.now() - g0;
+  obs.close();
+  await inst2.stop();
+  await cleanup(nc, p);
+  results.starts = starts;
+  results.longRun = flat;
+  results.backlog = { runs: BACKLOG, drainSeconds: round(drainSeconds), runsPerSecond: Math.round(BACKLOG / drainSeconds), peakRssMb: peak, getRuns: { ms: round(getRunsMs), listed: page.length } };
+
+  const main = scenarios[0]!;
+  results.ratios = {
+    throughputC64: round(main.c64.stepsPerSecond / raw64.stepsPerSecond),
+    latencyP50C1: round(main.c1.latencyMs.p50 / raw1.latencyMs.p50),
+    targets: { throughputC64: ">= 0.5", latencyP50C1: "<= 2" },
+  };
+  results.seconds = round((performance.now() - t0) / 1000, 1);
+
+  const rows = [
+    ["raw chain", "", raw1.latencyMs.p50, raw1.latencyMs.p99, raw1.stepsPerSecond, raw64.stepsPerSecond, raw64.latencyMs.p50, raw64.latencyMs.p99],
+    ...scenarios.map((s) => [`smallchain ${s.mode}`, s.llm, s.c1.latencyMs.p50, s.c1.latencyMs.p99, s.c1.stepsPerSecond, s.c64.stepsPerSecond, s.c64.latencyMs.p50, s.c64.latencyMs.p99]),
+  ];
+  const head = ["", "llm", "c1 p50 ms", "c1 p99 ms", "c1 steps/s", "c64 steps/s", "c64 p50 ms", "c64 p99 ms"];
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
+  const line = (r: (string | number)[]) => r.map((v, i) => String(v).padEnd(widths[i]!)).join("  ");
+  console.log(`\n${line(head)}\n${rows.map(line).join("\n")}\n`);
+  console.log(`ratios (smallchain processes/mock vs raw): throughput at 64 = ${(results.ratios as { throughputC64: number }).throughputC64} (target >= 0.5), p50 latency at 1 = ${(results.ratios as { latencyP50C1: number }).latencyP50C1} (target <= 2)`);
+  console.log(`runs started: ${starts.runsStartedPerSecond}/s; 200-step run: step p50 first 10 ${flat.first10.p50} ms, last 10 ${flat.last10.p50} ms`);
+  console.log(`backlog of ${BACKLOG}: drained in ${round(drainSeconds, 1)} s, peak RSS MB ${JSON.stringify(peak)}; get runs listed ${page.length} in ${round(getRunsMs, 0)} ms`);
+  console.log(`service RSS MB after the steps scenarios: ${scenarios.map((s) => `${s.mode}/${s.llm} ${JSON.stringify(s.rssMb)}`).join("; ")}`);
+  writeFileSync(new URL("../../../results.json", import.meta.url), `${JSON.stringify(results, null, 2)}\n`);
+  console.log(`bench/results.json written (${results.seconds} s)`);
+  await fake.close();
+  await nc.close();
+}
+
+await main();

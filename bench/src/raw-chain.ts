@@ -1,0 +1,68 @@
+import { AckPolicy, RetentionPolicy, StorageType, jetstream, jetstreamManager } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { encode, decode } from "@smallchain/shared";
+import { z } from "zod";
+import { pool, summarize, type Summary } from "./stats.js";
+
+export type ChainResult = { concurrency: number; steps: number; seconds: number; stepsPerSecond: number; latencyMs: Summary };
+
+const Msg = z.object({ chain: z.number(), step: z.number(), kind: z.enum(["llm", "tool"]), body: z.string() });
+type Msg = z.infer<typeof Msg>;
+
+/**
+ * The bare JetStream chain of our design, with no Smallchain code: a command on a work-queue stream is pulled
+ * and acked by a worker that appends an event on the chain's own subject; a driver consumes the event and
+ * publishes the next command. One step = LLM command, its event, tool command, its event (4 stored messages),
+ * with msgpack payloads validated by zod like ours.
+ */
+export async function rawChain(nc: NatsConnection, prefix: string, concurrency: number, stepsPerChain: number, chains: number): Promise<ChainResult> {
+  const up = prefix.toUpperCase();
+  const jsm = await jetstreamManager(nc);
+  const js = jetstream(nc);
+  await jsm.streams.add({ name: `${up}_RAWCMD`, subjects: [`${prefix}.raw.cmd.>`], retention: RetentionPolicy.Workqueue, storage: StorageType.File });
+  await jsm.streams.add({ name: `${up}_RAWEV`, subjects: [`${prefix}.raw.ev.*`], storage: StorageType.File });
+  await jsm.consumers.add(`${up}_RAWCMD`, { durable_name: "worker", ack_policy: AckPolicy.Explicit, max_ack_pending: 10_000 });
+  await jsm.consumers.add(`${up}_RAWEV`, { durable_name: "driver", ack_policy: AckPolicy.Explicit, max_ack_pending: 10_000 });
+
+  const worker = await (await js.consumers.get(`${up}_RAWCMD`, "worker")).consume({ max_messages: 512 });
+  void (async () => {
+    for await (const m of worker) {
+      const cmd = decode(Msg, m.data, "raw command");
+      void js.publish(`${prefix}.raw.ev.${cmd.chain}`, encode({ ...cmd, body: `${cmd.kind} done` }), { msgID: `${cmd.chain}:${cmd.step}:${cmd.kind}` }).then(() => m.ack());
+    }
+  })();
+
+  const waiters = new Map<number, (e: Msg) => void>();
+  const driver = await (await js.consumers.get(`${up}_RAWEV`, "driver")).consume({ max_messages: 512 });
+  void (async () => {
+    for await (const m of driver) {
+      const e = decode(Msg, m.data, "raw event");
+      m.ack();
+      waiters.get(e.chain)?.(e);
+    }
+  })();
+
+  const send = (chain: number, step: number, kind: "llm" | "tool") =>
+    new Promise<Msg>((resolve) => {
+      waiters.set(chain, resolve);
+      void js.publish(`${prefix}.raw.cmd.${kind}`, encode({ chain, step, kind, body: "x".repeat(64) }), { msgID: `${chain}:${step}:${kind}:cmd` });
+    });
+
+  const latencies: number[] = [];
+  const started = performance.now();
+  await pool(chains, concurrency, async (chain) => {
+    for (let step = 1; step <= stepsPerChain; step++) {
+      const t = performance.now();
+      await send(chain, step, "llm");
+      await send(chain, step, "tool");
+      latencies.push(performance.now() - t);
+    }
+  });
+  const seconds = (performance.now() - started) / 1000;
+  await worker.close();
+  await driver.close();
+  await jsm.streams.delete(`${up}_RAWCMD`);
+  await jsm.streams.delete(`${up}_RAWEV`);
+  const steps = chains * stepsPerChain;
+  return { concurrency, steps, seconds, stepsPerSecond: Math.round(steps / seconds), latencyMs: summarize(latencies) };
+}

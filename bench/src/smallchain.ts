@@ -1,0 +1,193 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { pino } from "pino";
+import { Packr } from "msgpackr";
+import { Client, names, parseConfig, type Service } from "@smallchain/shared";
+import { startLlmWorker } from "@smallchain/llm-worker";
+import { startProjector } from "@smallchain/projector";
+import { startScheduler } from "@smallchain/scheduler";
+import { startToolWorker } from "@smallchain/tool-worker";
+import { pool, summarize, type Summary } from "./stats.js";
+
+const ROOT = fileURLToPath(new URL("../../../../", import.meta.url));
+const SERVICES = ["scheduler", "projector", "llm-worker", "tool-worker"] as const;
+export type Mode = "processes" | "in-process";
+export type Llm = "mock" | "openai";
+
+export type Installation = {
+  client: Client;
+  stop(): Promise<void>;
+  /** Resident memory of each service, MB. */
+  rss(): Record<string, number>;
+};
+
+export async function startServices(nc: NatsConnection, prefix: string, mode: Mode, env: NodeJS.ProcessEnv = {}): Promise<Installation> {
+  const n = names(prefix);
+  const client = await Client.connect(nc, n);
+  if (mode === "in-process") {
+    const log = pino({ level: "warn" });
+    const services: Service[] = [
+      await startProjector({ nc, names: n, log }),
+      await startScheduler({ nc, names: n, log }),
+      await startLlmWorker({ nc, names: n, log, env: { ...process.env, ...env } }),
+      await startToolWorker({ nc, names: n, log }),
+    ];
+    return {
+      client,
+      stop: async () => void (await Promise.all(services.map((s) => s.stop()))),
+      rss: () => ({ "all (one process)": Math.round(process.memoryUsage().rss / 2 ** 20) }),
+    };
+  }
+  const children = new Map<string, ChildProcess>();
+  await Promise.all(
+    SERVICES.map(
+      (name) =>
+        new Promise<void>((resolve, reject) => {
+          const child = spawn(process.execPath, [`${ROOT}services/${name}/dist/main.js`], {
+            env: { ...process.env, LOG_LEVEL: "info", SC_PREFIX: prefix, ...env },
+            stdio: ["ignore", "pipe", "inherit"],
+          });
+          children.set(name, child);
+          let out = "";
+          child.stdout.on("data", (d: Buffer) => {
+            out += d.toString();
+            if (out.includes(" started")) resolve();
+          });
+          child.once("exit", (code) => reject(new Error(`${name} exited with ${code}: ${out}`)));
+        }),
+    ),
+  );
+  return {
+    client,
+    stop: async () => {
+      await Promise.all(
+        [...children.values()].map((c) => new Promise<void>((r) => (c.exitCode !== null ? r() : (c.once("exit", () => r()), c.kill("SIGTERM"))))),
+      );
+    },
+    rss: () => Object.fromEntries([...children].map(([name, c]) => [name, rssOf(c.pid)])),
+  };
+}
+
+function rssOf(pid: number | undefined): number {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, "utf8");
+    return Math.round(Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024);
+  } catch {
+    return 0;
+  }
+}
+
+/** The agent of every measurement: each LLM call returns one call of the builtin add, `steps` times, then an answer. */
+export function benchConfig(llm: Llm, steps: number, baseUrl?: string): string {
+  const reply = "      - tool_calls: [ { name: add, arguments: { a: 1, b: 2 } } ]";
+  const llmBlock =
+    llm === "mock"
+      ? `  - name: bench\n    provider: mock\n    replies:\n${Array(steps).fill(reply).join("\n")}\n      - content: done`
+      : `  - name: bench\n    provider: openai\n    model: fake\n    base_url: ${baseUrl}`;
+  return `
+llms:
+${llmBlock}
+  - name: quick
+    provider: mock
+    replies: [ { content: done } ]
+agents:
+  - { name: stepper, llm: bench, tools: [ add ], max_steps: ${steps + 5} }
+  - { name: answerer, llm: quick }
+tools:
+  - { name: add, builtin: add }
+tasks:
+  - { name: steps, user_message: go, agent: stepper }
+  - { name: quick, user_message: go, agent: answerer }
+`;
+}
+
+const unpack = new Packr({ useRecords: false });
+
+/** Watches every event of the installation on core NATS (no extra consumer): step timings and run ends. */
+export class Observer {
+  private readonly llmRequested = new Map<string, number[]>();
+  private readonly ends = new Map<string, () => void>();
+  private readonly ended = new Set<string>();
+  private readonly startedWaiters = new Map<string, () => void>();
+  readonly started = new Set<string>();
+  private sub: ReturnType<NatsConnection["subscribe"]>;
+
+  constructor(nc: NatsConnection, prefix: string) {
+    this.sub = nc.subscribe(`${prefix}.run.*.ev`, {
+      callback: (_err, msg) => {
+        const now = performance.now();
+        const e = unpack.unpack(msg.data) as { type: string; runId: string };
+        if (e.type === "LLMRequested") {
+          const list = this.llmRequested.get(e.runId) ?? [];
+          list.push(now);
+          this.llmRequested.set(e.runId, list);
+        } else if (e.type === "RunStarted") {
+          this.started.add(e.runId);
+          this.startedWaiters.get(e.runId)?.();
+        } else if (e.type === "RunCompleted" || e.type === "RunFailed") {
+          this.ended.add(e.runId);
+          this.ends.get(e.runId)?.();
+        }
+      },
+    });
+  }
+
+  whenStarted(runId: string): Promise<void> {
+    if (this.started.has(runId)) return Promise.resolve();
+    return new Promise((r) => this.startedWaiters.set(runId, r));
+  }
+
+  done(runId: string): Promise<void> {
+    if (this.ended.has(runId)) return Promise.resolve();
+    return new Promise((r) => this.ends.set(runId, r));
+  }
+
+  get endedCount(): number {
+    return this.ended.size;
+  }
+
+  /** Durations of steps: from one LLMRequested to the next (an LLM call, its tool call, and the decisions between). */
+  stepDurations(runId: string): number[] {
+    const t = this.llmRequested.get(runId) ?? [];
+    return t.slice(1).map((v, i) => v - t[i]!);
+  }
+
+  close(): void {
+    this.sub.unsubscribe();
+  }
+}
+
+export type StepResult = { concurrency: number; runs: number; steps: number; seconds: number; stepsPerSecond: number; latencyMs: Summary };
+
+/** `runs` runs of the `steps` task, at most `concurrency` at once; steps/s over the whole wall time. */
+export async function measureSteps(inst: Installation, obs: Observer, concurrency: number, runs: number, stepsPerRun: number): Promise<StepResult> {
+  const ids: string[] = [];
+  const t0 = performance.now();
+  await pool(runs, concurrency, async () => {
+    const { runId } = await inst.client.startRun({ task: "steps" });
+    ids.push(runId);
+    await obs.done(runId);
+  });
+  const seconds = (performance.now() - t0) / 1000;
+  const latencies = ids.flatMap((id) => obs.stepDurations(id));
+  const steps = runs * stepsPerRun;
+  return { concurrency, runs, steps, seconds, stepsPerSecond: Math.round(steps / seconds), latencyMs: summarize(latencies) };
+}
+
+/** Requests `count` runs as fast as the client can and times until every one has started. */
+export async function measureStarts(inst: Installation, obs: Observer, count: number): Promise<{ runs: number; seconds: number; runsStartedPerSecond: number }> {
+  const t0 = performance.now();
+  const ids: string[] = [];
+  await pool(count, 64, async () => {
+    ids.push((await inst.client.startRun({ task: "quick" })).runId);
+  });
+  await Promise.all(ids.map((id) => obs.whenStarted(id)));
+  const seconds = (performance.now() - t0) / 1000;
+  return { runs: count, seconds, runsStartedPerSecond: Math.round(count / seconds) };
+}
+
+export async function applyConfig(client: Client, yaml: string): Promise<void> {
+  await client.apply(parseConfig(yaml, "bench.yaml"));
+}
