@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { LlmConfig } from "./config/schema.js";
+import { ChatMessage } from "./run/messages.js";
 import { ToolSnapshot } from "./run/spec.js";
 
 /**
@@ -14,6 +15,11 @@ export const LlmCommand = z.object({
   messageCount: z.number().int().nonnegative(),
   llm: LlmConfig,
   tools: z.array(z.object({ name: z.string(), description: z.string(), parameters: z.record(z.string(), z.unknown()) })),
+  /**
+   * The window's newest messages (those since the previous LLM call), when small: a worker that read the rest
+   * before needs no read, and none has to wait for the projector to store them.
+   */
+  delta: z.array(ChatMessage).optional(),
 });
 export type LlmCommand = z.infer<typeof LlmCommand>;
 

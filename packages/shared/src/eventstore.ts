@@ -55,15 +55,20 @@ export class EventStore {
   }
 
   /**
-   * Appends a decision: the first event guarded by `expectedLastSeq`, the rest pipelined right behind it.
-   * A decision repeated by another scheduler is stopped by the guard or, failing that, by the events' ids.
+   * Appends a decision, every event guarded by the sequence of the one before it: nothing from elsewhere can
+   * land between them unseen, so the decider's state is exactly the stream's prefix. Stops at a duplicate
+   * (another scheduler recorded it) and throws ConcurrencyError if the run moved on.
    */
   async appendDecision(events: RunEvent[], expectedLastSeq: number): Promise<AppendResult[]> {
-    const [first, ...rest] = events;
-    if (!first) return [];
-    const head = await this.append(first, expectedLastSeq);
-    const tail = await Promise.all(rest.map((e) => this.append(e)));
-    return [head, ...tail];
+    const results: AppendResult[] = [];
+    let last = expectedLastSeq;
+    for (const event of events) {
+      const r = await this.append(event, last);
+      results.push(r);
+      if (r.duplicate) break;
+      last = r.seq;
+    }
+    return results;
   }
 
   /** The run's first valid event at or after `fromSeq`, or null. Invalid ones are skipped (and reported). */

@@ -16,22 +16,25 @@ export class ContextReader {
     private readonly max = 2_000,
   ) {}
 
-  async read(runId: string, count: number): Promise<ChatMessage[]> {
+  /** The first `count` messages; `delta`, when given, are the last of them. */
+  async read(runId: string, count: number, delta: ChatMessage[] = []): Promise<ChatMessage[]> {
+    const stored = count - delta.length;
     const cached = this.windows.get(runId) ?? [];
-    const window = cached.slice(0, count);
-    for (let attempt = 0; window.length < count; attempt++) {
-      const fetched = await readContext(this.context, runId, count, window.length);
+    const window = cached.slice(0, stored);
+    for (let attempt = 0; window.length < stored; attempt++) {
+      const fetched = await readContext(this.context, runId, stored, window.length);
       for (const m of fetched) {
         if (!m) break;
         window.push(m);
       }
-      if (window.length === count) break;
+      if (window.length === stored) break;
       const wait = WAITS_MS[attempt];
       if (wait === undefined) {
-        throw new RetryableError(`context window of run ${runId} is not projected yet (${window.length} of ${count} messages)`, 1000);
+        throw new RetryableError(`context window of run ${runId} is not projected yet (${window.length} of ${stored} messages)`, 1000);
       }
       await new Promise((r) => setTimeout(r, wait));
     }
+    window.push(...delta);
     this.windows.delete(runId);
     this.windows.set(runId, window);
     if (this.windows.size > this.max) {

@@ -36,7 +36,7 @@ export async function startLlmWorker(opts: LlmWorkerOptions): Promise<Service> {
     ackWaitMs: opts.ackWaitMs ?? 60_000,
     maxDeliver: opts.maxDeliver ?? 6,
     execute: async (command, { signal }): Promise<RunEvent> => {
-      const messages = await contexts.read(command.runId, command.messageCount);
+      const messages = await contexts.read(command.runId, command.messageCount, command.delta);
       const started = Date.now();
       const reply = await providers[command.llm.provider]({ command, messages, signal });
       log.debug({ runId: command.runId, step: command.step, usage: reply.usage }, "llm responded");

@@ -39,11 +39,13 @@ export async function startProjector(opts: ProjectorOptions): Promise<Service> {
   await ensureConsumer(nc, n.eventsStream, {
     durable_name: n.consumers.projector,
     filter_subject: n.allRunsSubject,
-    ack_wait: 30_000_000_000,
+    // Handling an event takes milliseconds: after a crash its events go to another replica within seconds.
+    ack_wait: 5_000_000_000,
     max_ack_pending: 20_000,
   });
 
   const onEvent = async (msg: JsMsg): Promise<void> => {
+    cache.delivered(msg.info.deliverySequence);
     const event = store.decodeOrTerm(msg, log);
     if (!event) return;
     await queue.run(event.runId, async () => {

@@ -1,4 +1,13 @@
-import { findCall, type LlmCommand, type RecordedEvent, type RunEvent, type RunState, type ToolCommand } from "@smallchain/shared";
+import { findCall, type ChatMessage, type LlmCommand, type RecordedEvent, type RunEvent, type RunState, type ToolCommand } from "@smallchain/shared";
+
+/** Above this many characters the newest messages stay out of the LLM command (NATS payloads are capped). */
+const MAX_DELTA_CHARS = 256 * 1024;
+
+function fitsInCommand(messages: ChatMessage[]): boolean {
+  let chars = 0;
+  for (const m of messages) chars += (m.content?.length ?? 0) + ("tool_calls" in m ? JSON.stringify(m.tool_calls ?? []).length : 0);
+  return chars <= MAX_DELTA_CHARS;
+}
 
 /** What a recorded event asks of the world outside its run: the outbox of the event stream. */
 export type Effect =
@@ -27,6 +36,7 @@ export function effectsOf(state: RunState, event: RecordedEvent, now: number): E
             messageCount: event.data.messageCount,
             llm: agent.llm,
             tools: agent.tools.map((t) => ({ name: t.name, description: t.description, parameters: t.parameters })),
+            ...(fitsInCommand(state.llmDelta) && { delta: state.llmDelta }),
           },
         },
       ];

@@ -40,9 +40,32 @@ describe("effectsOf", () => {
               { name: addTool.name, description: addTool.description, parameters: addTool.parameters },
               { name: operatorTool.name, description: operatorTool.description, parameters: operatorTool.parameters },
             ],
+            delta: [
+              { role: "system", content: "you help with sums" },
+              { role: "user", content: "add 3 and 4" },
+            ],
           },
         },
       ]);
+    });
+
+    it("carries the messages added since the previous LLM call, so no worker waits for the projector", () => {
+      const run = runWaitingForLlm().responded(1, { toolCalls: [toolCall("a", "add", { a: 1, b: 2 })] });
+      decideAndRecord(run);
+      run.completed("s1c0", "3");
+      const [requested] = decideAndRecord(run);
+
+      const [effect] = effectsOf(run.state, requested!, NOW);
+
+      expect(effect).toMatchObject({
+        kind: "llm",
+        command: {
+          delta: [
+            { role: "assistant", content: null, tool_calls: [{ id: "a", name: "add", arguments: JSON.stringify({ a: 1, b: 2 }) }] },
+            { role: "tool", tool_call_id: "a", content: "3" },
+          ],
+        },
+      });
     });
 
     it("asks for a later step with that step's message count", () => {

@@ -64,7 +64,8 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
   await ensureConsumer(nc, n.eventsStream, {
     durable_name: n.consumers.scheduler,
     filter_subject: n.allRunsSubject,
-    ack_wait: 30_000_000_000,
+    // Handling an event takes milliseconds: after a crash its events go to another replica within seconds.
+    ack_wait: 5_000_000_000,
     max_ack_pending: 20_000,
   });
   await ensureConsumer(nc, n.ingressStream, {
@@ -110,7 +111,7 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
         state = await cache.catchUp(state);
         continue;
       }
-      const recorded: RecordedEvent[] = events.map((e, i) => ({ ...e, seq: results[i]!.seq }));
+      const recorded: RecordedEvent[] = results.map((r, i) => ({ ...events[i]!, seq: r.seq }));
       state = cache.record(state, recorded);
       const effects = recorded.flatMap((e) => effectsOf(state, e, now()));
       await carryOut(effects);
@@ -120,6 +121,7 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
   };
 
   const onEvent = async (msg: JsMsg): Promise<void> => {
+    cache.delivered(msg.info.deliverySequence);
     const event = store.decodeOrTerm(msg, log);
     if (!event) return;
     await queue.run(event.runId, async () => {

@@ -34,6 +34,11 @@ export function startConsumerLoop(nc: NatsConnection, opts: ConsumerLoopOptions)
         const messages = await consumer.consume({ max_messages: Math.max(opts.concurrency, 16) });
         current = messages;
         for await (const msg of messages) {
+          // Pulled but not started before stop: hand it back now rather than after the ack wait.
+          if (stopped) {
+            msg.nak();
+            continue;
+          }
           if (inflight.size >= opts.concurrency) await Promise.race(inflight);
           const p: Promise<void> = opts
             .handle(msg)
@@ -42,7 +47,6 @@ export function startConsumerLoop(nc: NatsConnection, opts: ConsumerLoopOptions)
             })
             .finally(() => inflight.delete(p));
           inflight.add(p);
-          if (stopped) break;
         }
       } catch (err) {
         if (stopped) break;

@@ -19,6 +19,10 @@ export type RunCacheOptions = {
  */
 export class RunCache {
   private readonly states = new Map<string, RunState>();
+  /** The generation in which each held state was last proven complete. */
+  private readonly verified = new Map<string, number>();
+  private generation = 0;
+  private lastDelivery: number | undefined;
   private readonly max: number;
 
   constructor(
@@ -38,12 +42,24 @@ export class RunCache {
     this.states.set(state.runId, state);
     if (this.states.size > this.max) {
       const oldest = this.states.keys().next().value;
-      if (oldest !== undefined) this.states.delete(oldest);
+      if (oldest !== undefined) this.drop(oldest);
     }
   }
 
   drop(runId: string): void {
     this.states.delete(runId);
+    this.verified.delete(runId);
+  }
+
+  /**
+   * Call with each message's consumer delivery sequence, in the order received. While they follow each other
+   * without a hole, this process sees every event of the consumer in stream order, so an event newer than a
+   * held state is the next one for it. A hole means another replica (or a lost buffer) took some: every held
+   * state must prove itself again before it is trusted.
+   */
+  delivered(deliverySequence: number): void {
+    if (this.lastDelivery !== undefined && deliverySequence !== this.lastDelivery + 1) this.generation++;
+    this.lastDelivery = deliverySequence;
   }
 
   /** Folds events this process itself recorded (it knows nothing came between). */
@@ -57,17 +73,27 @@ export class RunCache {
   async withEvent(event: RecordedEvent, sink?: FoldSink): Promise<RunState> {
     let cached = this.states.get(event.runId);
     if (!cached) {
-      if (!this.opts.loadInitial) return this.catchUp(initialState(event.runId), sink);
-      cached = await this.opts.loadInitial(event.runId);
+      // A run's first event needs no read: nothing comes before it (it is appended expecting sequence 0).
+      if (event.type === "RunRequested" && !this.opts.loadInitial) {
+        this.verified.set(event.runId, this.generation);
+        return this.record(initialState(event.runId), [event], sink);
+      }
+      cached = this.opts.loadInitial ? await this.opts.loadInitial(event.runId) : initialState(event.runId);
+      if (cached.lastSeq === 0 && !this.opts.loadInitial) return this.catchUp(cached, sink);
     }
     if (event.seq <= cached.lastSeq) return cached;
+    if (this.verified.get(event.runId) === this.generation) return this.record(cached, [event], sink);
     const next = await this.store.nextEvent(event.runId, cached.lastSeq + 1, this.reportInvalid(event.runId));
-    if (next && next.seq === event.seq) return this.record(cached, [event], sink);
+    if (next && next.seq === event.seq) {
+      this.verified.set(event.runId, this.generation);
+      return this.record(cached, [event], sink);
+    }
     return this.catchUp(cached, sink);
   }
 
   /** Folds every event after the state's last one. */
   async catchUp(state: RunState, sink?: FoldSink): Promise<RunState> {
+    const generation = this.generation;
     let skipped = 0;
     const report = this.reportInvalid(state.runId);
     const events = await this.store.readRun(state.runId, state.lastSeq + 1, (err, seq) => {
@@ -75,6 +101,7 @@ export class RunCache {
       report(err, seq);
     });
     const next = this.record(state, events, sink);
+    this.verified.set(state.runId, generation);
     // An invalid event still occupies its place in the stream: decisions must be guarded past it.
     if (skipped <= next.lastSeq) return next;
     const past = { ...next, lastSeq: skipped };

@@ -52,6 +52,10 @@ export type RunState = {
   error?: string;
   createdAt: number;
   updatedAt: number;
+  /** Messages added since the last LLMRequested: the next LLM command carries them (bounded by one step). */
+  newMessages: ChatMessage[];
+  /** The messages the current LLM call adds to the window it had at the previous call. */
+  llmDelta: ChatMessage[];
   /** Stream sequence of the last folded event; the scheduler appends with it as the expected last sequence. */
   lastSeq: number;
   eventCount: number;
@@ -76,6 +80,8 @@ export function initialState(runId: string): RunState {
     usage: { promptTokens: 0, completionTokens: 0, cachedTokens: 0, totalTokens: 0 },
     createdAt: 0,
     updatedAt: 0,
+    newMessages: [],
+    llmDelta: [],
     lastSeq: 0,
     eventCount: 0,
   };
@@ -84,13 +90,20 @@ export function initialState(runId: string): RunState {
 /** Folds one recorded event into the run view. Pure; events at or below `lastSeq` are already in it. */
 export function evolve(state: RunState, event: RecordedEvent): RunState {
   if (event.seq <= state.lastSeq) return state;
+  const added = messagesOf(state, event);
   const next: RunState = {
     ...apply(state, event),
+    messageCount: state.messageCount + added.length,
     lastSeq: event.seq,
     eventCount: state.eventCount + 1,
     updatedAt: event.at,
   };
-  next.messageCount = state.messageCount + messagesOf(state, event).length;
+  if (event.type === "LLMRequested") {
+    next.llmDelta = state.newMessages;
+    next.newMessages = [];
+  } else if (added.length > 0) {
+    next.newMessages = [...state.newMessages, ...added];
+  }
   return next;
 }
 

@@ -11,13 +11,15 @@ export function contextKey(runId: string, index: number): string {
   return `${runId}.${index}`;
 }
 
+/** The stored view leaves out the messages of the current step: they are in the context bucket already. */
 export function encodeView(state: RunState): Uint8Array {
-  return encode(state);
+  const { newMessages: _n, llmDelta: _d, ...view } = state;
+  return encode(view);
 }
 
 /** Run views are written only by the projector, from validated events; they are read without a schema. */
 export function decodeView(bytes: Uint8Array): RunState {
-  return packr.unpack(bytes) as RunState;
+  return { newMessages: [], llmDelta: [], ...(packr.unpack(bytes) as Omit<RunState, "newMessages" | "llmDelta">) };
 }
 
 export async function getRunView(runs: KV, runId: string): Promise<RunState | undefined> {
