@@ -45,8 +45,17 @@ export async function startServices(nc: NatsConnection, prefix: string, mode: Mo
     SERVICES.map(
       (name) =>
         new Promise<void>((resolve, reject) => {
-          const child = spawn(process.execPath, [`${ROOT}services/${name}/dist/main.js`], {
-            env: { ...process.env, LOG_LEVEL: "info", SC_PREFIX: prefix, ...env },
+          // BENCH_PROFILE_DIR=dir writes a CPU profile of each service process (node --cpu-prof) there.
+          const profile = process.env.BENCH_PROFILE_DIR ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}`] : [];
+          // BENCH_NODE_ARGS: extra node flags for the service processes, for experiments.
+          profile.push(...(process.env.BENCH_NODE_ARGS?.split(" ").filter(Boolean) ?? []));
+          const child = spawn(process.execPath, [...profile, `${ROOT}services/${name}/dist/main.js`], {
+            env: {
+              ...process.env,
+              LOG_LEVEL: "info",
+              SC_PREFIX: prefix,
+              ...env,
+            },
             stdio: ["ignore", "pipe", "inherit"],
           });
           children.set(name, child);

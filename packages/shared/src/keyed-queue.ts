@@ -4,10 +4,18 @@
  */
 export class KeyedQueue {
   private readonly tails = new Map<string, Promise<unknown>>();
+  private readonly counts = new Map<string, number>();
 
   run<T>(key: string, task: () => Promise<T>): Promise<T> {
     const previous = this.tails.get(key) ?? Promise.resolve();
-    const result = previous.then(task, task);
+    this.counts.set(key, (this.counts.get(key) ?? 0) + 1);
+    const counted = () => {
+      const left = (this.counts.get(key) ?? 1) - 1;
+      if (left === 0) this.counts.delete(key);
+      else this.counts.set(key, left);
+      return task();
+    };
+    const result = previous.then(counted, counted);
     const tail = result.then(
       () => undefined,
       () => undefined,
@@ -17,6 +25,11 @@ export class KeyedQueue {
       if (this.tails.get(key) === tail) this.tails.delete(key);
     });
     return result;
+  }
+
+  /** Tasks for this key queued behind the one running now. */
+  waiting(key: string): number {
+    return this.counts.get(key) ?? 0;
   }
 
   get size(): number {

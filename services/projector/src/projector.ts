@@ -57,7 +57,9 @@ export async function startProjector(opts: ProjectorOptions): Promise<Service> {
       if (state !== before) {
         // Messages first: a view never points past messages that are not there yet.
         await Promise.all(messages.map(([key, m]) => buckets.context.put(key, encodeMessage(m))));
-        await buckets.runs.put(event.runId, encodeView(state));
+        // With more of this run's events queued, the last of them writes the view. Should we die first, that
+        // event comes back, finds the stored view behind, and catches up from the stream.
+        if (queue.waiting(event.runId) === 0) await buckets.runs.put(event.runId, encodeView(state));
       }
       msg.ack();
     });

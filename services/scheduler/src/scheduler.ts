@@ -122,13 +122,19 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
 
   const onEvent = async (msg: JsMsg): Promise<void> => {
     cache.delivered(msg.info.deliverySequence);
+    // Our own decisions come back through the consumer too; their stored Nats-Msg-Id is the event id,
+    // so they are recognised without decoding.
+    const msgId = msg.headers?.get("Nats-Msg-Id");
+    if (msgId && carriedOut.has(msgId)) {
+      await queue.run(n.runIdOfSubject(msg.subject), async () => {
+        carriedOut.delete(msgId);
+        msg.ack();
+      });
+      return;
+    }
     const event = store.decodeOrTerm(msg, log);
     if (!event) return;
     await queue.run(event.runId, async () => {
-      if (carriedOut.delete(event.id)) {
-        msg.ack();
-        return;
-      }
       const state = await cache.withEvent(event);
       await carryOut(effectsOf(state, event, now()));
       await advance(state);
