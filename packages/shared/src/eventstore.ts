@@ -11,6 +11,7 @@ import {
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import { DecodeError, decode, encode } from "./codec.js";
+import { JsPublisher } from "./nats/publisher.js";
 import { ConcurrencyError } from "./errors.js";
 import { RunEvent, type RecordedEvent } from "./events.js";
 import type { Names } from "./names.js";
@@ -29,10 +30,12 @@ export class EventStore {
     readonly names: Names,
     private readonly js: JetStreamClient,
     private readonly jsm: JetStreamManager,
+    /** Shared with the process's other hot-path writers (commands, views). */
+    readonly publisher: JsPublisher,
   ) {}
 
   static async open(nc: NatsConnection, names: Names): Promise<EventStore> {
-    return new EventStore(names, jetstream(nc), await jetstreamManager(nc));
+    return new EventStore(names, jetstream(nc), await jetstreamManager(nc), new JsPublisher(nc));
   }
 
   /**
@@ -41,9 +44,9 @@ export class EventStore {
    */
   async append(event: RunEvent, expectedLastSeq?: number): Promise<AppendResult> {
     try {
-      const ack = await this.js.publish(this.names.runSubject(event.runId), encode(event), {
+      const ack = await this.publisher.publish(this.names.runSubject(event.runId), encode(event), {
         msgID: event.id,
-        ...(expectedLastSeq !== undefined && { expect: { lastSubjectSequence: expectedLastSeq } }),
+        ...(expectedLastSeq !== undefined && { expectedLastSubjectSequence: expectedLastSeq }),
       });
       return { seq: ack.seq, duplicate: ack.duplicate };
     } catch (err) {

@@ -21,3 +21,4 @@ export * from "./run/cache.js";
 export * from "./run/views.js";
 export * from "./nats/worker.js";
 export * from "./client.js";
+export * from "./nats/publisher.js";

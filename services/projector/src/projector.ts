@@ -31,6 +31,8 @@ export async function startProjector(opts: ProjectorOptions): Promise<Service> {
   const buckets = await provision(nc, n);
   const store = await EventStore.open(nc, n);
   const queue = new KeyedQueue();
+  // A KV put is a publish on the bucket's subject; the event store's publisher does it without per-request overhead.
+  const put = (bucket: string, key: string, value: Uint8Array) => store.publisher.publish(`$KV.${bucket}.${key}`, value);
   const cache = new RunCache(store, log, {
     loadInitial: async (runId) => (await getRunView(buckets.runs, runId)) ?? initialState(runId),
     max: 20_000,
@@ -56,10 +58,10 @@ export async function startProjector(opts: ProjectorOptions): Promise<Service> {
       });
       if (state !== before) {
         // Messages first: a view never points past messages that are not there yet.
-        await Promise.all(messages.map(([key, m]) => buckets.context.put(key, encodeMessage(m))));
+        await Promise.all(messages.map(([key, m]) => put(n.contextBucket, key, encodeMessage(m))));
         // With more of this run's events queued, the last of them writes the view. Should we die first, that
         // event comes back, finds the stored view behind, and catches up from the stream.
-        if (queue.waiting(event.runId) === 0) await buckets.runs.put(event.runId, encodeView(state));
+        if (queue.waiting(event.runId) === 0) await put(n.runsBucket, event.runId, encodeView(state));
       }
       msg.ack();
     });

@@ -1,4 +1,4 @@
-import { jetstream, type JetStreamClient, type JsMsg } from "@nats-io/jetstream";
+import type { JsMsg } from "@nats-io/jetstream";
 import {
   ConcurrencyError,
   ConfigStore,
@@ -55,7 +55,6 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
   const buckets = await provision(nc, n);
   const store = await EventStore.open(nc, n);
   const config = await ConfigStore.open(buckets.config, { watch: true });
-  const js = jetstream(nc);
   const cache = new RunCache(store, log);
   const queue = new KeyedQueue();
   // Ids of events this process appended and already carried out; their echo from the consumer is just acked.
@@ -87,7 +86,7 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
   };
 
   const carryOut = async (effects: Effect[]): Promise<void> => {
-    await Promise.all(effects.map((e) => perform(js, store, n, e)));
+    await Promise.all(effects.map((e) => perform(store, n, e)));
   };
 
   /** Decide, append, carry out; again until the run waits for something outside. */
@@ -194,13 +193,13 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
   };
 }
 
-async function perform(js: JetStreamClient, store: EventStore, n: Names, effect: Effect): Promise<void> {
+async function perform(store: EventStore, n: Names, effect: Effect): Promise<void> {
   switch (effect.kind) {
     case "llm":
-      await js.publish(n.llmCommandSubject, encode(effect.command), { msgID: effect.command.id });
+      await store.publisher.publish(n.llmCommandSubject, encode(effect.command), { msgID: effect.command.id });
       return;
     case "tool":
-      await js.publish(n.toolCommandSubject(effect.command.tool.kind), encode(effect.command), { msgID: effect.command.id });
+      await store.publisher.publish(n.toolCommandSubject(effect.command.tool.kind), encode(effect.command), { msgID: effect.command.id });
       return;
     case "append":
       try {
