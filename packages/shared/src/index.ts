@@ -22,3 +22,4 @@ export * from "./run/views.js";
 export * from "./nats/worker.js";
 export * from "./client.js";
 export * from "./nats/publisher.js";
+export * from "./nats/batch.js";

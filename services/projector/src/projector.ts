@@ -1,6 +1,7 @@
 import type { JsMsg } from "@nats-io/jetstream";
 import {
   EventStore,
+  ackSoon,
   KeyedQueue,
   RunCache,
   contextKey,
@@ -63,7 +64,7 @@ export async function startProjector(opts: ProjectorOptions): Promise<Service> {
         // event comes back, finds the stored view behind, and catches up from the stream.
         if (queue.waiting(event.runId) === 0) await put(n.runsBucket, event.runId, encodeView(state));
       }
-      msg.ack();
+      ackSoon(msg);
     });
   };
 

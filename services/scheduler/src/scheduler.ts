@@ -4,6 +4,7 @@ import {
   ConfigStore,
   DecodeError,
   EventStore,
+  ackSoon,
   KeyedQueue,
   RunCache,
   ResolveError,
@@ -127,7 +128,7 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
     if (msgId && carriedOut.has(msgId)) {
       await queue.run(n.runIdOfSubject(msg.subject), async () => {
         carriedOut.delete(msgId);
-        msg.ack();
+        ackSoon(msg);
       });
       return;
     }
@@ -139,7 +140,7 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
       await advance(state);
       const latest = cache.get(event.runId);
       if (latest && isTerminal(latest)) cache.drop(event.runId);
-      msg.ack();
+      ackSoon(msg);
     });
   };
 
@@ -177,7 +178,7 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
       if (!(err instanceof ConcurrencyError)) throw err;
       log.info({ runId }, "run already exists; ingress request was a repeat");
     }
-    msg.ack();
+    ackSoon(msg);
   };
 
   const concurrency = opts.concurrency ?? 256;

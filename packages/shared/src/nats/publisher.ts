@@ -1,6 +1,7 @@
 import { JetStreamApiError, type ApiError } from "@nats-io/jetstream";
 import { createInbox, headers, type Msg, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import { RetryableError } from "../errors.js";
+import { sendSoon } from "./batch.js";
 
 export type PublishAck = { stream: string; seq: number; duplicate: boolean };
 export type PublishOptions = { msgID?: string; expectedLastSubjectSequence?: number };
@@ -37,12 +38,14 @@ export class JsPublisher {
     if (opts.expectedLastSubjectSequence !== undefined) h.set("Nats-Expected-Last-Subject-Sequence", String(opts.expectedLastSubjectSequence));
     return new Promise<PublishAck>((resolve, reject) => {
       this.waiting.set(id, { resolve, reject, at: Date.now() });
-      try {
-        this.nc.publish(subject, data, { reply: `${this.prefix}${id}`, headers: h });
-      } catch (err) {
-        this.waiting.delete(id);
-        reject(err as Error);
-      }
+      sendSoon(() => {
+        try {
+          this.nc.publish(subject, data, { reply: `${this.prefix}${id}`, headers: h });
+        } catch (err) {
+          this.waiting.delete(id);
+          reject(err as Error);
+        }
+      });
     });
   }
 

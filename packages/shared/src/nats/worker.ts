@@ -7,6 +7,7 @@ import { RetryableError, TerminalError, ensureError } from "../errors.js";
 import type { EventStore } from "../eventstore.js";
 import type { RunEvent } from "../events.js";
 import type { Names } from "../names.js";
+import { ackSoon } from "./batch.js";
 import { startConsumerLoop, type ConsumerLoop } from "./consume.js";
 import { ensureConsumer } from "./provision.js";
 
@@ -72,7 +73,7 @@ export async function startCommandWorker<S extends z.ZodType>(opts: CommandWorke
     try {
       const event = await opts.execute(command, { signal: controller.signal, deliveryCount });
       await store.append(event);
-      msg.ack();
+      ackSoon(msg);
     } catch (raw) {
       const err = ensureError(raw);
       const retryable = !(err instanceof TerminalError);
