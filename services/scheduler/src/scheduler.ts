@@ -44,6 +44,19 @@ export type SchedulerOptions = {
 
 const MAX_DECIDE_ATTEMPTS = 8;
 
+/** A set that forgets its oldest entries: an echo another replica received is never deleted here. */
+class BoundedSet {
+  private readonly items = new Set<string>();
+  constructor(private readonly max: number) {}
+  add(id: string): void {
+    this.items.add(id);
+    if (this.items.size > this.max) this.items.delete(this.items.values().next().value!);
+  }
+  delete(id: string): boolean {
+    return this.items.delete(id);
+  }
+}
+
 /**
  * Decides every run's next step. Reads events through a durable consumer shared by all scheduler replicas,
  * folds them into run states, and appends decisions guarded by the run's last sequence, so two schedulers
@@ -59,7 +72,7 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
   const cache = new RunCache(store, log);
   const queue = new KeyedQueue();
   // Ids of events this process appended and already carried out; their echo from the consumer is just acked.
-  const carriedOut = new Set<string>();
+  const carriedOut = new BoundedSet(100_000);
 
   await ensureConsumer(nc, n.eventsStream, {
     durable_name: n.consumers.scheduler,
@@ -114,27 +127,30 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
       const recorded: RecordedEvent[] = results.map((r, i) => ({ ...events[i]!, seq: r.seq }));
       state = cache.record(state, recorded);
       const effects = recorded.flatMap((e) => effectsOf(state, e, now()));
-      await carryOut(effects);
       for (const e of recorded) carriedOut.add(e.id);
+      try {
+        await carryOut(effects);
+      } catch (err) {
+        // Their echoes must then carry the effects out again.
+        for (const e of recorded) carriedOut.delete(e.id);
+        throw err;
+      }
     }
     log.warn({ runId: state.runId }, "gave up deciding after repeated conflicts; the next event retries");
   };
 
   const onEvent = async (msg: JsMsg): Promise<void> => {
     cache.delivered(msg.info.deliverySequence);
-    // Our own decisions come back through the consumer too; their stored Nats-Msg-Id is the event id,
-    // so they are recognised without decoding.
+    // Our own decisions come back through the consumer too. Their stored Nats-Msg-Id is the event id, so they
+    // are recognised without decoding; in the run's queue, after the decision's effects were carried out.
     const msgId = msg.headers?.get("Nats-Msg-Id");
-    if (msgId && carriedOut.has(msgId)) {
-      await queue.run(n.runIdOfSubject(msg.subject), async () => {
-        carriedOut.delete(msgId);
+    await queue.run(n.runIdOfSubject(msg.subject), async () => {
+      if (msgId && carriedOut.delete(msgId)) {
         ackSoon(msg);
-      });
-      return;
-    }
-    const event = store.decodeOrTerm(msg, log);
-    if (!event) return;
-    await queue.run(event.runId, async () => {
+        return;
+      }
+      const event = store.decodeOrTerm(msg, log);
+      if (!event) return;
       const state = await cache.withEvent(event);
       await carryOut(effectsOf(state, event, now()));
       await advance(state);
