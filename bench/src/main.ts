@@ -1,3 +1,4 @@
+import { spawnSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
@@ -105,14 +106,19 @@ async function main() {
   // get runs with every run in place
   await new Promise((r) => setTimeout(r, 500));
   const g0 = performance.now();
-  const page = await inst2.client.listRuns();
+  const all = await inst2.client.listRuns();
   const getRunsMs = performance.now() - g0;
+  // What `smallchain get runs` does: a new process, a connection, the first page.
+  const c0 = performance.now();
+  const cli = spawnSync(process.execPath, [new URL("../../../../packages/cli/bin/smallchain.js", import.meta.url).pathname, "--prefix", p, "get", "runs"], { encoding: "utf8" });
+  const cliMs = performance.now() - c0;
+  const page = all.runs;
   obs.close();
   await inst2.stop();
   await cleanup(nc, p);
   results.starts = starts;
   results.longRun = flat;
-  results.backlog = { runs: BACKLOG, drainSeconds: round(drainSeconds), runsPerSecond: Math.round(BACKLOG / drainSeconds), peakRssMb: peak, getRuns: { ms: round(getRunsMs), listed: page.length } };
+  results.backlog = { runs: BACKLOG, drainSeconds: round(drainSeconds), runsPerSecond: Math.round(BACKLOG / drainSeconds), peakRssMb: peak, getRuns: { ms: round(getRunsMs), listed: page.length, cliMs: round(cliMs), cliLines: cli.stdout.split("\n").length - 1 } };
 
   const main = scenarios[0]!;
   results.ratios = {
@@ -132,7 +138,7 @@ async function main() {
   console.log(`\n${line(head)}\n${rows.map(line).join("\n")}\n`);
   console.log(`ratios (smallchain processes/mock vs raw): throughput at 64 = ${(results.ratios as { throughputC64: number }).throughputC64} (target >= 0.5), p50 latency at 1 = ${(results.ratios as { latencyP50C1: number }).latencyP50C1} (target <= 2)`);
   console.log(`runs started: ${starts.runsStartedPerSecond}/s; 200-step run: step p50 first 10 ${flat.first10.p50} ms, last 10 ${flat.last10.p50} ms`);
-  console.log(`backlog of ${BACKLOG}: drained in ${round(drainSeconds, 1)} s, peak RSS MB ${JSON.stringify(peak)}; get runs listed ${page.length} in ${round(getRunsMs, 0)} ms`);
+  console.log(`backlog of ${BACKLOG}: drained in ${round(drainSeconds, 1)} s, peak RSS MB ${JSON.stringify(peak)}; get runs listed ${page.length} in ${round(getRunsMs, 0)} ms (the CLI process, first page of 500: ${round(cliMs, 0)} ms)`);
   console.log(`service RSS MB after the steps scenarios: ${scenarios.map((s) => `${s.mode}/${s.llm} ${JSON.stringify(s.rssMb)}`).join("; ")}`);
   writeFileSync(new URL("../../../results.json", import.meta.url), `${JSON.stringify(results, null, 2)}\n`);
   console.log(`bench/results.json written (${results.seconds} s)`);

@@ -85,6 +85,21 @@ tasks:
     expect(unknown.stderr).toContain('task "nope" not found in the applied config (tasks: greet)');
   });
 
+  it("pages get runs, newest first", async () => {
+    await sc("apply", "-f", file("good3.yaml", GOOD));
+    const ids: string[] = [];
+    for (const name of ["first", "second", "third"]) ids.push((await sc("run", "greet", "--name", name)).stdout.trim());
+    await Promise.all(ids.map((id) => stack.client.waitForRun(id)));
+    const page = await sc("get", "runs", "--limit", "2");
+    const rows = page.stdout.trim().split("\n").slice(1);
+    expect(rows).toHaveLength(2);
+    expect(page.stderr).toMatch(/more: --offset 2/);
+    const all = JSON.parse((await sc("get", "runs", "--limit", "0", "-o", "json")).stdout) as { runId: string; createdAt: number }[];
+    expect(all.map((r) => r.createdAt)).toEqual([...all.map((r) => r.createdAt)].sort((a, b) => b - a));
+    const next = await sc("get", "runs", "--limit", "2", "--offset", "2");
+    expect(next.stdout).toContain(all[2]!.runId);
+  });
+
   it("follows events live with get events --follow", async () => {
     await sc("apply", "-f", file("good2.yaml", GOOD));
     const child = spawn(process.execPath, [CLI, "--prefix", stack.prefix, "get", "events", "--follow"], { stdio: ["ignore", "pipe", "pipe"] });

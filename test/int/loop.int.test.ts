@@ -12,7 +12,7 @@ describe("the durable agent loop", () => {
     const done = await stack.client.waitForRun(runId, { timeoutMs: 20_000 });
     expect(done.status).toBe("Completed");
     expect(done.output).toBe("(3 + 4) + (5 + 3) = 15");
-    const runs = await stack.client.listRuns();
+    const { runs } = await stack.client.listRuns();
     expect(runs.map((r) => r.depth).sort()).toEqual([0, 1]);
   });
 

@@ -2,7 +2,6 @@ import { Command, Option } from "commander";
 import { ConfigError } from "@smallchain/shared";
 import { apply } from "./commands/apply.js";
 import { describeRun } from "./commands/describe.js";
-import { dev } from "./commands/dev.js";
 import { getEvents, getRuns } from "./commands/get.js";
 import { run } from "./commands/run.js";
 import { UserError, exitCodeOf, type GlobalOptions } from "./context.js";
@@ -43,9 +42,11 @@ program
 const get = program.command("get").description("list runs or events");
 get
   .command("runs")
-  .description("list runs: NAME STATUS AGENT TASK ID DEPTH")
+  .description("list runs, newest first: NAME STATUS AGENT TASK ID DEPTH")
+  .option("--limit <n>", "at most this many (0: all)", "500")
+  .option("--offset <n>", "skip this many newest first", "0")
   .addOption(output())
-  .action((o: { output?: string }) => getRuns({ ...globals(), ...o }));
+  .action((o: { output?: string; limit?: string; offset?: string }) => getRuns({ ...globals(), ...o }));
 get
   .command("events")
   .description("print events, one line each")
@@ -72,7 +73,8 @@ program
   .option("--apply <file>", "apply this file once the services run, and follow its runs")
   .option("--exit-when-done", "with --apply: exit when the file's runs have finished (exit 3 if one did not complete)")
   .option("-q, --quiet", "do not print events")
-  .action((o: object) => dev({ ...globals(), ...o }));
+  // The services load only for dev: every other command starts faster without them.
+  .action(async (o: object) => (await import("./commands/dev.js")).dev({ ...globals(), ...o }));
 
 try {
   await program.parseAsync();

@@ -86,10 +86,14 @@ export class Client {
     return getRunView(this.buckets.runs, runId);
   }
 
-  /** Every run view, newest first. */
-  async listRuns(): Promise<RunState[]> {
-    const runs = await allValues(this.buckets.runs);
-    return runs.map(decodeView).sort((a, b) => b.createdAt - a.createdAt || a.runId.localeCompare(b.runId));
+  /**
+   * Run views, newest first: a page of `limit` (0: all) after skipping `offset`. One watch reads the current
+   * views (never the event streams), so its cost follows the number of runs kept, not their length.
+   */
+  async listRuns({ limit = 0, offset = 0 }: { limit?: number; offset?: number } = {}): Promise<{ runs: RunState[]; total: number }> {
+    const views = (await allValues(this.buckets.runs)).map(decodeView);
+    views.sort((a, b) => b.createdAt - a.createdAt || a.runId.localeCompare(b.runId));
+    return { runs: limit > 0 ? views.slice(offset, offset + limit) : views.slice(offset), total: views.length };
   }
 
   events(runId: string): Promise<RecordedEvent[]> {

@@ -7,9 +7,10 @@ export async function describeRun(runId: string, opts: GlobalOptions & { output?
     if (!view) throw new UserError(`run ${runId} not found (see: smallchain get runs)`);
     const [messages, events] = await Promise.all([client.contextWindow(runId), client.events(runId)]);
     const calls = toolCalls(events);
+    const started = events.find((e) => e.type === "RunStarted");
+    const agent = started?.type === "RunStarted" ? started.data.agent : undefined;
     if (opts.output === "json") {
-      const { agent: _agent, ...rest } = view;
-      process.stdout.write(`${JSON.stringify({ run: rest, contextWindow: messages, toolCalls: calls }, null, 2)}\n`);
+      process.stdout.write(`${JSON.stringify({ run: view, agent, contextWindow: messages, toolCalls: calls }, null, 2)}\n`);
       return;
     }
     const out: string[] = [];
@@ -21,7 +22,7 @@ export async function describeRun(runId: string, opts: GlobalOptions & { output?
     field("Task", view.task);
     field("Depth", view.depth);
     field("Parent", view.parent && `${view.parent.runId} (call ${view.parent.callId})`);
-    field("LLM", view.agent && `${view.agent.llm.name} (${view.agent.llm.provider}${view.agent.llm.model ? ` ${view.agent.llm.model}` : ""})`);
+    field("LLM", agent && `${agent.llm.name} (${agent.llm.provider}${agent.llm.model ? ` ${agent.llm.model}` : ""})`);
     field("Steps", view.step);
     field("Tokens", `${view.usage.totalTokens} (prompt ${view.usage.promptTokens}, completion ${view.usage.completionTokens}, cached ${view.usage.cachedTokens})`);
     field("Started", view.createdAt ? new Date(view.createdAt).toISOString() : undefined);

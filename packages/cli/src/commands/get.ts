@@ -3,11 +3,11 @@ import { eventLine, runRow, runRowWide } from "../format.js";
 import { table } from "../table.js";
 import { readEvents } from "./follow.js";
 
-export async function getRuns(opts: GlobalOptions & { output?: string }): Promise<void> {
+export async function getRuns(opts: GlobalOptions & { output?: string; limit?: string; offset?: string }): Promise<void> {
   await withClient(opts, async (client) => {
-    const runs = await client.listRuns();
+    const { runs, total } = await client.listRuns({ limit: Number(opts.limit ?? 0), offset: Number(opts.offset ?? 0) });
     if (opts.output === "json") {
-      process.stdout.write(`${JSON.stringify(runs.map(({ agent: _agent, ...view }) => view), null, 2)}\n`);
+      process.stdout.write(`${JSON.stringify(runs, null, 2)}\n`);
       return;
     }
     if (runs.length === 0) {
@@ -15,6 +15,8 @@ export async function getRuns(opts: GlobalOptions & { output?: string }): Promis
       return;
     }
     process.stdout.write(`${table(runs.map(opts.output === "wide" ? runRowWide : runRow))}\n`);
+    const shown = Number(opts.offset ?? 0) + runs.length;
+    if (shown < total) process.stderr.write(`(${total - shown} more: --offset ${shown})\n`);
   });
 }
 

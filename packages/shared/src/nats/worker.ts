@@ -75,6 +75,8 @@ export async function startCommandWorker<S extends z.ZodType>(opts: CommandWorke
       await store.append(event);
       ackSoon(msg);
     } catch (raw) {
+      // Stop whatever the failed attempt left running (a subprocess, an HTTP request).
+      controller.abort();
       const err = ensureError(raw);
       const retryable = !(err instanceof TerminalError);
       if (retryable && deliveryCount < opts.maxDeliver) {
@@ -89,7 +91,6 @@ export async function startCommandWorker<S extends z.ZodType>(opts: CommandWorke
       msg.term();
     } finally {
       clearInterval(heartbeat);
-      controller.abort();
     }
   };
 

@@ -11,9 +11,12 @@ export function contextKey(runId: string, index: number): string {
   return `${runId}.${index}`;
 }
 
-/** The stored view leaves out the messages of the current step: they are in the context bucket already. */
+/**
+ * The stored view leaves out the messages of the current step (they are in the context bucket) and the
+ * agent snapshot (it is in the run's RunStarted event): listing thousands of runs reads small values.
+ */
 export function encodeView(state: RunState): Uint8Array {
-  const { newMessages: _n, llmDelta: _d, ...view } = state;
+  const { newMessages: _n, llmDelta: _d, agent: _a, ...view } = state;
   return encode(view);
 }
 
