@@ -3,7 +3,6 @@ import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { pino } from "pino";
-import { Packr } from "msgpackr";
 import { Client, names, parseConfig, type Service } from "@smallchain/shared";
 import { startLlmWorker } from "@smallchain/llm-worker";
 import { startProjector } from "@smallchain/projector";
@@ -112,7 +111,15 @@ tasks:
 `;
 }
 
-const unpack = new Packr({ useRecords: false });
+/**
+ * What an event is, from its Nats-Msg-Id alone (`<run>:llm:<step>`, `<run>:started`, `<run>:completed`, ...):
+ * the observer must not load the machine it measures by decoding every payload.
+ */
+function kindOf(msgId: string): { type: string; runId: string } {
+  const [runId = "", key = ""] = msgId.split(":");
+  const type = key === "llm" ? "LLMRequested" : key === "started" ? "RunStarted" : key === "completed" ? "RunCompleted" : key === "failed" ? "RunFailed" : key;
+  return { type, runId };
+}
 
 /** Watches every event of the installation on core NATS (no extra consumer): step timings and run ends. */
 export class Observer {
@@ -127,7 +134,7 @@ export class Observer {
     this.sub = nc.subscribe(`${prefix}.run.*.ev`, {
       callback: (_err, msg) => {
         const now = performance.now();
-        const e = unpack.unpack(msg.data) as { type: string; runId: string };
+        const e = kindOf(msg.headers?.get("Nats-Msg-Id") ?? "");
         if (e.type === "LLMRequested") {
           const list = this.llmRequested.get(e.runId) ?? [];
           list.push(now);
