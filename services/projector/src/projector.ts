@@ -1,9 +1,9 @@
 import type { JsMsg } from "@nats-io/jetstream";
 import {
   EventStore,
-  ackSoon,
   KeyedQueue,
   RunCache,
+  ackSoon,
   contextKey,
   encodeMessage,
   encodeView,
@@ -32,6 +32,8 @@ export async function startProjector(opts: ProjectorOptions): Promise<Service> {
   const buckets = await provision(nc, n);
   const store = await EventStore.open(nc, n);
   const queue = new KeyedQueue();
+  // Runs whose view in memory is ahead of the stored one.
+  const unwritten = new Set<string>();
   // A KV put is a publish on the bucket's subject; the event store's publisher does it without per-request overhead.
   const put = (bucket: string, key: string, value: Uint8Array) => store.publisher.publish(`$KV.${bucket}.${key}`, value);
   const cache = new RunCache(store, log, {
@@ -57,12 +59,14 @@ export async function startProjector(opts: ProjectorOptions): Promise<Service> {
       const state = await cache.withEvent(event, (prior, e) => {
         messagesOf(prior, e).forEach((m, i) => messages.push([contextKey(e.runId, prior.messageCount + i), m]));
       });
-      if (state !== before) {
-        // Messages first: a view never points past messages that are not there yet.
-        await Promise.all(messages.map(([key, m]) => put(n.contextBucket, key, encodeMessage(m))));
-        // With more of this run's events queued, the last of them writes the view. Should we die first, that
-        // event comes back, finds the stored view behind, and catches up from the stream.
-        if (queue.waiting(event.runId) === 0) await put(n.runsBucket, event.runId, encodeView(state));
+      // Messages first: a view never points past messages that are not there yet.
+      await Promise.all(messages.map(([key, m]) => put(n.contextBucket, key, encodeMessage(m))));
+      if (state !== before) unwritten.add(event.runId);
+      // With more of this run's events queued, the last of them writes the view. Should we die first, that
+      // event comes back, finds the stored view behind, and catches up from the stream.
+      if (unwritten.has(event.runId) && queue.waiting(event.runId) === 0) {
+        await put(n.runsBucket, event.runId, encodeView(state));
+        unwritten.delete(event.runId);
       }
       ackSoon(msg);
     });

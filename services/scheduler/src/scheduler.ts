@@ -4,11 +4,11 @@ import {
   ConfigStore,
   DecodeError,
   EventStore,
-  ackSoon,
   KeyedQueue,
   RunCache,
   ResolveError,
   TaskRequest,
+  ackSoon,
   decode,
   deriveRunId,
   encode,
@@ -39,8 +39,6 @@ export type SchedulerOptions = {
   concurrency?: number;
   now?: () => number;
 };
-
-
 
 const MAX_DECIDE_ATTEMPTS = 8;
 
@@ -106,7 +104,8 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
   /** Decide, append, carry out; again until the run waits for something outside. */
   const advance = async (initial: RunState): Promise<void> => {
     let state = initial;
-    for (let attempt = 0; attempt < MAX_DECIDE_ATTEMPTS; ) {
+    // Each round either records a decision (the run moves on) or learns the stream moved; conflicts are bounded.
+    for (let conflicts = 0; conflicts < MAX_DECIDE_ATTEMPTS; ) {
       const events = decide(state, await resolveInput(state));
       if (events.length === 0) return;
       let results;
@@ -114,13 +113,14 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
         results = await store.appendDecision(events, state.lastSeq);
       } catch (err) {
         if (!(err instanceof ConcurrencyError)) throw err;
-        attempt++;
-        log.debug({ runId: state.runId, attempt }, "run moved on while deciding; catching up");
+        conflicts++;
+        log.debug({ runId: state.runId, conflicts }, "run moved on while deciding; catching up");
         state = await cache.catchUp(state);
         continue;
       }
       if (results.some((r) => r.duplicate)) {
         // Someone else recorded this decision: take the stream's word for what happened.
+        conflicts++;
         state = await cache.catchUp(state);
         continue;
       }

@@ -31,8 +31,14 @@ export function startConsumerLoop(nc: NatsConnection, opts: ConsumerLoopOptions)
     while (!stopped) {
       try {
         const consumer = await js.consumers.get(opts.stream, opts.durable);
+        if (stopped) break;
         const messages = await consumer.consume({ max_messages: Math.max(opts.concurrency, 16) });
         current = messages;
+        // stop() may have come while we were getting here, before there was anything to close.
+        if (stopped) {
+          await messages.close();
+          break;
+        }
         for await (const msg of messages) {
           // Pulled but not started before stop: hand it back now rather than after the ack wait.
           if (stopped) {
@@ -57,12 +63,16 @@ export function startConsumerLoop(nc: NatsConnection, opts: ConsumerLoopOptions)
   };
   const done = loop();
 
+  let stopping: Promise<void> | undefined;
   return {
-    async stop() {
-      stopped = true;
-      await current?.close();
-      await done;
-      await Promise.allSettled([...inflight]);
+    stop() {
+      stopping ??= (async () => {
+        stopped = true;
+        await current?.close();
+        await done;
+        await Promise.allSettled([...inflight]);
+      })();
+      return stopping;
     },
   };
 }

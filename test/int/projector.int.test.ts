@@ -1,0 +1,61 @@
+import { jetstream } from "@nats-io/jetstream";
+import { describe, expect, it } from "vitest";
+import { encode, runRequested } from "@smallchain/shared";
+import { eventually } from "../support/processes.js";
+import { startStack } from "../support/stack.js";
+
+describe("the projector", () => {
+  it("keeps the newest view when an old event of the run comes again after newer ones", async () => {
+    await using stack = await startStack([]);
+    const js = jetstream(stack.nc);
+    const first = runRequested("rrepeat", 1, { agent: "a", task: "t", input: "hi" });
+    await stack.client.store.append(first, 0);
+    await stack.client.store.append({ id: "rrepeat:failed", type: "RunFailed", v: 1, runId: "rrepeat", at: 2, data: { reason: "stop" } });
+    // The first event again under another msg id, as a redelivery would bring it: the last of the run's queue.
+    await js.publish(stack.names.runSubject("rrepeat"), encode(first), { msgID: "rrepeat:again" });
+    // Started now, the projector receives all three at once and queues them behind each other.
+    await stack.start("projector");
+    const view = await eventually(async () => {
+      const v = await stack.client.getRun("rrepeat");
+      return v?.status === "Failed" ? v : undefined;
+    }, 10_000, "the view to show the run failed");
+    expect(view.error).toBe("stop");
+  });
+
+  it("rebuilds exactly the views in KV when started afresh over the same streams", async () => {
+    await using stack = await startStack(["scheduler", "llm-worker", "tool-worker"]);
+    const first = await stack.start("projector");
+    const applied = await stack.apply(`
+llms:
+  - { name: m, provider: mock, replies: [ { tool_calls: [ { name: add, arguments: { a: 1, b: 2 } } ] }, { content: "{{last_tool_result}}" } ] }
+agents:
+  - { name: a, llm: m, tools: [ add ] }
+tools:
+  - { name: add, builtin: add }
+tasks:
+  - { name: t, user_message: go, agent: a }
+runs:
+  - { name: one, task: t }
+  - { name: two, task: t }
+`);
+    const runs = applied.runs;
+    expect(runs).toHaveLength(2);
+    await Promise.all(runs.map((r) => stack.client.waitForRun(r.runId)));
+    const before = await Promise.all(runs.map(async (r) => [await stack.client.getRun(r.runId), await stack.client.contextWindow(r.runId)]));
+    // Throw the views away and let a new projector with a fresh consumer fold the streams again.
+    await first.stop();
+    for (const r of runs) await stack.client.buckets.runs.delete(r.runId);
+    const { jetstreamManager } = await import("@nats-io/jetstream");
+    const jsm = await jetstreamManager(stack.nc);
+    await jsm.consumers.delete(stack.names.eventsStream, stack.names.consumers.projector);
+    await stack.start("projector");
+    for (const [i, r] of runs.entries()) {
+      const view = await eventually(async () => {
+        const v = await stack.client.getRun(r.runId);
+        return v?.status === "Completed" ? v : undefined;
+      }, 10_000, "rebuilt view");
+      expect(view).toEqual(before[i]![0]);
+      expect(await stack.client.contextWindow(r.runId)).toEqual(before[i]![1]);
+    }
+  });
+});
