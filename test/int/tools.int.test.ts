@@ -1,4 +1,8 @@
+import { existsSync, mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { encode } from "@smallchain/shared";
 import { startStack } from "../support/stack.js";
 
 describe("tools that fail", () => {
@@ -85,5 +89,43 @@ ${Array.from({ length: 30 }, (_, i) => `  - { name: run-${i}, task: sum }`).join
       expect(events.filter((e) => e.type === "ToolCallRequested")).toHaveLength(4);
       expect(events.filter((e) => e.type === "RunCompleted")).toHaveLength(1);
     }
+  });
+});
+
+describe("tools with side effects", () => {
+  it("does not run a command tool again when its finished call's command comes back", async () => {
+    await using stack = await startStack();
+    const dir = mkdtempSync(join(tmpdir(), "sc-effects-"));
+    const marker = join(dir, "ran");
+    await stack.apply(`
+llms:
+  - name: mock
+    provider: mock
+    replies:
+      - tool_calls: [ { name: effect, arguments: {} } ]
+      - content: "result: {{last_tool_result}}"
+agents:
+  - { name: doer, llm: mock, tools: [ effect ] }
+tools:
+  - name: effect
+    parameters: { type: object }
+    executor: { command: { runtime: bash, script: 'echo "$SMALLCHAIN_IDEMPOTENCY_KEY" >> ${marker}; echo ran' } }
+tasks:
+  - { name: do, user_message: go, agent: doer }
+`);
+    // As if a worker ran the call and remembered its result, then died before recording it.
+    const runId = "reffects1";
+    const remembered = { id: `${runId}:done:s1c0`, type: "ToolCallCompleted", v: 1, runId, at: 1, data: { callId: "s1c0", result: "remembered" } };
+    await stack.client.buckets.effects.put(`${runId}.tool.s1c0`, encode(remembered));
+    await stack.client.startRun({ task: "do", runId });
+    const done = await stack.client.waitForRun(runId);
+    expect(done.output).toBe("result: remembered");
+    expect(existsSync(marker)).toBe(false);
+
+    // A fresh call runs once, gets the idempotency key, and is remembered.
+    const second = await stack.client.startRun({ task: "do", runId: "reffects2" });
+    expect((await stack.client.waitForRun(second.runId)).output).toBe("result: ran");
+    expect(readFileSync(marker, "utf8").trim()).toBe("reffects2:tool:s1c0");
+    expect((await stack.client.buckets.effects.get("reffects2.tool.s1c0"))?.operation).toBe("PUT");
   });
 });

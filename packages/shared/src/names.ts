@@ -30,6 +30,7 @@ export function names(prefix: string = DEFAULT_PREFIX) {
     runsBucket: `${prefix}_runs`,
     contextBucket: `${prefix}_context`,
     configBucket: `${prefix}_config`,
+    effectsBucket: `${prefix}_effects`,
     consumers: {
       scheduler: "scheduler",
       projector: "projector",

@@ -1,18 +1,25 @@
 import {
   EventStore,
+  RunEvent,
   ToolCommand,
+  decode,
+  encode,
   assertNever,
   provision,
   startCommandWorker,
   type Logger,
   type Names,
   type NatsConnection,
-  type RunEvent,
   type Service,
 } from "@smallchain/shared";
 import { runBuiltin } from "./executors/builtin.js";
 import { runCommand } from "./executors/command.js";
 import type { ToolOutcome } from "./executors/outcome.js";
+
+/** KV keys allow no ':'; command ids are `<run>:tool:<call>`. */
+function effectKey(commandId: string): string {
+  return commandId.replaceAll(":", ".");
+}
 
 export type ToolWorkerOptions = {
   nc: NatsConnection;
@@ -30,8 +37,23 @@ export type ToolWorkerOptions = {
  */
 export async function startToolWorker(opts: ToolWorkerOptions): Promise<Service> {
   const { nc, names: n, log } = opts;
-  await provision(nc, n);
+  const { effects } = await provision(nc, n);
   const store = await EventStore.open(nc, n);
+
+  /**
+   * A command tool may have side effects: its result is remembered (by command id) before it is recorded, so a
+   * command redelivered after the worker died between the two appends the remembered result instead of
+   * running the tool again. Dying while the tool runs still runs it again: with the same
+   * SMALLCHAIN_IDEMPOTENCY_KEY, so the tool itself can tell.
+   */
+  const remembered = async (command: ToolCommand): Promise<RunEvent | undefined> => {
+    if (command.tool.kind !== "command") return undefined;
+    const entry = await effects.get(effectKey(command.id));
+    return entry?.operation === "PUT" ? decode(RunEvent, entry.value, `remembered result of ${command.id}`) : undefined;
+  };
+  const remember = async (command: ToolCommand, event: RunEvent): Promise<void> => {
+    if (command.tool.kind === "command") await effects.put(effectKey(command.id), encode(event));
+  };
 
   const execute = async (command: ToolCommand, signal: AbortSignal): Promise<ToolOutcome> => {
     const tool = command.tool;
@@ -65,13 +87,20 @@ export async function startToolWorker(opts: ToolWorkerOptions): Promise<Service>
     ackWaitMs: opts.ackWaitMs ?? 30_000,
     maxDeliver: opts.maxDeliver ?? 5,
     execute: async (command, { signal }): Promise<RunEvent> => {
+      const earlier = await remembered(command);
+      if (earlier) {
+        log.info({ runId: command.runId, callId: command.callId }, "tool call already ran; recording its remembered result");
+        return earlier;
+      }
       const started = Date.now();
       const outcome = await execute(command, signal);
       const base = { id: `${command.runId}:done:${command.callId}`, v: 1 as const, runId: command.runId, at: Date.now(), causationId: command.id };
       log.debug({ runId: command.runId, callId: command.callId, tool: command.tool.name, ok: outcome.ok }, "tool call finished");
-      return outcome.ok
+      const event: RunEvent = outcome.ok
         ? { ...base, type: "ToolCallCompleted", data: { callId: command.callId, result: outcome.output, durationMs: Date.now() - started } }
         : { ...base, type: "ToolCallFailed", data: { callId: command.callId, error: outcome.error } };
+      await remember(command, event);
+      return event;
     },
     failure: (command, reason): RunEvent => ({
       id: `${command.runId}:done:${command.callId}`,

@@ -17,7 +17,10 @@ import type { Names } from "../names.js";
 
 export type ProvisionOptions = { replicas?: number };
 
-export type Buckets = { runs: KV; context: KV; config: KV };
+export type Buckets = { runs: KV; context: KV; config: KV; effects: KV };
+
+/** How long a finished tool call is remembered, so a late redelivery of its command does not run it again. */
+const EFFECTS_TTL_MS = 7 * 24 * 3600 * 1000;
 
 const MAX_PAYLOAD = 1024 * 1024;
 
@@ -52,12 +55,14 @@ export async function provision(nc: NatsConnection, n: Names, opts: ProvisionOpt
     num_replicas: replicas,
   });
   const kvm = new Kvm(jetstream(nc));
-  const [runs, context, config] = await Promise.all([
+  const [runs, context, config, effects] = await Promise.all([
     kvm.create(n.runsBucket, { history: 1, replicas, storage: StorageType.File }),
     kvm.create(n.contextBucket, { history: 1, replicas, storage: StorageType.File }),
     kvm.create(n.configBucket, { history: 10, replicas, storage: StorageType.File }),
+    // Bucket-wide max age works on NATS 2.9 (per-key TTLs do not).
+    kvm.create(n.effectsBucket, { history: 1, replicas, storage: StorageType.File, ttl: EFFECTS_TTL_MS }),
   ]);
-  return { runs, context, config };
+  return { runs, context, config, effects };
 }
 
 async function ensureStream(jsm: JetStreamManager, config: Partial<StreamConfig> & { name: string }): Promise<void> {
