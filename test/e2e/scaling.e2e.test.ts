@@ -1,0 +1,66 @@
+import { afterAll, describe, expect, it } from "vitest";
+import { spawnService, started, type ServiceProcess } from "../support/processes.js";
+import { startStack, type ServiceName, type Stack } from "../support/stack.js";
+
+/** The `msg` lines a worker logged, parsed (pino writes one JSON object per line). */
+function logged(p: ServiceProcess, msg: string): Record<string, unknown>[] {
+  return p
+    .output()
+    .split("\n")
+    .filter((l) => l.startsWith("{"))
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
+    .filter((l) => l.msg === msg);
+}
+
+describe("horizontal scaling", () => {
+  let stack: Stack;
+  const procs: ServiceProcess[] = [];
+  afterAll(async () => {
+    await Promise.all(procs.map((p) => p.kill()));
+    await stack?.[Symbol.asyncDispose]();
+  });
+
+  it("spreads commands over three llm-workers and three tool-workers, each command handled once", async () => {
+    stack = await startStack([]);
+    const env = { SC_PREFIX: stack.prefix, LOG_LEVEL: "debug" };
+    const names: ServiceName[] = ["scheduler", "projector", ...Array<ServiceName>(3).fill("llm-worker"), ...Array<ServiceName>(3).fill("tool-worker")];
+    procs.push(...names.map((n) => spawnService(n, env)));
+    await Promise.all(procs.map((p) => started(p)));
+
+    const runs = 40;
+    const applied = await stack.apply(`
+llms:
+  - name: mock
+    provider: mock
+    replies:
+      - tool_calls: [ { name: add, arguments: { a: 1, b: 1 } }, { name: add, arguments: { a: 2, b: 2 } } ]
+      - tool_calls: [ { name: add, arguments: { a: 3, b: 3 } } ]
+      - content: "{{last_tool_result}}"
+agents:
+  - { name: adder, llm: mock, tools: [ add ] }
+tools:
+  - { name: add, builtin: add }
+tasks:
+  - { name: sum, user_message: go, agent: adder }
+runs:
+${Array.from({ length: runs }, (_, i) => `  - { name: scale-${i}, task: sum }`).join("\n")}
+`);
+    const views = await Promise.all(applied.runs.map((r) => stack.client.waitForRun(r.runId, { timeoutMs: 30_000 })));
+    expect(views.every((v) => v.status === "Completed" && v.output === "6")).toBe(true);
+
+    const llmWorkers = procs.filter((p) => p.name === "llm-worker");
+    const toolWorkers = procs.filter((p) => p.name === "tool-worker");
+    const llmCalls = llmWorkers.map((p) => logged(p, "llm responded").map((l) => `${l.runId}/${l.step}`));
+    const toolCalls = toolWorkers.map((p) => logged(p, "tool call finished").map((l) => `${l.runId}/${l.callId}`));
+    // Every worker took a share...
+    expect(llmCalls.map((c) => c.length).every((n) => n > 0)).toBe(true);
+    expect(toolCalls.map((c) => c.length).every((n) => n > 0)).toBe(true);
+    // ...and each command was handled exactly once, by one of them.
+    const allLlm = llmCalls.flat();
+    const allTools = toolCalls.flat();
+    expect(allLlm).toHaveLength(runs * 3);
+    expect(new Set(allLlm).size).toBe(allLlm.length);
+    expect(allTools).toHaveLength(runs * 3);
+    expect(new Set(allTools).size).toBe(allTools.length);
+  });
+});
