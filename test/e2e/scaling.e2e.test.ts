@@ -1,5 +1,6 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { spawnService, started, type ServiceProcess } from "../support/processes.js";
+import { adderConfig } from "../support/configs.js";
 import { startStack, type ServiceName, type Stack } from "../support/stack.js";
 
 /** The `msg` lines a worker logged, parsed (pino writes one JSON object per line). */
@@ -28,23 +29,17 @@ describe("horizontal scaling", () => {
     await Promise.all(procs.map((p) => started(p)));
 
     const runs = 40;
-    const applied = await stack.apply(`
-llms:
-  - name: mock
-    provider: mock
-    replies:
-      - tool_calls: [ { name: add, arguments: { a: 1, b: 1 } }, { name: add, arguments: { a: 2, b: 2 } } ]
-      - tool_calls: [ { name: add, arguments: { a: 3, b: 3 } } ]
-      - content: "{{last_tool_result}}"
-agents:
-  - { name: adder, llm: mock, tools: [ add ] }
-tools:
-  - { name: add, builtin: add }
-tasks:
-  - { name: sum, user_message: go, agent: adder }
-runs:
-${Array.from({ length: runs }, (_, i) => `  - { name: scale-${i}, task: sum }`).join("\n")}
-`);
+    const applied = await stack.apply(
+      adderConfig(
+        [
+          "{ tool_calls: [ { name: add, arguments: { a: 1, b: 1 } }, { name: add, arguments: { a: 2, b: 2 } } ] }",
+          "{ tool_calls: [ { name: add, arguments: { a: 3, b: 3 } } ] }",
+          '{ content: "{{last_tool_result}}" }',
+        ],
+        runs,
+        "scale",
+      ),
+    );
     const views = await Promise.all(applied.runs.map((r) => stack.client.waitForRun(r.runId, { timeoutMs: 30_000 })));
     expect(views.every((v) => v.status === "Completed" && v.output === "6")).toBe(true);
 

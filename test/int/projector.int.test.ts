@@ -2,6 +2,7 @@ import { jetstream } from "@nats-io/jetstream";
 import { describe, expect, it } from "vitest";
 import { encode, runRequested } from "@smallchain/shared";
 import { eventually } from "../support/processes.js";
+import { adderConfig } from "../support/configs.js";
 import { startStack } from "../support/stack.js";
 
 describe("the projector", () => {
@@ -25,19 +26,9 @@ describe("the projector", () => {
   it("rebuilds exactly the views in KV when started afresh over the same streams", async () => {
     await using stack = await startStack(["scheduler", "llm-worker", "tool-worker"]);
     const first = await stack.start("projector");
-    const applied = await stack.apply(`
-llms:
-  - { name: m, provider: mock, replies: [ { tool_calls: [ { name: add, arguments: { a: 1, b: 2 } } ] }, { content: "{{last_tool_result}}" } ] }
-agents:
-  - { name: a, llm: m, tools: [ add ] }
-tools:
-  - { name: add, builtin: add }
-tasks:
-  - { name: t, user_message: go, agent: a }
-runs:
-  - { name: one, task: t }
-  - { name: two, task: t }
-`);
+    const applied = await stack.apply(
+      adderConfig(['{ tool_calls: [ { name: add, arguments: { a: 1, b: 2 } } ] }', '{ content: "{{last_tool_result}}" }'], 2),
+    );
     const runs = applied.runs;
     expect(runs).toHaveLength(2);
     await Promise.all(runs.map((r) => stack.client.waitForRun(r.runId)));

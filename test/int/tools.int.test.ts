@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { encode } from "@smallchain/shared";
+import { adderConfig } from "../support/configs.js";
 import { startStack } from "../support/stack.js";
 
 describe("tools that fail", () => {
@@ -62,23 +63,16 @@ runs:
 describe("several schedulers at once", () => {
   it("never takes a decision twice with two schedulers and two projectors on the same runs", async () => {
     await using stack = await startStack(["scheduler", "scheduler", "projector", "llm-worker", "tool-worker", "tool-worker"]);
-    const applied = await stack.apply(`
-llms:
-  - name: mock
-    provider: mock
-    replies:
-      - tool_calls: [ { name: add, arguments: { a: 1, b: 2 } }, { name: add, arguments: { a: 3, b: 4 } }, { name: add, arguments: { a: 5, b: 6 } } ]
-      - tool_calls: [ { name: add, arguments: { a: 10, b: 20 } } ]
-      - content: "sum {{last_tool_result}}"
-agents:
-  - { name: adder, llm: mock, tools: [ add ] }
-tools:
-  - { name: add, builtin: add }
-tasks:
-  - { name: sum, user_message: go, agent: adder }
-runs:
-${Array.from({ length: 30 }, (_, i) => `  - { name: run-${i}, task: sum }`).join("\n")}
-`);
+    const applied = await stack.apply(
+      adderConfig(
+        [
+          "{ tool_calls: [ { name: add, arguments: { a: 1, b: 2 } }, { name: add, arguments: { a: 3, b: 4 } }, { name: add, arguments: { a: 5, b: 6 } } ] }",
+          "{ tool_calls: [ { name: add, arguments: { a: 10, b: 20 } } ] }",
+          '{ content: "sum {{last_tool_result}}" }',
+        ],
+        30,
+      ),
+    );
     const views = await Promise.all(applied.runs.map((r) => stack.client.waitForRun(r.runId, { timeoutMs: 30_000 })));
     expect(views.every((v) => v.status === "Completed" && v.output === "sum 30")).toBe(true);
     for (const r of applied.runs) {
