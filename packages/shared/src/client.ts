@@ -1,4 +1,6 @@
+import { DeliverPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
+import { Packr } from "msgpackr";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { ConfigStore, CONFIG_KINDS } from "./config/store.js";
 import { notFound } from "./run/spec.js";
@@ -87,13 +89,36 @@ export class Client {
   }
 
   /**
-   * Run views, newest first: a page of `limit` (0: all) after skipping `offset`. One watch reads the current
-   * views (never the event streams), so its cost follows the number of runs kept, not their length.
+   * Run views, newest first: a page of `limit` (0: all) after skipping `offset`. A page reads its slice of the
+   * run index and those runs' views, so its cost follows the page, not the number of runs; all of them are
+   * read with one watch over the views.
    */
   async listRuns({ limit = 0, offset = 0 }: { limit?: number; offset?: number } = {}): Promise<{ runs: RunState[]; total: number }> {
-    const views = (await allValues(this.buckets.runs)).map(decodeView);
-    views.sort((a, b) => b.createdAt - a.createdAt || a.runId.localeCompare(b.runId));
-    return { runs: limit > 0 ? views.slice(offset, offset + limit) : views.slice(offset), total: views.length };
+    const newestFirst = (a: RunState, b: RunState) => b.createdAt - a.createdAt || a.runId.localeCompare(b.runId);
+    if (limit <= 0) {
+      const views = (await allValues(this.buckets.runs)).map(decodeView).sort(newestFirst);
+      return { runs: views.slice(offset), total: views.length };
+    }
+    const jsm = await jetstreamManager(this.nc);
+    const { state } = await jsm.streams.info(this.names.runIndexStream);
+    const last = state.last_seq - offset;
+    const first = Math.max(state.first_seq, last - limit + 1);
+    const ids = new Set<string>();
+    if (state.messages > 0 && last >= first) {
+      const consumer = await jetstream(this.nc).consumers.get(this.names.runIndexStream, {
+        deliver_policy: DeliverPolicy.StartSequence,
+        opt_start_seq: first,
+      });
+      const messages = await consumer.consume({ max_messages: Math.min(limit, 1000) });
+      for await (const m of messages) {
+        if (m.seq > last) break;
+        ids.add((decodeRaw(m.data) as { runId: string }).runId);
+        if (m.seq === last) break;
+      }
+      await messages.close();
+    }
+    const views = await Promise.all([...ids].map((id) => this.getRun(id)));
+    return { runs: views.filter((v): v is RunState => v !== undefined).sort(newestFirst), total: state.messages };
   }
 
   events(runId: string): Promise<RecordedEvent[]> {
@@ -124,6 +149,11 @@ export class Client {
     const last = await this.getRun(runId);
     throw new Error(`run ${runId} did not reach the expected state within ${timeoutMs} ms (status: ${last?.status ?? "unknown"})`);
   }
+}
+
+const raw = new Packr({ useRecords: false });
+function decodeRaw(bytes: Uint8Array): unknown {
+  return raw.unpack(bytes);
 }
 
 /** Reads every current value of a bucket with one watch (no request per key). */

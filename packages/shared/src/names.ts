@@ -16,6 +16,8 @@ export function names(prefix: string = DEFAULT_PREFIX) {
     eventsStream: `${up}_EVENTS`,
     commandsStream: `${up}_COMMANDS`,
     ingressStream: `${up}_INGRESS`,
+    runIndexStream: `${up}_RUNINDEX`,
+    runIndexSubject: `${prefix}.index.runs`,
     runSubject: (runId: string) => `${prefix}.run.${runId}.ev`,
     allRunsSubject: `${prefix}.run.*.ev`,
     runIdOfSubject: (subject: string) => subject.slice(prefix.length + 5, -3),

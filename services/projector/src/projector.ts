@@ -5,6 +5,7 @@ import {
   RunCache,
   ackSoon,
   contextKey,
+  encode,
   encodeMessage,
   encodeView,
   ensureConsumer,
@@ -56,9 +57,14 @@ export async function startProjector(opts: ProjectorOptions): Promise<Service> {
     await queue.run(event.runId, async () => {
       const before = cache.get(event.runId);
       const messages: [string, ChatMessage][] = [];
+      let requested = false;
       const state = await cache.withEvent(event, (prior, e) => {
         messagesOf(prior, e).forEach((m, i) => messages.push([contextKey(e.runId, prior.messageCount + i), m]));
+        requested ||= e.type === "RunRequested";
       });
+      if (requested) {
+        await store.publisher.publish(n.runIndexSubject, encode({ runId: event.runId, at: state.createdAt }), { msgID: `index:${event.runId}` });
+      }
       // Messages first: a view never points past messages that are not there yet.
       await Promise.all(messages.map(([key, m]) => put(n.contextBucket, key, encodeMessage(m))));
       if (state !== before) unwritten.add(event.runId);

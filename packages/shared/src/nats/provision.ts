@@ -54,6 +54,15 @@ export async function provision(nc: NatsConnection, n: Names, opts: ProvisionOpt
     max_msg_size: MAX_PAYLOAD,
     num_replicas: replicas,
   });
+  // One small entry per run, in the order runs appeared: `get runs` reads a page of it, not every run.
+  await ensureStream(jsm, {
+    name: n.runIndexStream,
+    subjects: [n.runIndexSubject],
+    retention: RetentionPolicy.Limits,
+    storage: StorageType.File,
+    allow_direct: true,
+    num_replicas: replicas,
+  });
   const kvm = new Kvm(jetstream(nc));
   const [runs, context, config, effects] = await Promise.all([
     kvm.create(n.runsBucket, { history: 1, replicas, storage: StorageType.File }),
