@@ -1,6 +1,5 @@
 import { DeliverPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
-import { Packr } from "msgpackr";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { ConfigStore, CONFIG_KINDS } from "./config/store.js";
 import { notFound } from "./run/spec.js";
@@ -11,7 +10,7 @@ import { runRequested, type RecordedEvent } from "./events.js";
 import { deriveRunId, newRunId } from "./ids.js";
 import type { Names } from "./names.js";
 import { provision, type Buckets } from "./nats/provision.js";
-import { decodeView, getRunView, readContext } from "./run/views.js";
+import { decodeRunIndexEntry, decodeView, getRunView, readContext } from "./run/views.js";
 import { isTerminal, type RunState } from "./run/state.js";
 import type { ChatMessage } from "./run/messages.js";
 
@@ -112,7 +111,7 @@ export class Client {
       const messages = await consumer.consume({ max_messages: Math.min(limit, 1000) });
       for await (const m of messages) {
         if (m.seq > last) break;
-        ids.add((decodeRaw(m.data) as { runId: string }).runId);
+        ids.add(decodeRunIndexEntry(m.data).runId);
         if (m.seq === last) break;
       }
       await messages.close();
@@ -149,11 +148,6 @@ export class Client {
     const last = await this.getRun(runId);
     throw new Error(`run ${runId} did not reach the expected state within ${timeoutMs} ms (status: ${last?.status ?? "unknown"})`);
   }
-}
-
-const raw = new Packr({ useRecords: false });
-function decodeRaw(bytes: Uint8Array): unknown {
-  return raw.unpack(bytes);
 }
 
 /** Reads every current value of a bucket with one watch (no request per key). */

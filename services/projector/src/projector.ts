@@ -5,8 +5,8 @@ import {
   RunCache,
   ackSoon,
   contextKey,
-  encode,
   encodeMessage,
+  encodeRunIndexEntry,
   encodeView,
   ensureConsumer,
   getRunView,
@@ -63,7 +63,7 @@ export async function startProjector(opts: ProjectorOptions): Promise<Service> {
         requested ||= e.type === "RunRequested";
       });
       if (requested) {
-        await store.publisher.publish(n.runIndexSubject, encode({ runId: event.runId, at: state.createdAt }), { msgID: `index:${event.runId}` });
+        await store.publisher.publish(n.runIndexSubject, encodeRunIndexEntry({ runId: event.runId, at: state.createdAt }), { msgID: `index:${event.runId}` });
       }
       // Messages first: a view never points past messages that are not there yet.
       await Promise.all(messages.map(([key, m]) => put(n.contextBucket, key, encodeMessage(m))));

@@ -73,13 +73,15 @@ export class RunCache {
   async withEvent(event: RecordedEvent, sink?: FoldSink): Promise<RunState> {
     let cached = this.states.get(event.runId);
     if (!cached) {
-      // A run's first event needs no read: nothing comes before it (it is appended expecting sequence 0).
-      if (event.type === "RunRequested" && !this.opts.loadInitial) {
-        this.verified.set(event.runId, this.generation);
-        return this.record(initialState(event.runId), [event], sink);
+      if (!this.opts.loadInitial) {
+        // A run's first event needs no read: nothing comes before it (it is appended expecting sequence 0).
+        if (event.type === "RunRequested") {
+          this.verified.set(event.runId, this.generation);
+          return this.record(initialState(event.runId), [event], sink);
+        }
+        return this.catchUp(initialState(event.runId), sink);
       }
-      cached = this.opts.loadInitial ? await this.opts.loadInitial(event.runId) : initialState(event.runId);
-      if (cached.lastSeq === 0 && !this.opts.loadInitial) return this.catchUp(cached, sink);
+      cached = await this.opts.loadInitial(event.runId);
     }
     if (event.seq <= cached.lastSeq) return cached;
     if (this.verified.get(event.runId) === this.generation) return this.record(cached, [event], sink);

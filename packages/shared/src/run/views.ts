@@ -25,6 +25,18 @@ export function decodeView(bytes: Uint8Array): RunState {
   return { newMessages: [], llmDelta: [], ...(packr.unpack(bytes) as Omit<RunState, "newMessages" | "llmDelta">) };
 }
 
+/** An entry of the run index: which run appeared, and when (the index's order is the order runs appeared). */
+export type RunIndexEntry = { runId: string; at: number };
+
+export function encodeRunIndexEntry(entry: RunIndexEntry): Uint8Array {
+  return encode(entry);
+}
+
+/** Written only by the projector; read without a schema, like the views. */
+export function decodeRunIndexEntry(bytes: Uint8Array): RunIndexEntry {
+  return packr.unpack(bytes) as RunIndexEntry;
+}
+
 export async function getRunView(runs: KV, runId: string): Promise<RunState | undefined> {
   const entry = await runs.get(runId);
   return entry && entry.operation === "PUT" ? decodeView(entry.value) : undefined;
