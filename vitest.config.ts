@@ -12,6 +12,7 @@ export default defineConfig({
       "@smallchain/projector": src("./services/projector/src/index.ts"),
       "@smallchain/llm-worker": src("./services/llm-worker/src/index.ts"),
       "@smallchain/tool-worker": src("./services/tool-worker/src/index.ts"),
+      "@smallchain/gateway": src("./services/gateway/src/index.ts"),
     },
   },
   test: {

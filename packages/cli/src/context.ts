@@ -1,9 +1,9 @@
-import { Client, ConfigError, ResolveError, connectNats, names, type NatsConnection } from "@smallchain/shared";
+import { Client, ConfigError, ControlError, ResolveError, connectNats, names, type NatsConnection } from "@smallchain/shared";
 
 export type GlobalOptions = { nats?: string; prefix?: string };
 
 /** Exit codes scripts can rely on. */
-export const Exit = { Ok: 0, Error: 1, Invalid: 2, RunNotCompleted: 3 } as const;
+export const Exit = { Ok: 0, Error: 1, Invalid: 2, RunNotCompleted: 3, Refused: 4 } as const;
 
 /** An error the user can fix from its message alone; no stack trace is printed. */
 export class UserError extends Error {
@@ -36,5 +36,6 @@ export async function withClient<T>(opts: GlobalOptions, fn: (client: Client) =>
 export function exitCodeOf(err: unknown): number {
   if (err instanceof UserError) return err.exitCode;
   if (err instanceof ConfigError || err instanceof ResolveError) return Exit.Invalid;
+  if (err instanceof ControlError) return err.code === "invalid" ? Exit.Invalid : Exit.Refused;
   return Exit.Error;
 }

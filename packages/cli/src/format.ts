@@ -1,4 +1,4 @@
-import { assertNever, type RecordedEvent, type RunState } from "@smallchain/shared";
+import { assertNever, displayStatus, type RecordedEvent, type RunState, type WaitEntry } from "@smallchain/shared";
 
 const MAX = 160;
 
@@ -38,6 +38,22 @@ export function summarize(event: RecordedEvent): string {
       return `${event.data.callId} -> ${clip(event.data.result, 100)}`;
     case "ToolCallFailed":
       return `${event.data.callId} error: ${clip(event.data.error, 120)}`;
+    case "ToolCallAwaitingApproval":
+      return `${event.data.callId} ${event.data.tool} awaits approval (digest ${event.data.digest})${due(event.data.dueAt, event.data.onTimeout)}`;
+    case "ToolCallApproved":
+      return `${event.data.callId} approved${by(event.data.by)}${event.data.comment ? `: "${clip(event.data.comment, 100)}"` : ""}`;
+    case "ToolCallRejected":
+      return `${event.data.callId} rejected${by(event.data.by)}${event.data.comment ? `: "${clip(event.data.comment, 100)}"` : ""}`;
+    case "HumanInputRequested":
+      return `${event.data.callId} asks: "${clip(event.data.question, 120)}"${due(event.data.dueAt, event.data.onTimeout)}`;
+    case "HumanInputReceived":
+      return `${event.data.callId} answer${by(event.data.by)}: "${clip(event.data.answer, 120)}"`;
+    case "ToolCallAwaitingCallback":
+      return `${event.data.callId} awaits its callback${due(event.data.dueAt, event.data.onTimeout)}`;
+    case "TimerScheduled":
+      return `${event.data.callId} sleeps until ${new Date(event.data.dueAt).toISOString()}`;
+    case "TimerFired":
+      return `${event.data.callId} ${event.data.outcome}: ${clip(event.data.result, 120)}`;
     case "ChildRunRequested":
       return `${event.data.callId} child=${event.data.childRunId} agent=${event.data.agent}`;
     case "RunCompleted":
@@ -51,7 +67,18 @@ export function summarize(event: RecordedEvent): string {
   }
 }
 
+function by(who: string | undefined): string {
+  return who ? ` by ${who}` : "";
+}
+
+function due(dueAt: number | undefined, onTimeout: string | undefined): string {
+  return dueAt === undefined ? "" : ` until ${new Date(dueAt).toISOString()} (then ${onTimeout ?? "fail"})`;
+}
+
 const COLORS: Record<string, string> = {
+  ToolCallAwaitingApproval: "\x1b[35m",
+  HumanInputRequested: "\x1b[35m",
+  ToolCallRejected: "\x1b[33m",
   RunCompleted: "\x1b[32m",
   RunFailed: "\x1b[31m",
   LLMFailed: "\x1b[31m",
@@ -71,7 +98,7 @@ export function eventLine(event: RecordedEvent, { color = false }: { color?: boo
 export function runRow(run: RunState): Record<string, string | number> {
   return {
     NAME: run.name ?? "",
-    STATUS: run.status,
+    STATUS: displayStatus(run),
     AGENT: run.agentName,
     TASK: run.task ?? "",
     ID: run.runId,
@@ -95,4 +122,18 @@ export function age(at: number, now = Date.now()): string {
   if (s < 7200) return `${Math.round(s / 60)}m`;
   if (s < 172800) return `${Math.round(s / 3600)}h`;
   return `${Math.round(s / 86400)}d`;
+}
+
+export function waitRow(wait: WaitEntry, now = Date.now()): Record<string, string> {
+  const what = wait.kind === "human" ? `"${clip(wait.question ?? "", 60)}"` : wait.kind === "approval" ? clip(JSON.stringify(wait.args ?? {}), 60) : "";
+  return {
+    RUN: wait.runId,
+    CALL: wait.callId,
+    KIND: wait.kind,
+    TOOL: wait.tool,
+    AGENT: wait.agent,
+    WHAT: what,
+    WAITING: age(wait.since, now),
+    DUE: wait.dueAt === undefined ? "" : new Date(wait.dueAt).toISOString().slice(0, 19).replace("T", " "),
+  };
 }

@@ -1,9 +1,10 @@
 import { Command, Option } from "commander";
-import { ConfigError } from "@smallchain/shared";
+import { ConfigError, ControlError } from "@smallchain/shared";
 import { apply } from "./commands/apply.js";
 import { describeRun } from "./commands/describe.js";
 import { getEvents, getRuns } from "./commands/get.js";
 import { run } from "./commands/run.js";
+import { approve, getWaits, reject, respond } from "./commands/waits.js";
 import { UserError, exitCodeOf, type GlobalOptions } from "./context.js";
 
 // `smallchain get events | head` closes the pipe early: that is the reader's choice, not an error.
@@ -48,6 +49,16 @@ get
   .addOption(output())
   .action((o: { output?: string; limit?: string; offset?: string }) => getRuns({ ...globals(), ...o }));
 get
+  .command("approvals")
+  .description("list tool calls waiting for approval: RUN CALL TOOL ARGS WAITING DUE")
+  .addOption(output())
+  .action((o: { output?: string }) => getWaits("approval", { ...globals(), ...o }));
+get
+  .command("waits")
+  .description("list every call waiting for a person or the outside: approvals, questions, callbacks")
+  .addOption(output())
+  .action((o: { output?: string }) => getWaits(undefined, { ...globals(), ...o }));
+get
   .command("events")
   .description("print events, one line each")
   .option("--run <id>", "only this run's events")
@@ -55,6 +66,37 @@ get
   .option("--pretty", "colors and each event's full data")
   .addOption(output())
   .action((o: object) => getEvents({ ...globals(), ...o }));
+
+program
+  .command("approve")
+  .description("approve a tool call that waits for approval (it runs then)")
+  .argument("<run>", "run id")
+  .argument("<call>", "call id (see: smallchain get approvals)")
+  .option("--comment <text>", "a comment, recorded with the approval")
+  .option("--by <name>", "who approves (default: your user name)")
+  .option("--digest <digest>", "approve only if the call's arguments still have this digest")
+  .addOption(output())
+  .action((runId: string, callId: string, o: object) => approve(runId, callId, { ...globals(), ...o }));
+
+program
+  .command("reject")
+  .description("reject a tool call that waits for approval: the agent is told, with your comment, and carries on")
+  .argument("<run>", "run id")
+  .argument("<call>", "call id (see: smallchain get approvals)")
+  .option("--comment <text>", "why: the agent reads it")
+  .option("--by <name>", "who rejects (default: your user name)")
+  .addOption(output())
+  .action((runId: string, callId: string, o: object) => reject(runId, callId, { ...globals(), ...o }));
+
+program
+  .command("respond")
+  .description("answer an agent's question (human_input)")
+  .argument("<run>", "run id")
+  .argument("<call>", "call id (see: smallchain get waits)")
+  .argument("<answer>", "the answer the agent receives")
+  .option("--by <name>", "who answers (default: your user name)")
+  .addOption(output())
+  .action((runId: string, callId: string, answer: string, o: object) => respond(runId, callId, answer, { ...globals(), ...o }));
 
 program
   .command("describe")
@@ -79,7 +121,7 @@ program
 try {
   await program.parseAsync();
 } catch (err) {
-  const message = err instanceof ConfigError || err instanceof UserError ? err.message : `error: ${(err as Error).message}`;
+  const message = err instanceof ConfigError || err instanceof UserError || err instanceof ControlError ? err.message : `error: ${(err as Error).message}`;
   process.stderr.write(`${message}\n`);
   process.exitCode = exitCodeOf(err);
 }

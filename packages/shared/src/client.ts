@@ -1,16 +1,16 @@
 import { DeliverPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
-import type { KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { ConfigStore, CONFIG_KINDS } from "./config/store.js";
 import { notFound } from "./run/spec.js";
 import type { ConfigKind, SmallchainConfig } from "./config/schema.js";
 import { ConcurrencyError } from "./errors.js";
+import { Control } from "./control.js";
 import { EventStore } from "./eventstore.js";
 import { runRequested, type RecordedEvent } from "./events.js";
 import { deriveRunId, newRunId } from "./ids.js";
 import type { Names } from "./names.js";
 import { provision, type Buckets } from "./nats/provision.js";
-import { decodeRunIndexEntry, decodeView, getRunView, readContext } from "./run/views.js";
+import { allValues, decodeRunIndexEntry, decodeView, decodeWaitEntry, getRunView, readContext, type WaitEntry } from "./run/views.js";
 import { isTerminal, type RunState } from "./run/state.js";
 import type { ChatMessage } from "./run/messages.js";
 
@@ -83,6 +83,18 @@ export class Client {
     }
   }
 
+  /** Approvals, answers and callback results for waiting runs (checked, then appended once). */
+  get control(): Control {
+    return (this.controlInstance ??= new Control(this.store, this.buckets.runs));
+  }
+  private controlInstance: Control | undefined;
+
+  /** Calls waiting for people or the outside world, oldest first; `kind` narrows them to approvals, questions or callbacks. */
+  async listWaits(kind?: WaitEntry["kind"]): Promise<WaitEntry[]> {
+    const waits = (await allValues(this.buckets.waits)).map(decodeWaitEntry);
+    return waits.filter((w) => kind === undefined || w.kind === kind).sort((a, b) => a.since - b.since || a.runId.localeCompare(b.runId));
+  }
+
   getRun(runId: string): Promise<RunState | undefined> {
     return getRunView(this.buckets.runs, runId);
   }
@@ -148,18 +160,4 @@ export class Client {
     const last = await this.getRun(runId);
     throw new Error(`run ${runId} did not reach the expected state within ${timeoutMs} ms (status: ${last?.status ?? "unknown"})`);
   }
-}
-
-/** Reads every current value of a bucket with one watch (no request per key). */
-async function allValues(kv: KV): Promise<Uint8Array[]> {
-  const status = await kv.status();
-  if (status.values === 0) return [];
-  const out: Uint8Array[] = [];
-  const watch = await kv.watch({ key: ">" });
-  for await (const e of watch) {
-    if (e.operation === "PUT") out.push(e.value);
-    if (e.delta === 0) break;
-  }
-  watch.stop();
-  return out;
 }

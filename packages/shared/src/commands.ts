@@ -31,6 +31,8 @@ export const ToolCommand = z.object({
   step: z.number().int().positive(),
   tool: ToolSnapshot,
   args: z.unknown(),
+  /** Callback tools: the one-time token the outside answers with. */
+  token: z.string().optional(),
 });
 export type ToolCommand = z.infer<typeof ToolCommand>;
 

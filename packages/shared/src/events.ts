@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { ChatMessage, ToolCallRecord } from "./run/messages.js";
 import { AgentSnapshot } from "./run/spec.js";
+import { OnTimeout } from "./config/schema.js";
 
 export const Usage = z.object({
   promptTokens: z.number().int().nonnegative(),
@@ -66,6 +67,31 @@ export const RunEvent = z.discriminatedUnion("type", [
       args: z.unknown(),
       kind: z.enum(["tool", "agent", "invalid"]),
     }),
+  ),
+  event(
+    "ToolCallAwaitingApproval",
+    z.object({
+      callId: z.string(),
+      tool: z.string(),
+      /** sha256 of the arguments: an approval may name it, so it approves exactly what it saw. */
+      digest: z.string(),
+      dueAt: z.number().optional(),
+      onTimeout: OnTimeout.optional(),
+    }),
+  ),
+  event("ToolCallApproved", z.object({ callId: z.string(), by: z.string().optional(), comment: z.string().optional() })),
+  /** A rejection is the call's result: the agent reads who rejected it and why, and carries on. */
+  event("ToolCallRejected", z.object({ callId: z.string(), by: z.string().optional(), comment: z.string().optional() })),
+  event("HumanInputRequested", z.object({ callId: z.string(), question: z.string(), dueAt: z.number().optional(), onTimeout: OnTimeout.optional() })),
+  event("HumanInputReceived", z.object({ callId: z.string(), answer: z.string(), by: z.string().optional() })),
+  /** The call's arguments went out with a one-time token; its result comes back with that token. */
+  event("ToolCallAwaitingCallback", z.object({ callId: z.string(), token: z.string(), dueAt: z.number().optional(), onTimeout: OnTimeout.optional() })),
+  /** A durable timer of a call (sleep_until). Its due time lives in the run's stream; the timers bucket only wakes the scheduler. */
+  event("TimerScheduled", z.object({ callId: z.string(), dueAt: z.number() })),
+  /** A call's deadline passed: a sleep ends (completed), a wait times out (rejected or failed). Carries the call's result. */
+  event(
+    "TimerFired",
+    z.object({ callId: z.string(), dueAt: z.number(), outcome: z.enum(["completed", "rejected", "failed"]), result: z.string() }),
   ),
   event("ToolCallCompleted", z.object({ callId: z.string(), result: z.string(), durationMs: z.number().nonnegative().optional() })),
   event("ToolCallFailed", z.object({ callId: z.string(), error: z.string() })),

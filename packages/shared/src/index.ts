@@ -23,3 +23,4 @@ export * from "./nats/worker.js";
 export * from "./client.js";
 export * from "./nats/publisher.js";
 export * from "./nats/batch.js";
+export * from "./control.js";

@@ -29,10 +29,20 @@ export function names(prefix: string = DEFAULT_PREFIX) {
     allTasksSubject: `${prefix}.tasks.>`,
     taskOfSubject: (subject: string) => subject.slice(prefix.length + 7),
     liveSubject: (runId: string) => `${prefix}.stream.${runId}`,
+    /** Request/reply subjects of people and the outside world: approve or reject, answer, call back. */
+    approvalSubject: (runId: string, callId: string) => `${prefix}.approval.${runId}.${callId}`,
+    respondSubject: (runId: string, callId: string) => `${prefix}.respond.${runId}.${callId}`,
+    callbackSubject: (token: string) => `${prefix}.callback.${token}`,
+    controlSubjects: [`${prefix}.approval.*.*`, `${prefix}.respond.*.*`, `${prefix}.callback.*`],
+    controlQueue: `${prefix}-control`,
     runsBucket: `${prefix}_runs`,
     contextBucket: `${prefix}_context`,
     configBucket: `${prefix}_config`,
     effectsBucket: `${prefix}_effects`,
+    /** Calls waiting for a due time; a key per call (`<run>.<call>`), read by every scheduler to wake the run. */
+    timersBucket: `${prefix}_timers`,
+    /** Calls waiting for people or the outside (approvals, questions, callbacks), for listing. */
+    waitsBucket: `${prefix}_waits`,
     consumers: {
       scheduler: "scheduler",
       projector: "projector",

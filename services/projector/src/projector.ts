@@ -14,12 +14,75 @@ import {
   messagesOf,
   provision,
   startConsumerLoop,
+  callKey,
+  encodeWaitEntry,
+  findCall,
   type ChatMessage,
+  type RecordedEvent,
+  type RunState,
+  type WaitEntry,
   type Logger,
   type Names,
   type NatsConnection,
   type Service,
 } from "@smallchain/shared";
+
+type WaitChange = [key: string, entry: WaitEntry | null];
+
+/** How an event changes the list of calls waiting for people or the outside (`get approvals`). */
+function waitChangesOf(prior: RunState, event: RecordedEvent): WaitChange[] {
+  const base = (callId: string) => {
+    const call = findCall(prior, callId);
+    return {
+      runId: event.runId,
+      callId,
+      tool: call?.tool ?? "",
+      agent: prior.agentName,
+      since: event.at,
+      ...(prior.name !== undefined && { runName: prior.name }),
+    };
+  };
+  const waitingIn = (callId: string) => {
+    const status = findCall(prior, callId)?.status;
+    return status === "awaitingApproval" || status === "awaitingHuman" || status === "awaitingCallback";
+  };
+  switch (event.type) {
+    case "ToolCallAwaitingApproval": {
+      const d = event.data;
+      const args = parseJson(findCall(prior, d.callId)?.arguments ?? "");
+      return [[callKey(event.runId, d.callId), { ...base(d.callId), kind: "approval", args, digest: d.digest, ...(d.dueAt !== undefined && { dueAt: d.dueAt }) }]];
+    }
+    case "HumanInputRequested": {
+      const d = event.data;
+      return [[callKey(event.runId, d.callId), { ...base(d.callId), kind: "human", question: d.question, ...(d.dueAt !== undefined && { dueAt: d.dueAt }) }]];
+    }
+    case "ToolCallAwaitingCallback": {
+      const d = event.data;
+      return [[callKey(event.runId, d.callId), { ...base(d.callId), kind: "callback", ...(d.dueAt !== undefined && { dueAt: d.dueAt }) }]];
+    }
+    case "ToolCallApproved":
+    case "ToolCallRejected":
+    case "HumanInputReceived":
+    case "TimerFired":
+    case "ToolCallCompleted":
+    case "ToolCallFailed":
+      return waitingIn(event.data.callId) ? [[callKey(event.runId, event.data.callId), null]] : [];
+    case "RunCompleted":
+    case "RunFailed":
+    case "RunCancelled":
+      return prior.turn.phase === "tools" ? prior.turn.calls.filter((c) => waitingIn(c.callId)).map((c): WaitChange => [callKey(event.runId, c.callId), null]) : [];
+    default:
+      return [];
+  }
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return text.trim() === "" ? {} : JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
 
 export type ProjectorOptions = { nc: NatsConnection; names: Names; log: Logger; concurrency?: number };
 
@@ -57,11 +120,17 @@ export async function startProjector(opts: ProjectorOptions): Promise<Service> {
     await queue.run(event.runId, async () => {
       const before = cache.get(event.runId);
       const messages: [string, ChatMessage][] = [];
+      const waitChanges: WaitChange[] = [];
       let requested = false;
       const state = await cache.withEvent(event, (prior, e) => {
         messagesOf(prior, e).forEach((m, i) => messages.push([contextKey(e.runId, prior.messageCount + i), m]));
+        waitChanges.push(...waitChangesOf(prior, e));
         requested ||= e.type === "RunRequested";
       });
+      for (const [key, entry] of waitChanges) {
+        if (entry) await buckets.waits.put(key, encodeWaitEntry(entry));
+        else await buckets.waits.delete(key);
+      }
       if (requested) {
         await store.publisher.publish(n.runIndexSubject, encodeRunIndexEntry({ runId: event.runId, at: state.createdAt }), { msgID: `index:${event.runId}` });
       }

@@ -1,4 +1,4 @@
-import { findCall, type ChatMessage, type LlmCommand, type RecordedEvent, type RunEvent, type RunState, type ToolCommand } from "@smallchain/shared";
+import { findCall, runsInToolWorker, type ChatMessage, type LlmCommand, type RecordedEvent, type RunEvent, type RunState, type ToolCommand } from "@smallchain/shared";
 
 /** Above this many characters the newest messages stay out of the LLM command (NATS payloads are capped). */
 const MAX_DELTA_CHARS = 256 * 1024;
@@ -14,7 +14,10 @@ export type Effect =
   | { kind: "llm"; command: LlmCommand }
   | { kind: "tool"; command: ToolCommand }
   /** An event for another run: a child's first event, or a child's result for its parent. */
-  | { kind: "append"; event: RunEvent; expectNew: boolean };
+  | { kind: "append"; event: RunEvent; expectNew: boolean }
+  /** Wake this run at `dueAt` (the timers bucket wakes whichever scheduler is up), or no longer. */
+  | { kind: "timer"; runId: string; callId: string; dueAt: number }
+  | { kind: "untimer"; runId: string; callId: string };
 
 /**
  * The effects of one event, given the run's current state (which may be ahead of the event). Pure. An effect
@@ -45,21 +48,40 @@ export function effectsOf(state: RunState, event: RecordedEvent, now: number): E
       if (event.data.kind !== "tool") return [];
       const call = findCall(state, event.data.callId);
       const tool = agent?.tools.find((t) => t.name === event.data.tool);
-      if (!call || call.status !== "requested" || !tool || tool.kind === "agent") return [];
-      return [
-        {
-          kind: "tool",
-          command: {
-            id: `${state.runId}:tool:${event.data.callId}`,
-            runId: state.runId,
-            callId: event.data.callId,
-            step: event.data.step,
-            tool,
-            args: event.data.args,
-          },
-        },
-      ];
+      if (!call || call.status !== "requested" || !tool || tool.approval || !runsInToolWorker(tool)) return [];
+      return [{ kind: "tool", command: { id: `${state.runId}:tool:${call.callId}`, runId: state.runId, callId: call.callId, step: event.data.step, tool, args: event.data.args } }];
     }
+    case "ToolCallApproved": {
+      const call = findCall(state, event.data.callId);
+      const tool = agent?.tools.find((t) => t.name === call?.tool);
+      const effects: Effect[] = [{ kind: "untimer", runId: state.runId, callId: event.data.callId }];
+      if (!call || call.status !== "approved" || !tool || !runsInToolWorker(tool) || state.turn.phase !== "tools") return effects;
+      const command: ToolCommand = { id: `${state.runId}:tool:${call.callId}`, runId: state.runId, callId: call.callId, step: state.turn.step, tool, args: parseArgs(call.arguments) };
+      return [...effects, { kind: "tool", command }];
+    }
+    case "ToolCallAwaitingApproval":
+    case "HumanInputRequested":
+    case "TimerScheduled":
+      return timerOf(state, event.data.callId);
+    case "ToolCallAwaitingCallback": {
+      const call = findCall(state, event.data.callId);
+      const tool = agent?.tools.find((t) => t.name === call?.tool);
+      if (!call || call.status !== "awaitingCallback" || tool?.kind !== "callback" || state.turn.phase !== "tools") return [];
+      const command: ToolCommand = {
+        id: `${state.runId}:tool:${call.callId}`,
+        runId: state.runId,
+        callId: call.callId,
+        step: state.turn.step,
+        tool,
+        args: parseArgs(call.arguments),
+        token: event.data.token,
+      };
+      return [...timerOf(state, call.callId), { kind: "tool", command }];
+    }
+    case "ToolCallRejected":
+    case "HumanInputReceived":
+    case "TimerFired":
+      return [{ kind: "untimer", runId: state.runId, callId: event.data.callId }];
     case "ChildRunRequested": {
       const call = findCall(state, event.data.callId);
       if (!call || call.status !== "delegated") return [];
@@ -107,12 +129,31 @@ export function effectsOf(state: RunState, event: RecordedEvent, now: number): E
             };
       return [{ kind: "append", expectNew: false, event: result }];
     }
+    case "ToolCallCompleted":
+    case "ToolCallFailed": {
+      // A callback's result ends its wait: its timer is no longer needed (other calls have none).
+      const call = findCall(state, event.data.callId);
+      const tool = call && agent?.tools.find((t) => t.name === call.tool);
+      return tool?.kind === "callback" && tool.wait?.timeoutMs !== undefined ? [{ kind: "untimer", runId: state.runId, callId: event.data.callId }] : [];
+    }
     case "RunRequested":
     case "RunStarted":
     case "LLMResponded":
     case "LLMFailed":
-    case "ToolCallCompleted":
-    case "ToolCallFailed":
       return [];
+  }
+}
+
+/** The wake-up of a call that waits with a deadline. */
+function timerOf(state: RunState, callId: string): Effect[] {
+  const call = findCall(state, callId);
+  return call?.deadline ? [{ kind: "timer", runId: state.runId, callId, dueAt: call.deadline.dueAt }] : [];
+}
+
+function parseArgs(text: string): unknown {
+  try {
+    return text.trim() === "" ? {} : JSON.parse(text);
+  } catch {
+    return text;
   }
 }

@@ -1,5 +1,18 @@
+import { randomBytes } from "node:crypto";
 import type { JsMsg } from "@nats-io/jetstream";
+import type { KV } from "@nats-io/kv";
 import {
+  ApprovalInput,
+  CallbackResult,
+  Control,
+  ControlError,
+  HumanAnswer,
+  callKey,
+  encodeWakeUp,
+  findCall,
+  initialState,
+  type Msg,
+  type WakeUp,
   ConcurrencyError,
   ConfigStore,
   DecodeError,
@@ -28,6 +41,7 @@ import {
 } from "@smallchain/shared";
 import { decide, type DecideInput } from "./decide.js";
 import { effectsOf, type Effect } from "./effects.js";
+import { WakeUps } from "./wakeups.js";
 
 export type { Service };
 
@@ -86,8 +100,9 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
     max_deliver: 5,
   });
 
+  const newToken = () => randomBytes(16).toString("hex");
   const resolveInput = async (state: RunState): Promise<DecideInput> => {
-    if (state.status !== "Requested") return { now: now() };
+    if (state.status !== "Requested") return { now: now(), newToken };
     await config.prefetchAgent(state.agentName);
     try {
       return { now: now(), agent: { ok: true, spec: resolveAgent(state.agentName, config.lookup()) } };
@@ -98,7 +113,7 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
   };
 
   const carryOut = async (effects: Effect[]): Promise<void> => {
-    await Promise.all(effects.map((e) => perform(store, n, e)));
+    await Promise.all(effects.map((e) => perform(store, n, buckets.timers, e)));
   };
 
   /** Decide, append, carry out; again until the run waits for something outside. */
@@ -160,6 +175,59 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
     });
   };
 
+  /** A timer is due: decide the run again (the decision sees the deadline passed), then forget the timer. */
+  const wake = async (w: WakeUp, key: string): Promise<void> => {
+    await queue.run(w.runId, async () => {
+      const state = await cache.catchUp(cache.get(w.runId) ?? initialState(w.runId));
+      await advance(state);
+      const latest = cache.get(w.runId) ?? state;
+      const call = findCall(latest, w.callId);
+      if (call?.deadline && !isTerminal(latest) && call.deadline.dueAt > now()) {
+        wakeUps.arm(key, { ...w, dueAt: call.deadline.dueAt });
+      } else if (!call?.deadline || isTerminal(latest)) {
+        await buckets.timers.delete(key);
+      }
+      if (isTerminal(latest)) cache.drop(w.runId);
+    });
+  };
+  const wakeUps = new WakeUps(buckets.timers, wake, log, now);
+  await wakeUps.start();
+
+  // Approvals, answers and callback results from any NATS client: request/reply, so a refusal reaches the sender.
+  const control = new Control(store, buckets.runs);
+  const onControl = async (msg: Msg): Promise<void> => {
+    const [, kind, ...rest] = msg.subject.slice(n.prefix.length).split(".");
+    const contentType = msg.headers?.get("Content-Type");
+    let reply: Record<string, unknown>;
+    try {
+      let accepted;
+      if (kind === "approval" && rest.length === 2) {
+        accepted = await control.approval(rest[0]!, rest[1]!, decode(ApprovalInput, msg.data, `approval on ${msg.subject}`, contentType));
+      } else if (kind === "respond" && rest.length === 2) {
+        accepted = await control.respond(rest[0]!, rest[1]!, decode(HumanAnswer, msg.data, `answer on ${msg.subject}`, contentType));
+      } else if (kind === "callback" && rest.length === 1) {
+        accepted = await control.callback(rest[0]!, decode(CallbackResult, msg.data, `callback result on ${msg.subject}`, contentType));
+      } else {
+        throw new ControlError("not_found", `no such control subject: ${msg.subject}`);
+      }
+      reply = { ok: true, runId: accepted.runId, callId: accepted.callId, event: accepted.event.type, seq: accepted.event.seq };
+      log.info({ subject: msg.subject, runId: accepted.runId, callId: accepted.callId, event: accepted.event.type }, "accepted input for a waiting call");
+    } catch (err) {
+      if (!(err instanceof ControlError || err instanceof DecodeError)) {
+        log.error({ err, subject: msg.subject }, "handling a control request failed");
+        reply = { ok: false, code: "error", error: `internal error: ${(err as Error).message}` };
+      } else {
+        const code = err instanceof ControlError ? err.code : "invalid";
+        log.warn({ subject: msg.subject, code, err: err.message }, "refused input for a waiting call");
+        reply = { ok: false, code, error: err.message };
+      }
+    }
+    if (msg.reply) msg.respond(JSON.stringify(reply));
+  };
+  const controlSubs = n.controlSubjects.map((subject) =>
+    nc.subscribe(subject, { queue: n.controlQueue, callback: (err, msg) => (err ? log.error({ err }, "control subscription failed") : void onControl(msg)) }),
+  );
+
   const onTask = async (msg: JsMsg): Promise<void> => {
     const taskName = n.taskOfSubject(msg.subject);
     let request: TaskRequest;
@@ -205,18 +273,26 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
   log.info({ prefix: n.prefix }, "scheduler started");
   return {
     async stop() {
+      wakeUps.stop();
+      for (const sub of controlSubs) sub.unsubscribe();
       await Promise.all(loops.map((l) => l.stop()));
     },
   };
 }
 
-async function perform(store: EventStore, n: Names, effect: Effect): Promise<void> {
+async function perform(store: EventStore, n: Names, timers: KV, effect: Effect): Promise<void> {
   switch (effect.kind) {
     case "llm":
       await store.publisher.publish(n.llmCommandSubject, encode(effect.command), { msgID: effect.command.id });
       return;
     case "tool":
       await store.publisher.publish(n.toolCommandSubject(effect.command.tool.kind), encode(effect.command), { msgID: effect.command.id });
+      return;
+    case "timer":
+      await timers.put(callKey(effect.runId, effect.callId), encodeWakeUp({ runId: effect.runId, callId: effect.callId, dueAt: effect.dueAt }));
+      return;
+    case "untimer":
+      await timers.delete(callKey(effect.runId, effect.callId));
       return;
     case "append":
       try {

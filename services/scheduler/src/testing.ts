@@ -39,6 +39,34 @@ export const operatorTool: ToolSnapshot = {
   agent: "calculator_operator",
 };
 
+/** `add`, but every call waits for a human's approval, rejected after an hour. */
+export const approvedAddTool: ToolSnapshot = { ...addTool, name: "careful_add", approval: { timeoutMs: 3_600_000, onTimeout: "reject" } };
+
+export const humanTool: ToolSnapshot = {
+  kind: "builtin",
+  name: "ask",
+  description: BUILTIN_TOOLS.human_input.description,
+  parameters: BUILTIN_TOOLS.human_input.parameters,
+  builtin: "human_input",
+};
+
+export const sleepTool: ToolSnapshot = {
+  kind: "builtin",
+  name: "sleep_until",
+  description: BUILTIN_TOOLS.sleep_until.description,
+  parameters: BUILTIN_TOOLS.sleep_until.parameters,
+  builtin: "sleep_until",
+};
+
+export const callbackTool: ToolSnapshot = {
+  kind: "callback",
+  name: "pay",
+  description: "pay an invoice; the bank calls back",
+  parameters: { type: "object" },
+  callback: { subject: "bank.payments", headers: {} },
+  wait: { timeoutMs: 60_000, onTimeout: "fail" },
+};
+
 export function agentSnapshot(overrides: Partial<AgentSnapshot> = {}): AgentSnapshot {
   return {
     name: "assistant",

@@ -14,6 +14,7 @@ import {
 } from "@smallchain/shared";
 import { runBuiltin } from "./executors/builtin.js";
 import { runCommand } from "./executors/command.js";
+import { handOff } from "./executors/callback.js";
 import type { ToolOutcome } from "./executors/outcome.js";
 
 /** KV keys allow no ':'; command ids are `<run>:tool:<call>`. */
@@ -29,6 +30,8 @@ export type ToolWorkerOptions = {
   maxDeliver?: number;
   /** Without a heartbeat for this long, a command goes to another worker. */
   ackWaitMs?: number;
+  /** The gateway's URL as the outside sees it: callback tools hand out `<publicUrl>/callbacks/<token>`. */
+  publicUrl?: string;
 };
 
 /**
@@ -55,7 +58,7 @@ export async function startToolWorker(opts: ToolWorkerOptions): Promise<Service>
     if (command.tool.kind === "command") await effects.put(effectKey(command.id), encode(event));
   };
 
-  const execute = async (command: ToolCommand, signal: AbortSignal): Promise<ToolOutcome> => {
+  const execute = async (command: ToolCommand, signal: AbortSignal): Promise<ToolOutcome | null> => {
     const tool = command.tool;
     switch (tool.kind) {
       case "builtin":
@@ -67,6 +70,9 @@ export async function startToolWorker(opts: ToolWorkerOptions): Promise<Service>
           callId: command.callId,
           signal,
         });
+      case "callback":
+        await handOff(tool, command, { nc, names: n, signal, ...(opts.publicUrl && { publicUrl: opts.publicUrl }) });
+        return null;
       case "agent":
         return { ok: false, error: `tool "${tool.name}" delegates to an agent; the scheduler runs it, not a tool worker` };
       default:
@@ -86,7 +92,7 @@ export async function startToolWorker(opts: ToolWorkerOptions): Promise<Service>
     concurrency: opts.concurrency ?? 64,
     ackWaitMs: opts.ackWaitMs ?? 30_000,
     maxDeliver: opts.maxDeliver ?? 5,
-    execute: async (command, { signal }): Promise<RunEvent> => {
+    execute: async (command, { signal }): Promise<RunEvent | null> => {
       const earlier = await remembered(command);
       if (earlier) {
         log.info({ runId: command.runId, callId: command.callId }, "tool call already ran; recording its remembered result");
@@ -94,6 +100,8 @@ export async function startToolWorker(opts: ToolWorkerOptions): Promise<Service>
       }
       const started = Date.now();
       const outcome = await execute(command, signal);
+      // A callback's result comes back later, with its token.
+      if (!outcome) return null;
       const base = { id: `${command.runId}:done:${command.callId}`, v: 1 as const, runId: command.runId, at: Date.now(), causationId: command.id };
       log.debug({ runId: command.runId, callId: command.callId, tool: command.tool.name, ok: outcome.ok }, "tool call finished");
       const event: RunEvent = outcome.ok

@@ -120,6 +120,7 @@ function referenceIssues(config: SmallchainConfig, known: KnownNames, file: stri
     missing("llm", agent.llm, ["agents", i, "llm"], owner);
     agent.tools.forEach((ref: AgentToolRef, j) => {
       if (typeof ref === "string") missing("tool", ref, ["agents", i, "tools", j], owner);
+      else if ("tool" in ref) missing("tool", ref.tool, ["agents", i, "tools", j, "tool"], owner);
       else missing("agent", ref.agent, ["agents", i, "tools", j, "agent"], owner);
     });
   });

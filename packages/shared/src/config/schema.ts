@@ -56,8 +56,57 @@ export const CommandExecutor = z
   .strict();
 export type CommandExecutor = z.infer<typeof CommandExecutor>;
 
-export const BuiltinName = z.enum(["add", "subtract", "multiply", "divide"]);
+export const BuiltinName = z.enum(["add", "subtract", "multiply", "divide", "human_input", "sleep_until"]);
 export type BuiltinName = z.infer<typeof BuiltinName>;
+
+/** Builtins the scheduler carries out itself (they wait for people or time); the rest run in the tool-worker. */
+export const SCHEDULER_BUILTINS: readonly BuiltinName[] = ["human_input", "sleep_until"];
+
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** A duration as milliseconds, or text like "500ms", "30s", "5m", "2h", "7d" (also "1h30m"). */
+export const Duration = z.union([z.number().int().positive(), z.string()]).transform((value, ctx) => {
+  if (typeof value === "number") return value;
+  const text = value.replace(/\s+/g, "");
+  const parts = [...text.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h|d)/g)];
+  if (parts.length === 0 || parts.map((p) => p[0]).join("") !== text) {
+    ctx.addIssue({ code: "custom", message: `"${value}" is not a duration (examples: 90s, 5m, 2h, 1d, 1h30m)` });
+    return z.NEVER;
+  }
+  const ms = parts.reduce((sum, p) => sum + Number(p[1]) * DURATION_UNITS[p[2]!]!, 0);
+  if (ms <= 0) {
+    ctx.addIssue({ code: "custom", message: `duration "${value}" must be longer than 0` });
+    return z.NEVER;
+  }
+  return Math.round(ms);
+});
+
+/** What happens when nobody answers a wait in time: the agent is told it was rejected, or the call fails. */
+export const OnTimeout = z.enum(["reject", "fail"]);
+export type OnTimeout = z.infer<typeof OnTimeout>;
+
+/** `approval: required`, or with a deadline: `approval: { timeout: 1h, on_timeout: reject }`. */
+export const ApprovalConfig = z
+  .union([
+    z.literal("required").transform(() => ({ required: true as const })),
+    z.literal("none").transform(() => ({ required: false as const })),
+    z.object({ timeout: Duration.optional(), on_timeout: OnTimeout.default("reject") }).strict().transform((a) => ({ required: true as const, ...a })),
+  ]);
+export type ApprovalConfig = z.infer<typeof ApprovalConfig>;
+
+/**
+ * A tool whose result comes later from outside: its arguments and a one-time token are published on `subject`
+ * and/or POSTed to `url`; the result arrives on `sc.callback.<token>` or `POST /callbacks/<token>`.
+ */
+export const CallbackExecutor = z
+  .object({
+    subject: z.string().regex(/^[^\s*>]+$/, "must be a NATS subject without wildcards").optional(),
+    url: z.string().url().optional(),
+    headers: z.record(z.string(), z.string()).default({}),
+  })
+  .strict()
+  .refine((c) => c.subject !== undefined || c.url !== undefined, { message: "a callback needs a subject, a url, or both" });
+export type CallbackExecutor = z.infer<typeof CallbackExecutor>;
 
 export const ToolConfig = z
   .object({
@@ -66,12 +115,21 @@ export const ToolConfig = z
     parameters: JsonSchemaObject.optional(),
     builtin: BuiltinName.optional(),
     executor: z.object({ command: CommandExecutor }).strict().optional(),
+    callback: CallbackExecutor.optional(),
+    /** Every call waits for a human's approval first (bound to the call's exact arguments). */
+    approval: ApprovalConfig.optional(),
+    /** For waits (human_input, callback): how long to wait, and what then. */
+    timeout: Duration.optional(),
+    on_timeout: OnTimeout.optional(),
   })
   .strict()
   .superRefine((tool, ctx) => {
-    const kinds = [tool.builtin, tool.executor].filter((k) => k !== undefined).length;
+    const kinds = [tool.builtin, tool.executor, tool.callback].filter((k) => k !== undefined).length;
     if (kinds !== 1) {
-      ctx.addIssue({ code: "custom", path: [], message: "a tool needs exactly one of builtin or executor" });
+      ctx.addIssue({ code: "custom", path: [], message: "a tool needs exactly one of builtin, executor or callback" });
+    }
+    if (tool.callback && !tool.parameters) {
+      ctx.addIssue({ code: "custom", path: ["parameters"], message: "a callback tool needs a JSON schema in parameters" });
     }
     if (tool.executor && !tool.parameters) {
       ctx.addIssue({ code: "custom", path: ["parameters"], message: "an executor tool needs a JSON schema in parameters" });
@@ -79,8 +137,15 @@ export const ToolConfig = z
   });
 export type ToolConfig = z.infer<typeof ToolConfig>;
 
-/** A tool reference in an agent: a tool's name, or `{ agent: name }` to delegate to another agent. */
-export const AgentToolRef = z.union([Name, z.object({ agent: Name, description: z.string().optional() }).strict()]);
+/**
+ * A tool reference in an agent: a tool's name; `{ tool: name, approval: required }` to require approval for
+ * this agent's calls only; or `{ agent: name }` to delegate to another agent.
+ */
+export const AgentToolRef = z.union([
+  Name,
+  z.object({ tool: Name, approval: ApprovalConfig.optional() }).strict(),
+  z.object({ agent: Name, description: z.string().optional(), approval: ApprovalConfig.optional() }).strict(),
+]);
 export type AgentToolRef = z.infer<typeof AgentToolRef>;
 
 export const AgentConfig = z

@@ -68,6 +68,7 @@ export class ConfigStore {
     await this.fetch("llm", agent.llm);
     for (const ref of agent.tools) {
       if (typeof ref === "string") await this.fetch("tool", ref);
+      else if ("tool" in ref) await this.fetch("tool", ref.tool);
       else await this.fetch("agent", ref.agent);
     }
   }

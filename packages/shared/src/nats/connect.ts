@@ -1,7 +1,8 @@
 import { readFileSync } from "node:fs";
-import { connect, credsAuthenticator, type ConnectionOptions, type NatsConnection } from "@nats-io/transport-node";
+import { connect, credsAuthenticator, type ConnectionOptions, type Msg, type NatsConnection } from "@nats-io/transport-node";
 
-export type { NatsConnection };
+export type { NatsConnection, Msg };
+export { headers } from "@nats-io/transport-node";
 
 /**
  * Connection settings from the standard environment: NATS_URL (comma-separated servers), NATS_CREDS (a .creds file),

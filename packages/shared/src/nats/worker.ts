@@ -27,8 +27,11 @@ export type CommandWorkerOptions<S extends z.ZodType> = {
   ackWaitMs: number;
   /** Deliveries before a retryable failure becomes a recorded failure. */
   maxDeliver: number;
-  /** Does the work; returns the result event. Throws RetryableError to be tried again later. */
-  execute: (command: z.infer<S>, ctx: CommandContext) => Promise<RunEvent>;
+  /**
+   * Does the work; returns the result event, or null when the result comes later from elsewhere (a callback).
+   * Throws RetryableError to be tried again later, TerminalError to record a failure at once.
+   */
+  execute: (command: z.infer<S>, ctx: CommandContext) => Promise<RunEvent | null>;
   /** The event that records a failure that retrying cannot fix (or retries exhausted). */
   failure: (command: z.infer<S>, reason: string, retryable: boolean) => RunEvent;
 };
@@ -72,7 +75,7 @@ export async function startCommandWorker<S extends z.ZodType>(opts: CommandWorke
     const heartbeat = setInterval(() => msg.working(), Math.max(1000, opts.ackWaitMs / 3));
     try {
       const event = await opts.execute(command, { signal: controller.signal, deliveryCount });
-      await store.append(event);
+      if (event) await store.append(event);
       ackSoon(msg);
     } catch (raw) {
       // Stop whatever the failed attempt left running (a subprocess, an HTTP request).

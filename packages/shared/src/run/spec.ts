@@ -1,14 +1,46 @@
 import { z } from "zod";
-import { BuiltinName, CommandExecutor, LlmConfig, type AgentConfig, type ConfigKind, type TaskConfig, type ToolConfig } from "../config/schema.js";
+import {
+  BuiltinName,
+  CallbackExecutor,
+  CommandExecutor,
+  LlmConfig,
+  OnTimeout,
+  SCHEDULER_BUILTINS,
+  type AgentConfig,
+  type ApprovalConfig,
+  type ConfigKind,
+  type TaskConfig,
+  type ToolConfig,
+} from "../config/schema.js";
 
 const JsonSchema = z.record(z.string(), z.unknown());
 
+/** A wait's deadline: after `timeoutMs` the call is rejected (the agent is told) or fails. */
+export const WaitPolicy = z.object({ timeoutMs: z.number().int().positive().optional(), onTimeout: OnTimeout });
+export type WaitPolicy = z.infer<typeof WaitPolicy>;
+
+const base = {
+  name: z.string(),
+  description: z.string(),
+  parameters: JsonSchema,
+  /** Present: every call waits for a human's approval first. */
+  approval: WaitPolicy.optional(),
+  /** For tools that wait (human_input, callback): how long, and what then. */
+  wait: WaitPolicy.optional(),
+};
+
 export const ToolSnapshot = z.discriminatedUnion("kind", [
-  z.object({ kind: z.literal("builtin"), name: z.string(), description: z.string(), parameters: JsonSchema, builtin: BuiltinName }),
-  z.object({ kind: z.literal("command"), name: z.string(), description: z.string(), parameters: JsonSchema, command: CommandExecutor }),
-  z.object({ kind: z.literal("agent"), name: z.string(), description: z.string(), parameters: JsonSchema, agent: z.string() }),
+  z.object({ kind: z.literal("builtin"), ...base, builtin: BuiltinName }),
+  z.object({ kind: z.literal("command"), ...base, command: CommandExecutor }),
+  z.object({ kind: z.literal("callback"), ...base, callback: CallbackExecutor }),
+  z.object({ kind: z.literal("agent"), ...base, agent: z.string() }),
 ]);
 export type ToolSnapshot = z.infer<typeof ToolSnapshot>;
+
+/** Whether a tool-worker runs the tool (builtins like add, command tools), rather than the scheduler or a child run. */
+export function runsInToolWorker(tool: ToolSnapshot): boolean {
+  return tool.kind === "command" || (tool.kind === "builtin" && !SCHEDULER_BUILTINS.includes(tool.builtin));
+}
 
 /**
  * What a run needs of the config, copied into its RunStarted event: a run keeps the agent it started with,
@@ -35,6 +67,24 @@ export const BUILTIN_TOOLS: Record<BuiltinName, { description: string; parameter
   subtract: { description: "subtract b from a: a - b", parameters: twoNumbers },
   multiply: { description: "multiply two numbers: a * b", parameters: twoNumbers },
   divide: { description: "divide a by b: a / b", parameters: twoNumbers },
+  human_input: {
+    description: "ask a human a question and wait for the answer (may take minutes to days)",
+    parameters: {
+      type: "object",
+      properties: { question: { type: "string", description: "the question, with the context the human needs to answer it" } },
+      required: ["question"],
+      additionalProperties: false,
+    },
+  },
+  sleep_until: {
+    description: "pause until a point in time, then carry on (the run holds no resources meanwhile)",
+    parameters: {
+      type: "object",
+      properties: { time: { type: "string", description: "when to wake up: an ISO 8601 timestamp, e.g. 2026-01-31T09:00:00Z" } },
+      required: ["time"],
+      additionalProperties: false,
+    },
+  },
 };
 
 export const AGENT_TOOL_PARAMETERS = {
@@ -69,37 +119,80 @@ export function resolveAgent(name: string, lookup: ConfigLookup): AgentSnapshot 
   const llm = lookup.llm(agent.llm);
   if (!llm) throw notFound(lookup, "llm", agent.llm, owner);
   const tools = agent.tools.map((ref): ToolSnapshot => {
-    if (typeof ref !== "string") {
+    if (typeof ref !== "string" && "agent" in ref) {
       const target = lookup.agent(ref.agent);
       if (!target) throw notFound(lookup, "agent", ref.agent, owner);
       const description =
         ref.description ?? target.description ?? `delegate a task to the agent "${target.name}": ${firstLine(target.system_prompt)}`;
-      return { kind: "agent", name: target.name, description, parameters: AGENT_TOOL_PARAMETERS, agent: target.name };
+      return withApproval(
+        { kind: "agent", name: target.name, description, parameters: AGENT_TOOL_PARAMETERS, agent: target.name },
+        ref.approval,
+      );
     }
-    const tool = lookup.tool(ref);
-    if (!tool) throw notFound(lookup, "tool", ref, owner);
-    if (tool.builtin) {
-      const builtin = BUILTIN_TOOLS[tool.builtin];
-      return {
-        kind: "builtin",
-        name: tool.name,
-        description: tool.description ?? builtin.description,
-        parameters: tool.parameters ?? builtin.parameters,
-        builtin: tool.builtin,
-      };
-    }
-    if (tool.executor?.command) {
-      return {
-        kind: "command",
-        name: tool.name,
-        description: tool.description ?? tool.name,
-        parameters: tool.parameters ?? { type: "object" },
-        command: tool.executor.command,
-      };
-    }
-    throw new ResolveError(`tool "${tool.name}" has no executor`);
+    const toolName = typeof ref === "string" ? ref : ref.tool;
+    const tool = lookup.tool(toolName);
+    if (!tool) throw notFound(lookup, "tool", toolName, owner);
+    const snapshot = toolSnapshot(tool);
+    return withApproval(snapshot, typeof ref === "string" ? undefined : ref.approval);
   });
   return { name: agent.name, systemPrompt: agent.system_prompt, maxSteps: agent.max_steps, llm, tools };
+}
+
+/** An agent's own approval setting wins over the tool's. */
+function withApproval(tool: ToolSnapshot, override: ApprovalConfig | undefined): ToolSnapshot {
+  if (override === undefined) return tool;
+  const { approval: _a, ...rest } = tool;
+  const approval = approvalPolicy(override);
+  return (approval ? { ...rest, approval } : rest) as ToolSnapshot;
+}
+
+function approvalPolicy(approval: ApprovalConfig | undefined): WaitPolicy | undefined {
+  if (!approval?.required) return undefined;
+  const timeout = "timeout" in approval ? approval.timeout : undefined;
+  const onTimeout = "on_timeout" in approval && approval.on_timeout ? approval.on_timeout : "reject";
+  return { onTimeout, ...(timeout !== undefined && { timeoutMs: timeout }) };
+}
+
+function toolSnapshot(tool: ToolConfig): ToolSnapshot {
+  const approval = approvalPolicy(tool.approval);
+  const policy = {
+    ...(approval && { approval }),
+    ...((tool.timeout !== undefined || tool.on_timeout !== undefined) && {
+      wait: { onTimeout: tool.on_timeout ?? "fail", ...(tool.timeout !== undefined && { timeoutMs: tool.timeout }) },
+    }),
+  };
+  if (tool.builtin) {
+    const builtin = BUILTIN_TOOLS[tool.builtin];
+    return {
+      kind: "builtin",
+      name: tool.name,
+      description: tool.description ?? builtin.description,
+      parameters: tool.parameters ?? builtin.parameters,
+      builtin: tool.builtin,
+      ...policy,
+    };
+  }
+  if (tool.executor?.command) {
+    return {
+      kind: "command",
+      name: tool.name,
+      description: tool.description ?? tool.name,
+      parameters: tool.parameters ?? { type: "object" },
+      command: tool.executor.command,
+      ...policy,
+    };
+  }
+  if (tool.callback) {
+    return {
+      kind: "callback",
+      name: tool.name,
+      description: tool.description ?? tool.name,
+      parameters: tool.parameters ?? { type: "object" },
+      callback: tool.callback,
+      ...policy,
+    };
+  }
+  throw new ResolveError(`tool "${tool.name}" has no executor`);
 }
 
 function firstLine(text: string): string {

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import type { ParentRef, RecordedEvent, RunEvent } from "../events.js";
 import type { ChatMessage, ToolCallRecord } from "./messages.js";
 import type { AgentSnapshot } from "./spec.js";
@@ -5,9 +6,34 @@ import type { AgentSnapshot } from "./spec.js";
 export type RunStatus = "Requested" | "Running" | "Completed" | "Failed" | "Cancelled";
 export const TERMINAL_STATUSES: readonly RunStatus[] = ["Completed", "Failed", "Cancelled"];
 
-export type CallStatus = "pending" | "requested" | "delegated" | "completed" | "failed";
+/**
+ * Where one call stands. `pending`: the model asked for it, the scheduler has not recorded it yet; `requested`:
+ * recorded (a worker runs it, or a follow-up is still to be recorded); `awaiting*`/`sleeping`: waiting for a
+ * person, the outside or a time; `approved`: may now run. The last three are results.
+ */
+export type CallStatus =
+  | "pending"
+  | "requested"
+  | "awaitingApproval"
+  | "approved"
+  | "awaitingHuman"
+  | "awaitingCallback"
+  | "sleeping"
+  | "delegated"
+  | "completed"
+  | "failed"
+  | "rejected";
 
-/** One tool call of the current step. `pending`: the model asked for it, the scheduler has not recorded it yet. */
+export const WAITING_CALL_STATUSES: readonly CallStatus[] = ["awaitingApproval", "awaitingHuman", "awaitingCallback", "sleeping"];
+
+export function isCallDone(call: Pick<CallState, "status">): boolean {
+  return call.status === "completed" || call.status === "failed" || call.status === "rejected";
+}
+
+/** When a wait ends by itself: `wake` ends a sleep; `reject`/`fail` end a wait nobody answered. */
+export type Deadline = { dueAt: number; onTimeout: "wake" | "reject" | "fail" };
+
+/** One tool call of the current step. */
 export type CallState = {
   callId: string;
   toolCallId: string;
@@ -15,6 +41,9 @@ export type CallState = {
   arguments: string;
   status: CallStatus;
   childRunId?: string;
+  deadline?: Deadline;
+  /** sha256 of the callback token: the view never holds the token itself. */
+  tokenDigest?: string;
 };
 
 /** Where the current step stands: waiting for the model, or for the tool calls the model asked for. */
@@ -63,6 +92,20 @@ export type RunState = {
 
 export function isTerminal(state: Pick<RunState, "status">): boolean {
   return TERMINAL_STATUSES.includes(state.status);
+}
+
+/**
+ * The status people see: a running run that waits for someone says so (AwaitingApproval, AwaitingHuman,
+ * AwaitingCallback, Sleeping), in that order of urgency when one step waits for several things.
+ */
+export function displayStatus(state: Pick<RunState, "status" | "turn">): string {
+  if (state.status !== "Running" || state.turn.phase !== "tools") return state.status;
+  const statuses = new Set(state.turn.calls.map((c) => c.status));
+  if (statuses.has("awaitingApproval")) return "AwaitingApproval";
+  if (statuses.has("awaitingHuman")) return "AwaitingHuman";
+  if (statuses.has("awaitingCallback")) return "AwaitingCallback";
+  if (statuses.has("sleeping")) return "Sleeping";
+  return state.status;
 }
 
 /** The state before any event; only RunRequested may be folded into it. */
@@ -146,18 +189,35 @@ function apply(state: RunState, event: RunEvent): RunState {
     case "ToolCallRequested":
       return withCall(state, event.data.callId, (c) => ({ ...c, status: c.status === "pending" ? "requested" : c.status }));
     case "ChildRunRequested":
-      return withCall(state, event.data.callId, (c) =>
-        c.status === "completed" || c.status === "failed" ? c : { ...c, status: "delegated", childRunId: event.data.childRunId },
-      );
+      return withOpenCall(state, event.data.callId, (c) => ({ ...c, status: "delegated", childRunId: event.data.childRunId }));
+    case "ToolCallAwaitingApproval": {
+      const d = event.data;
+      return withOpenCall(state, d.callId, (c) => waiting(c, "awaitingApproval", d.dueAt, d.onTimeout));
+    }
+    case "ToolCallApproved":
+      return withCall(state, event.data.callId, (c) => (c.status === "awaitingApproval" ? withoutDeadline({ ...c, status: "approved" }) : c));
+    case "HumanInputRequested": {
+      const d = event.data;
+      return withOpenCall(state, d.callId, (c) => waiting(c, "awaitingHuman", d.dueAt, d.onTimeout));
+    }
+    case "ToolCallAwaitingCallback": {
+      const d = event.data;
+      return withOpenCall(state, d.callId, (c) => ({ ...waiting(c, "awaitingCallback", d.dueAt, d.onTimeout), tokenDigest: tokenDigest(d.token) }));
+    }
+    case "TimerScheduled":
+      return withOpenCall(state, event.data.callId, (c) => ({ ...c, status: "sleeping", deadline: { dueAt: event.data.dueAt, onTimeout: "wake" } }));
     case "ToolCallCompleted":
-    case "ToolCallFailed": {
+    case "ToolCallFailed":
+    case "ToolCallRejected":
+    case "HumanInputReceived":
+    case "TimerFired": {
       // A late duplicate result (another worker's, after the dedupe window) changes nothing.
       const call = findCall(state, event.data.callId);
-      if (!call || call.status === "completed" || call.status === "failed") return state;
-      const ok = event.type === "ToolCallCompleted";
+      if (!call || isCallDone(call)) return state;
+      const { status, content } = resultOf(event);
       return {
-        ...withCall(state, event.data.callId, (c) => ({ ...c, status: ok ? "completed" : "failed" })),
-        lastToolResult: ok ? event.data.result : `error: ${event.data.error}`,
+        ...withCall(state, event.data.callId, (c) => withoutDeadline({ ...c, status })),
+        lastToolResult: content,
       };
     }
     case "RunCompleted":
@@ -169,6 +229,51 @@ function apply(state: RunState, event: RunEvent): RunState {
     default:
       return assertNever(event);
   }
+}
+
+type ResultEvent = Extract<RunEvent, { type: "ToolCallCompleted" | "ToolCallFailed" | "ToolCallRejected" | "HumanInputReceived" | "TimerFired" }>;
+
+/** A call's result: its final status, and what the model reads as the tool's answer. */
+function resultOf(event: ResultEvent): { status: CallStatus; content: string } {
+  switch (event.type) {
+    case "ToolCallCompleted":
+      return { status: "completed", content: event.data.result };
+    case "ToolCallFailed":
+      return { status: "failed", content: `error: ${event.data.error}` };
+    case "ToolCallRejected":
+      return { status: "rejected", content: rejectionText(event.data.by, event.data.comment) };
+    case "HumanInputReceived":
+      return { status: "completed", content: event.data.answer };
+    case "TimerFired":
+      return { status: event.data.outcome, content: event.data.outcome === "failed" ? `error: ${event.data.result}` : event.data.result };
+    default:
+      return assertNever(event);
+  }
+}
+
+export function rejectionText(by: string | undefined, comment: string | undefined): string {
+  return `The tool call was rejected${by ? ` by ${by}` : ""} and did not run.${comment ? ` Comment: ${comment}` : ""}`;
+}
+
+/** Identifies exactly which arguments an approval approves. */
+export function argsDigest(args: unknown): string {
+  return createHash("sha256").update(JSON.stringify(args ?? null)).digest("hex").slice(0, 16);
+}
+
+export function tokenDigest(token: string): string {
+  return createHash("sha256").update(token).digest("hex");
+}
+
+function waiting(call: CallState, status: CallStatus, dueAt: number | undefined, onTimeout: "reject" | "fail" | undefined): CallState {
+  const next: CallState = { ...withoutDeadline(call), status };
+  if (dueAt !== undefined) next.deadline = { dueAt, onTimeout: onTimeout ?? "fail" };
+  return next;
+}
+
+function withoutDeadline(call: CallState): CallState {
+  if (call.deadline === undefined) return call;
+  const { deadline: _d, ...rest } = call;
+  return rest;
 }
 
 /** The call id Smallchain uses: stable, unique in the run, safe in subjects and keys (the model's own id may not be). */
@@ -192,6 +297,11 @@ function withCall(state: RunState, callId: string, update: (call: CallState) => 
   return { ...state, turn: { ...state.turn, calls } };
 }
 
+/** Updates a call that has no result yet (a late event for a finished call changes nothing). */
+function withOpenCall(state: RunState, callId: string, update: (call: CallState) => CallState): RunState {
+  return withCall(state, callId, (c) => (isCallDone(c) ? c : update(c)));
+}
+
 /** Finds a call of the current step. */
 export function findCall(state: RunState, callId: string): CallState | undefined {
   return state.turn.phase === "tools" ? state.turn.calls.find((c) => c.callId === callId) : undefined;
@@ -213,12 +323,19 @@ export function messagesOf(state: RunState, event: RunEvent): ChatMessage[] {
       return [{ role: "assistant", content, ...(toolCalls.length > 0 && { tool_calls: toolCalls }) }];
     }
     case "ToolCallCompleted":
-    case "ToolCallFailed": {
+    case "ToolCallFailed":
+    case "ToolCallRejected":
+    case "HumanInputReceived":
+    case "TimerFired": {
       const call = findCall(state, event.data.callId);
-      if (!call || call.status === "completed" || call.status === "failed") return [];
-      const content = event.type === "ToolCallCompleted" ? event.data.result : `error: ${event.data.error}`;
-      return [{ role: "tool", tool_call_id: call.toolCallId, content }];
+      if (!call || isCallDone(call)) return [];
+      return [{ role: "tool", tool_call_id: call.toolCallId, content: resultOf(event).content }];
     }
+    case "ToolCallAwaitingApproval":
+    case "ToolCallApproved":
+    case "HumanInputRequested":
+    case "ToolCallAwaitingCallback":
+    case "TimerScheduled":
     case "RunRequested":
     case "LLMRequested":
     case "LLMFailed":

@@ -1,5 +1,6 @@
 import type { KV } from "@nats-io/kv";
 import { Packr } from "msgpackr";
+import { z } from "zod";
 import { decode, encode } from "../codec.js";
 import { ChatMessage } from "./messages.js";
 import type { RunState } from "./state.js";
@@ -55,4 +56,56 @@ export async function readContext(context: KV, runId: string, count: number, fro
       return entry && entry.operation === "PUT" ? decode(ChatMessage, entry.value, `context message ${i} of ${runId}`) : undefined;
     }),
   );
+}
+
+/** A call waiting for a person or the outside world, as `get approvals` lists it. Written by the projector. */
+export type WaitEntry = {
+  runId: string;
+  callId: string;
+  kind: "approval" | "human" | "callback";
+  tool: string;
+  agent: string;
+  runName?: string;
+  /** approval: the arguments it would approve, and their digest. */
+  args?: unknown;
+  digest?: string;
+  /** human: the question. */
+  question?: string;
+  since: number;
+  dueAt?: number;
+};
+
+/** Key of a call in the timers and waits buckets. */
+export function callKey(runId: string, callId: string): string {
+  return `${runId}.${callId}`;
+}
+
+export function encodeWaitEntry(entry: WaitEntry): Uint8Array {
+  return encode(entry);
+}
+
+export function decodeWaitEntry(bytes: Uint8Array): WaitEntry {
+  return packr.unpack(bytes) as WaitEntry;
+}
+
+/** Reads every current value of a bucket with one watch (no request per key). */
+export async function allValues(kv: KV): Promise<Uint8Array[]> {
+  const status = await kv.status();
+  if (status.values === 0) return [];
+  const out: Uint8Array[] = [];
+  const watch = await kv.watch({ key: ">" });
+  for await (const e of watch) {
+    if (e.operation === "PUT") out.push(e.value);
+    if (e.delta === 0) break;
+  }
+  watch.stop();
+  return out;
+}
+
+/** A timers-bucket entry: wake run `runId` at `dueAt` about call `callId`. The due time itself is in the run's stream. */
+export const WakeUp = z.object({ runId: z.string(), callId: z.string(), dueAt: z.number() });
+export type WakeUp = z.infer<typeof WakeUp>;
+
+export function encodeWakeUp(w: WakeUp): Uint8Array {
+  return encode(w);
 }

@@ -5,6 +5,7 @@ const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i;
 const MAX_SHOWN_CHARS = 200;
 
 export function runBuiltin(name: BuiltinName, args: unknown): ToolOutcome {
+  if (name === "human_input" || name === "sleep_until") return { ok: false, error: `${name} waits in the scheduler; a tool worker cannot run it` };
   const operands = readOperands(args);
   if (!operands) return { ok: false, error: `${name} needs numbers a and b, got ${show(args)}` };
   const { a, b } = operands;
