@@ -124,6 +124,10 @@ export class Control {
     if (state.eventCount === 0) throw new ControlError("not_found", `run ${state.runId} not found`);
     if (isTerminal(state)) throw new ControlError("conflict", `run ${state.runId} has ended (${state.status})`);
     const call = findCall(state, callId);
+    const step = /^s(\d+)c\d+$/.exec(callId)?.[1];
+    if (!call && step !== undefined && Number(step) <= state.step && !(state.turn.phase === "tools" && state.turn.step === Number(step))) {
+      throw new ControlError("conflict", `call ${callId} of run ${state.runId} has its result already (the run is at step ${state.step})`);
+    }
     if (!call) {
       const open = state.turn.phase === "tools" ? state.turn.calls.map((c) => `${c.callId} (${c.status})`).join(", ") : "none";
       throw new ControlError("not_found", `run ${state.runId} has no call ${callId} in its current step (calls: ${open})`);

@@ -85,13 +85,17 @@ export const Duration = z.union([z.number().int().positive(), z.string()]).trans
 export const OnTimeout = z.enum(["reject", "fail"]);
 export type OnTimeout = z.infer<typeof OnTimeout>;
 
-/** `approval: required`, or with a deadline: `approval: { timeout: 1h, on_timeout: reject }`. */
-export const ApprovalConfig = z
-  .union([
-    z.literal("required").transform(() => ({ required: true as const })),
-    z.literal("none").transform(() => ({ required: false as const })),
-    z.object({ timeout: Duration.optional(), on_timeout: OnTimeout.default("reject") }).strict().transform((a) => ({ required: true as const, ...a })),
-  ]);
+/**
+ * `approval: required`, or with a deadline: `approval: { timeout: 1h, on_timeout: reject }`. Stored configs
+ * hold the parsed form (`{ required, timeout, on_timeout }`), which parses again to itself.
+ */
+export const ApprovalConfig = z.union([
+  z.literal("required").transform(() => ({ required: true as boolean })),
+  z.literal("none").transform(() => ({ required: false as boolean })),
+  z
+    .object({ required: z.boolean().default(true), timeout: Duration.optional(), on_timeout: OnTimeout.default("reject") })
+    .strict(),
+]);
 export type ApprovalConfig = z.infer<typeof ApprovalConfig>;
 
 /**
