@@ -23,3 +23,5 @@ export * from "./nats/worker.js";
 export * from "./client.js";
 export * from "./nats/publisher.js";
 export * from "./nats/batch.js";
+export * from "./metrics/metrics.js";
+export * from "./metrics/server.js";
