@@ -8,6 +8,7 @@ import {
   provision,
   startCommandWorker,
   type Logger,
+  type Metrics,
   type Names,
   type NatsConnection,
   type Service,
@@ -29,6 +30,8 @@ export type ToolWorkerOptions = {
   maxDeliver?: number;
   /** Without a heartbeat for this long, a command goes to another worker. */
   ackWaitMs?: number;
+  /** The process's metrics: commands and redeliveries. */
+  metrics?: Metrics | undefined;
 };
 
 /**
@@ -86,6 +89,7 @@ export async function startToolWorker(opts: ToolWorkerOptions): Promise<Service>
     concurrency: opts.concurrency ?? 64,
     ackWaitMs: opts.ackWaitMs ?? 30_000,
     maxDeliver: opts.maxDeliver ?? 5,
+    metrics: opts.metrics?.service("tool-worker"),
     execute: async (command, { signal }): Promise<RunEvent> => {
       const earlier = await remembered(command);
       if (earlier) {
