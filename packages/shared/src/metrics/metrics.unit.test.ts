@@ -39,7 +39,8 @@ describe("metrics", () => {
       "tool-worker,sc.cmd.tool.builtin,terminated": 1,
     });
     const histogram = await m.registry.getSingleMetric("smallchain_command_duration_seconds")!.get();
-    expect(histogram.values.find((v) => v.metricName === "smallchain_command_duration_seconds_count")?.value).toBe(2);
+    const count = histogram.values.find((v) => (v as { metricName?: string }).metricName === "smallchain_command_duration_seconds_count");
+    expect(count?.value).toBe(2);
     expect(m.service("tool-worker")).toBe(worker);
   });
 
