@@ -5,12 +5,23 @@ import { describe, expect, it } from "vitest";
 import { createMetrics, encode, names, startMetricsServer, type ToolCommand } from "@smallchain/shared";
 import { startToolWorker } from "@smallchain/tool-worker";
 import { adderConfig } from "../support/configs.js";
-import { scrape, sampleValue } from "../support/metrics.js";
+import { parseSamples, scrape, sampleValue } from "../support/metrics.js";
 import { cleanupPrefix, natsUrl, uniquePrefix } from "../support/nats.js";
 import { eventually } from "../support/processes.js";
 import { startStack } from "../support/stack.js";
 
 const quiet = pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" });
+
+function addCommand(callId: string): ToolCommand {
+  return {
+    id: `r1:tool:${callId}`,
+    runId: "r1",
+    callId,
+    step: 1,
+    tool: { kind: "builtin", name: "add", description: "adds", parameters: { type: "object" }, builtin: "add" },
+    args: { a: 2, b: 3 },
+  };
+}
 
 async function healthz(port: number): Promise<{ status: number; body: unknown }> {
   const res = await fetch(`http://127.0.0.1:${port}/healthz`);
@@ -28,18 +39,10 @@ describe("metrics and health of a service", () => {
     try {
       const worker = await startToolWorker({ nc, names: n, log: quiet, metrics });
       const subject = n.toolCommandSubject("builtin");
-      const command: ToolCommand = {
-        id: "r1:tool:c1",
-        runId: "r1",
-        callId: "c1",
-        step: 1,
-        tool: { kind: "builtin", name: "add", description: "adds", parameters: { type: "object" }, builtin: "add" },
-        args: { a: 2, b: 3 },
-      };
 
       // when it gets a good command and a malformed one
       const js = jetstream(nc);
-      await js.publish(subject, encode(command));
+      await js.publish(subject, encode(addCommand("c1")));
       await js.publish(subject, encode({ not: "a command" }));
 
       // then both are counted by outcome, with the good one's duration
@@ -70,6 +73,35 @@ describe("metrics and health of a service", () => {
         await cleanupPrefix(nc, prefix);
         await nc.close();
       }
+    }
+  });
+
+  it("counts a command delivered a second time as a redelivery", async () => {
+    // given a command that a first taker handed back
+    const prefix = uniquePrefix("m");
+    const n = names(prefix);
+    const nc = await connect({ servers: natsUrl() });
+    try {
+      await (await startToolWorker({ nc, names: n, log: quiet })).stop();
+      const js = jetstream(nc);
+      await js.publish(n.toolCommandSubject("builtin"), encode(addCommand("c2")));
+      const first = await (await js.consumers.get(n.commandsStream, n.consumers.toolWorker)).next({ expires: 5_000 });
+      expect(first?.info.deliveryCount).toBe(1);
+      first!.nak();
+
+      // when a worker with metrics takes it
+      const metrics = createMetrics({ defaultMetrics: false });
+      const worker = await startToolWorker({ nc, names: n, log: quiet, metrics });
+      const subject = n.toolCommandSubject("builtin");
+      const ok = async () => sampleValue(parseSamples(await metrics.registry.metrics()), "smallchain_commands_handled_total", { subject, outcome: "ok" });
+      await eventually(async () => (await ok()) === 1, 10_000, "the command handled");
+      await worker.stop();
+
+      // then
+      expect(sampleValue(parseSamples(await metrics.registry.metrics()), "smallchain_redeliveries_total", { service: "tool-worker" })).toBe(1);
+    } finally {
+      await cleanupPrefix(nc, prefix);
+      await nc.close();
     }
   });
 
