@@ -39,6 +39,9 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 
 ENV NODE_ENV=production
+# Services serve /metrics and /healthz here (unset SC_METRICS_PORT to serve nothing); the CLI ignores it.
+ENV SC_METRICS_PORT=9464
+EXPOSE 9464
 WORKDIR /app
 
 COPY --from=prod-deps /app/package.json /app/package-lock.json ./
@@ -60,6 +63,10 @@ COPY examples examples
 
 # The node image's unprivileged user (uid 1000). The files above stay root-owned: read-only to the services.
 USER node
+
+# Healthy while the service's NATS connection is up. No curl in the image: node's fetch asks /healthz.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.SC_METRICS_PORT||9464)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 
 ENTRYPOINT ["node"]
 CMD ["services/scheduler/dist/main.js"]

@@ -20,7 +20,7 @@ type Service = {
   profiles?: string[];
   restart?: string;
   volumes?: unknown[];
-  healthcheck?: { test?: string | string[] };
+  healthcheck?: { test?: string | string[]; disable?: boolean; interval?: string; retries?: number };
 };
 type ComposeFile = { services: Record<string, Service>; volumes?: Record<string, unknown> };
 
@@ -101,6 +101,24 @@ describe("docker-compose.yml", () => {
     expect(nats.ports).toEqual([expect.stringMatching(/^127\.0\.0\.1:/)]);
   });
 
+  it("health-checks every smallchain service through /healthz with node (no curl in the image), on its metrics port", () => {
+    for (const name of SMALLCHAIN_SERVICES) {
+      const svc = service(name);
+      expect(env(svc).SC_METRICS_PORT, name).toBe("9464");
+      const test = svc.healthcheck?.test;
+      expect(Array.isArray(test) ? test.slice(0, 3) : test, name).toEqual(["CMD", "node", "-e"]);
+      const script = String((test as string[])[3]);
+      expect(script, name).toContain("http://127.0.0.1:9464/healthz");
+      expect(script, name).toMatch(/process\.exit\(r\.ok\?0:1\)/);
+      expect(svc.healthcheck?.interval, name).toBeDefined();
+      expect(svc.healthcheck?.retries, name).toBeGreaterThan(0);
+      expect(svc.restart, name).toBe("unless-stopped");
+    }
+    // The one-shot CLI serves no /healthz, and waits for the services to be healthy.
+    expect(service("example").healthcheck?.disable).toBe(true);
+    for (const name of SMALLCHAIN_SERVICES) expect(dependsOn(service("example"))[name], name).toBe("service_healthy");
+  });
+
   it("connects services to nats by service name and passes the OpenAI key through from the host", () => {
     for (const name of SMALLCHAIN_SERVICES) {
       expect(env(service(name)), name).toMatchObject({
@@ -171,5 +189,17 @@ describe("Dockerfile", () => {
     expect(installs.join(" ")).toMatch(/\bbash\b/);
     expect(installs.join(" ")).toMatch(/\bpython3\b/);
     expect(installs.join(" ")).toMatch(/rm -rf \/var\/lib\/apt\/lists/);
+  });
+
+  it("serves metrics on 9464 and health-checks /healthz with node, since the image has no curl", () => {
+    expect(lastStage.some(([k, rest]) => k === "ENV" && /SC_METRICS_PORT[= ]9464/.test(rest))).toBe(true);
+    expect(lastStage.some(([k, rest]) => k === "EXPOSE" && rest.split(/\s+/).includes("9464"))).toBe(true);
+    const checks = lastStage.filter(([k]) => k === "HEALTHCHECK").map(([, rest]) => rest);
+    expect(checks).toHaveLength(1);
+    const cmd = JSON.parse(checks[0]!.slice(checks[0]!.indexOf("CMD") + 3).trim()) as string[];
+    expect(cmd.slice(0, 2)).toEqual(["node", "-e"]);
+    expect(cmd[2]).toContain("/healthz");
+    expect(cmd[2]).toContain("process.env.SC_METRICS_PORT||9464");
+    expect(checks[0]).not.toMatch(/curl|wget/);
   });
 });

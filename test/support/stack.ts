@@ -1,6 +1,6 @@
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { pino } from "pino";
-import { Client, names, parseConfig, type Names, type Service } from "@smallchain/shared";
+import { Client, names, parseConfig, type Metrics, type Names, type Service } from "@smallchain/shared";
 import { startLlmWorker } from "@smallchain/llm-worker";
 import { startProjector } from "@smallchain/projector";
 import { startScheduler } from "@smallchain/scheduler";
@@ -25,21 +25,26 @@ export type Stack = {
 const quiet = pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" });
 
 /** A Smallchain installation under its own prefix, with the chosen services running in this process. */
-export async function startStack(services: ServiceName[] = ALL_SERVICES, env: NodeJS.ProcessEnv = process.env): Promise<Stack> {
+export async function startStack(
+  services: ServiceName[] = ALL_SERVICES,
+  env: NodeJS.ProcessEnv = process.env,
+  opts: { metrics?: Metrics } = {},
+): Promise<Stack> {
   const prefix = uniquePrefix();
   const n = names(prefix);
   const nc = await connect({ servers: natsUrl() });
   const running: Service[] = [];
   const start = async (service: ServiceName): Promise<Service> => {
     const log = quiet.child({ service });
+    const { metrics } = opts;
     const s =
       service === "scheduler"
-        ? await startScheduler({ nc, names: n, log })
+        ? await startScheduler({ nc, names: n, log, metrics })
         : service === "projector"
-          ? await startProjector({ nc, names: n, log })
+          ? await startProjector({ nc, names: n, log, metrics })
           : service === "llm-worker"
-            ? await startLlmWorker({ nc, names: n, log, env, maxDeliver: 3 })
-            : await startToolWorker({ nc, names: n, log });
+            ? await startLlmWorker({ nc, names: n, log, env, maxDeliver: 3, metrics })
+            : await startToolWorker({ nc, names: n, log, metrics });
     running.push(s);
     return s;
   };

@@ -24,3 +24,5 @@ export * from "./client.js";
 export * from "./nats/publisher.js";
 export * from "./nats/batch.js";
 export * from "./control.js";
+export * from "./metrics/metrics.js";
+export * from "./metrics/server.js";

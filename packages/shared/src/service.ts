@@ -1,7 +1,11 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
+import type { MetricsServer } from "./metrics/server.js";
 
 export type Service = { stop(): Promise<void> };
+
+/** A started service process: its connection, the service, and where it serves metrics if it does. */
+export type Running = { nc: NatsConnection; service: Service; metrics?: MetricsServer | undefined };
 
 /**
  * Runs a service process until SIGTERM/SIGINT: then it stops pulling, lets in-flight work finish
@@ -9,16 +13,16 @@ export type Service = { stop(): Promise<void> };
  */
 export async function runUntilSignal(
   log: Logger,
-  start: () => Promise<{ nc: NatsConnection; service: Service }>,
+  start: () => Promise<Running>,
 ): Promise<void> {
-  let running: { nc: NatsConnection; service: Service };
+  let running: Running;
   try {
     running = await start();
   } catch (err) {
     log.fatal({ err }, "failed to start");
     process.exit(1);
   }
-  const { nc, service } = running;
+  const { nc, service, metrics } = running;
   void nc.closed().then((err) => {
     if (err) log.error({ err }, "NATS connection closed with an error");
   });
@@ -32,6 +36,7 @@ export async function runUntilSignal(
     try {
       await service.stop();
       await nc.drain();
+      await metrics?.close();
     } finally {
       process.exit(0);
     }

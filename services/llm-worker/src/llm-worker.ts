@@ -1,4 +1,15 @@
-import { EventStore, LlmCommand, provision, startCommandWorker, type Logger, type Names, type NatsConnection, type RunEvent, type Service } from "@smallchain/shared";
+import {
+  EventStore,
+  LlmCommand,
+  provision,
+  startCommandWorker,
+  type Logger,
+  type Metrics,
+  type Names,
+  type NatsConnection,
+  type RunEvent,
+  type Service,
+} from "@smallchain/shared";
 import { ContextReader } from "./context-reader.js";
 import { mockProvider } from "./providers/mock.js";
 import { openAIProvider } from "./providers/openai.js";
@@ -13,6 +24,8 @@ export type LlmWorkerOptions = {
   /** Without a heartbeat for this long, a command goes to another worker. */
   ackWaitMs?: number;
   env?: NodeJS.ProcessEnv;
+  /** The process's metrics: commands, redeliveries, tokens per llm. */
+  metrics?: Metrics | undefined;
 };
 
 /** Turns LLM commands into LLMResponded/LLMFailed events. Stateless: run as many replicas as you like. */
@@ -21,6 +34,7 @@ export async function startLlmWorker(opts: LlmWorkerOptions): Promise<Service> {
   const buckets = await provision(nc, n);
   const store = await EventStore.open(nc, n);
   const contexts = new ContextReader(buckets.context);
+  const metrics = opts.metrics?.service("llm-worker");
   const providers: Record<"openai" | "mock", Provider> = { openai: openAIProvider(opts.env), mock: mockProvider() };
 
   const loop = await startCommandWorker({
@@ -35,11 +49,14 @@ export async function startLlmWorker(opts: LlmWorkerOptions): Promise<Service> {
     concurrency: opts.concurrency ?? 64,
     ackWaitMs: opts.ackWaitMs ?? 60_000,
     maxDeliver: opts.maxDeliver ?? 6,
+    metrics,
     execute: async (command, { signal }): Promise<RunEvent> => {
       const messages = await contexts.read(command.runId, command.messageCount, command.delta);
       const started = Date.now();
       const reply = await providers[command.llm.provider]({ command, messages, signal });
       log.debug({ runId: command.runId, step: command.step, usage: reply.usage }, "llm responded");
+      // No provider reports a price yet: smallchain_llm_cost_usd_total stays at 0 until one does.
+      metrics?.llmUsage(command.llm.name, reply.usage);
       return {
         id: `${command.runId}:llm-done:${command.step}`,
         type: "LLMResponded",

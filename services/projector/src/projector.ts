@@ -19,11 +19,12 @@ import {
   findCall,
   type ChatMessage,
   type RecordedEvent,
-  type RunState,
   type WaitEntry,
   type Logger,
+  type Metrics,
   type Names,
   type NatsConnection,
+  type RunState,
   type Service,
 } from "@smallchain/shared";
 
@@ -84,7 +85,14 @@ function parseJson(text: string): unknown {
   }
 }
 
-export type ProjectorOptions = { nc: NatsConnection; names: Names; log: Logger; concurrency?: number };
+export type ProjectorOptions = {
+  nc: NatsConnection;
+  names: Names;
+  log: Logger;
+  concurrency?: number;
+  /** The process's metrics: events handled, runs by status (see `smallchain_runs`), redeliveries. */
+  metrics?: Metrics | undefined;
+};
 
 /**
  * Folds every run's events into the KV views: `runs` (one run view per run) and `context` (one entry per
@@ -93,6 +101,7 @@ export type ProjectorOptions = { nc: NatsConnection; names: Names; log: Logger; 
  */
 export async function startProjector(opts: ProjectorOptions): Promise<Service> {
   const { nc, names: n, log } = opts;
+  const metrics = opts.metrics?.service("projector");
   const buckets = await provision(nc, n);
   const store = await EventStore.open(nc, n);
   const queue = new KeyedQueue();
@@ -117,20 +126,25 @@ export async function startProjector(opts: ProjectorOptions): Promise<Service> {
     cache.delivered(msg.info.deliverySequence);
     const event = store.decodeOrTerm(msg, log);
     if (!event) return;
+    metrics?.event(event.type);
     await queue.run(event.runId, async () => {
       const before = cache.get(event.runId);
       const messages: [string, ChatMessage][] = [];
       const waitChanges: WaitChange[] = [];
       let requested = false;
+      // The state before the first event this call folds, if it folds any: the run's status moved from it to ours.
+      let first: RunState | undefined;
       const state = await cache.withEvent(event, (prior, e) => {
         messagesOf(prior, e).forEach((m, i) => messages.push([contextKey(e.runId, prior.messageCount + i), m]));
         waitChanges.push(...waitChangesOf(prior, e));
         requested ||= e.type === "RunRequested";
+        first ??= prior;
       });
       for (const [key, entry] of waitChanges) {
         if (entry) await buckets.waits.put(key, encodeWaitEntry(entry));
         else await buckets.waits.delete(key);
       }
+      if (first) metrics?.runTransition(first.lastSeq === 0 ? undefined : first.status, state.status);
       if (requested) {
         await store.publisher.publish(n.runIndexSubject, encodeRunIndexEntry({ runId: event.runId, at: state.createdAt }), { msgID: `index:${event.runId}` });
       }
@@ -153,6 +167,7 @@ export async function startProjector(opts: ProjectorOptions): Promise<Service> {
     concurrency: opts.concurrency ?? 256,
     handle: onEvent,
     log,
+    metrics,
   });
   log.info({ prefix: n.prefix }, "projector started");
   return { stop: () => loop.stop() };

@@ -33,6 +33,7 @@ import {
   startConsumerLoop,
   type ConsumerLoop,
   type Logger,
+  type Metrics,
   type Names,
   type NatsConnection,
   type RecordedEvent,
@@ -52,6 +53,8 @@ export type SchedulerOptions = {
   /** Events handled at once (across runs; a run's own events are always handled in order). */
   concurrency?: number;
   now?: () => number;
+  /** The process's metrics: events handled, decisions and their conflicts, redeliveries. */
+  metrics?: Metrics | undefined;
 };
 
 const MAX_DECIDE_ATTEMPTS = 8;
@@ -78,6 +81,7 @@ class BoundedSet {
 export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
   const { nc, names: n, log } = opts;
   const now = opts.now ?? Date.now;
+  const metrics = opts.metrics?.service("scheduler");
   const buckets = await provision(nc, n);
   const store = await EventStore.open(nc, n);
   const config = await ConfigStore.open(buckets.config, { watch: true });
@@ -129,6 +133,7 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
       } catch (err) {
         if (!(err instanceof ConcurrencyError)) throw err;
         conflicts++;
+        metrics?.decisionConflict();
         log.debug({ runId: state.runId, conflicts }, "run moved on while deciding; catching up");
         state = await cache.catchUp(state);
         continue;
@@ -136,9 +141,11 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
       if (results.some((r) => r.duplicate)) {
         // Someone else recorded this decision: take the stream's word for what happened.
         conflicts++;
+        metrics?.decisionConflict();
         state = await cache.catchUp(state);
         continue;
       }
+      metrics?.decision();
       const recorded: RecordedEvent[] = results.map((r, i) => ({ ...events[i]!, seq: r.seq }));
       state = cache.record(state, recorded);
       const effects = recorded.flatMap((e) => effectsOf(state, e, now()));
@@ -166,6 +173,7 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
       }
       const event = store.decodeOrTerm(msg, log);
       if (!event) return;
+      metrics?.event(event.type);
       const state = await cache.withEvent(event);
       await carryOut(effectsOf(state, event, now()));
       await advance(state);
@@ -267,8 +275,8 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
 
   const concurrency = opts.concurrency ?? 256;
   const loops: ConsumerLoop[] = [
-    startConsumerLoop(nc, { stream: n.eventsStream, durable: n.consumers.scheduler, concurrency, handle: onEvent, log }),
-    startConsumerLoop(nc, { stream: n.ingressStream, durable: n.consumers.ingress, concurrency: 16, handle: onTask, log }),
+    startConsumerLoop(nc, { stream: n.eventsStream, durable: n.consumers.scheduler, concurrency, handle: onEvent, log, metrics }),
+    startConsumerLoop(nc, { stream: n.ingressStream, durable: n.consumers.ingress, concurrency: 16, handle: onTask, log, metrics }),
   ];
   log.info({ prefix: n.prefix }, "scheduler started");
   return {

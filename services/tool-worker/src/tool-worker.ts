@@ -8,6 +8,7 @@ import {
   provision,
   startCommandWorker,
   type Logger,
+  type Metrics,
   type Names,
   type NatsConnection,
   type Service,
@@ -32,6 +33,8 @@ export type ToolWorkerOptions = {
   ackWaitMs?: number;
   /** The gateway's URL as the outside sees it: callback tools hand out `<publicUrl>/callbacks/<token>`. */
   publicUrl?: string;
+  /** The process's metrics: commands and redeliveries. */
+  metrics?: Metrics | undefined;
 };
 
 /**
@@ -92,6 +95,7 @@ export async function startToolWorker(opts: ToolWorkerOptions): Promise<Service>
     concurrency: opts.concurrency ?? 64,
     ackWaitMs: opts.ackWaitMs ?? 30_000,
     maxDeliver: opts.maxDeliver ?? 5,
+    metrics: opts.metrics?.service("tool-worker"),
     execute: async (command, { signal }): Promise<RunEvent | null> => {
       const earlier = await remembered(command);
       if (earlier) {

@@ -1,5 +1,5 @@
 import { readFile } from "node:fs/promises";
-import { Client, connectNats, createLogger, isTerminal, names, parseConfig, type RecordedEvent, type Service } from "@smallchain/shared";
+import { Client, connectNats, createLogger, names, parseConfig, serveMetricsFromEnv, type RecordedEvent, type Service } from "@smallchain/shared";
 import { startLlmWorker } from "@smallchain/llm-worker";
 import { startProjector } from "@smallchain/projector";
 import { startScheduler } from "@smallchain/scheduler";
@@ -19,18 +19,23 @@ export async function dev(opts: DevOptions): Promise<void> {
   const nc = await connectNats("smallchain-dev", { servers: url.split(",") });
   const n = names(opts.prefix);
   const log = createLogger("dev", process.env.LOG_LEVEL ?? "warn");
+  // Only when SC_METRICS_PORT is set: one registry for the four services, told apart by their `service` label.
+  const served = await serveMetricsFromEnv("dev", nc, log);
+  const metrics = served?.metrics;
   const services: Service[] = [
-    await startProjector({ nc, names: n, log: log.child({ service: "projector" }) }),
-    await startScheduler({ nc, names: n, log: log.child({ service: "scheduler" }) }),
-    await startLlmWorker({ nc, names: n, log: log.child({ service: "llm-worker" }) }),
-    await startToolWorker({ nc, names: n, log: log.child({ service: "tool-worker" }) }),
+    await startProjector({ nc, names: n, log: log.child({ service: "projector" }), metrics }),
+    await startScheduler({ nc, names: n, log: log.child({ service: "scheduler" }), metrics }),
+    await startLlmWorker({ nc, names: n, log: log.child({ service: "llm-worker" }), metrics }),
+    await startToolWorker({ nc, names: n, log: log.child({ service: "tool-worker" }), metrics }),
   ];
   say(`scheduler, projector, llm-worker and tool-worker running on ${url} (prefix ${n.prefix}); Ctrl-C stops`);
+  if (served) say(`metrics on http://127.0.0.1:${served.server.port}/metrics, health on /healthz`);
   const abort = new AbortController();
   const shutdown = async (code: number) => {
     abort.abort();
     await Promise.allSettled(services.map((s) => s.stop()));
     await nc.drain().catch(() => {});
+    await served?.server.close();
     await nats.stop();
     process.exit(code);
   };

@@ -1,6 +1,7 @@
 import { jetstream, type JsMsg } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
+import type { ServiceMetrics } from "../metrics/metrics.js";
 
 export type ConsumerLoop = {
   /** Stops pulling, waits for the messages in hand to be handled. */
@@ -14,6 +15,8 @@ export type ConsumerLoopOptions = {
   concurrency: number;
   handle: (msg: JsMsg) => Promise<void>;
   log: Logger;
+  /** Counts redeliveries of this consumer's messages. */
+  metrics?: ServiceMetrics | undefined;
 };
 
 /**
@@ -23,6 +26,7 @@ export type ConsumerLoopOptions = {
  */
 export function startConsumerLoop(nc: NatsConnection, opts: ConsumerLoopOptions): ConsumerLoop {
   const js = jetstream(nc);
+  const { metrics } = opts;
   const inflight = new Set<Promise<void>>();
   let stopped = false;
   let current: { close(): Promise<void | Error> } | undefined;
@@ -45,6 +49,7 @@ export function startConsumerLoop(nc: NatsConnection, opts: ConsumerLoopOptions)
             msg.nak();
             continue;
           }
+          if (metrics && msg.info.deliveryCount > 1) metrics.redelivered();
           if (inflight.size >= opts.concurrency) await Promise.race(inflight);
           const p: Promise<void> = opts
             .handle(msg)

@@ -6,6 +6,7 @@ import { DecodeError, decode } from "../codec.js";
 import { RetryableError, TerminalError, ensureError } from "../errors.js";
 import type { EventStore } from "../eventstore.js";
 import type { RunEvent } from "../events.js";
+import type { CommandOutcome, ServiceMetrics } from "../metrics/metrics.js";
 import type { Names } from "../names.js";
 import { ackSoon } from "./batch.js";
 import { startConsumerLoop, type ConsumerLoop } from "./consume.js";
@@ -34,6 +35,8 @@ export type CommandWorkerOptions<S extends z.ZodType> = {
   execute: (command: z.infer<S>, ctx: CommandContext) => Promise<RunEvent | null>;
   /** The event that records a failure that retrying cannot fix (or retries exhausted). */
   failure: (command: z.infer<S>, reason: string, retryable: boolean) => RunEvent;
+  /** Counts each command's outcome and duration, and redeliveries. */
+  metrics?: ServiceMetrics | undefined;
 };
 
 /**
@@ -42,7 +45,7 @@ export type CommandWorkerOptions<S extends z.ZodType> = {
  * (never redelivered forever); exhausted retries become a Failed event, never a silent loss.
  */
 export async function startCommandWorker<S extends z.ZodType>(opts: CommandWorkerOptions<S>): Promise<ConsumerLoop> {
-  const { log, store } = opts;
+  const { log, store, metrics } = opts;
   await ensureConsumer(opts.nc, opts.names.commandsStream, {
     durable_name: opts.durable,
     filter_subject: opts.filterSubject,
@@ -53,6 +56,8 @@ export async function startCommandWorker<S extends z.ZodType>(opts: CommandWorke
   });
 
   const handle = async (msg: JsMsg): Promise<void> => {
+    const started = metrics ? performance.now() : 0;
+    const done = (outcome: CommandOutcome) => metrics?.command(msg.subject, outcome, (performance.now() - started) / 1000);
     let command: z.infer<S>;
     try {
       command = decode(opts.schema, msg.data, `${opts.what} command on ${msg.subject}`, msg.headers?.get("Content-Type"));
@@ -61,6 +66,7 @@ export async function startCommandWorker<S extends z.ZodType>(opts: CommandWorke
         log.warn({ seq: msg.seq, err: err.message }, `terminating an invalid ${opts.what} command`);
         // No reason text: NATS 2.9 does not understand `+TERM <reason>` and would leave the message pending.
         msg.term();
+        done("terminated");
         return;
       }
       throw err;
@@ -69,6 +75,7 @@ export async function startCommandWorker<S extends z.ZodType>(opts: CommandWorke
     if (deliveryCount > opts.maxDeliver) {
       await store.append(opts.failure(command, `gave up after ${opts.maxDeliver} attempts (the last one did not finish)`, true));
       msg.term();
+      done("failed");
       return;
     }
     const controller = new AbortController();
@@ -77,6 +84,7 @@ export async function startCommandWorker<S extends z.ZodType>(opts: CommandWorke
       const event = await opts.execute(command, { signal: controller.signal, deliveryCount });
       if (event) await store.append(event);
       ackSoon(msg);
+      done("ok");
     } catch (raw) {
       // Stop whatever the failed attempt left running (a subprocess, an HTTP request).
       controller.abort();
@@ -86,12 +94,14 @@ export async function startCommandWorker<S extends z.ZodType>(opts: CommandWorke
         const delay = err instanceof RetryableError && err.delayMs !== undefined ? err.delayMs : backoffMs(deliveryCount);
         log.warn({ seq: msg.seq, deliveryCount, delay, err: err.message }, `${opts.what} command failed; retrying`);
         msg.nak(delay);
+        done("retried");
         return;
       }
       const reason = retryable ? `gave up after ${deliveryCount} attempts: ${err.message}` : err.message;
       log.warn({ seq: msg.seq, deliveryCount, err: err.message }, `${opts.what} command failed for good`);
       await store.append(opts.failure(command, reason, retryable));
       msg.term();
+      done("failed");
     } finally {
       clearInterval(heartbeat);
     }
@@ -103,6 +113,7 @@ export async function startCommandWorker<S extends z.ZodType>(opts: CommandWorke
     concurrency: opts.concurrency,
     handle,
     log,
+    metrics,
   });
 }
 
