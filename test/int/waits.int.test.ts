@@ -23,7 +23,9 @@ agents:
   - { name: curious, system_prompt: "agent curious", llm: gpt, tools: [ ask ] }
   - { name: payer, system_prompt: "agent payer", llm: gpt, tools: [ pay ] }
   - { name: sleeper, system_prompt: "agent sleeper", llm: gpt, tools: [ sleep_until ] }
+  - { name: hasty, system_prompt: "agent hasty", llm: gpt, tools: [ { tool: careful_add, approval: { timeout: 1s, on_timeout: reject } }, ask_briefly ] }
 tools:
+  - { name: ask_briefly, builtin: human_input, timeout: 1500ms, on_timeout: fail }
   - { name: careful_add, builtin: add, approval: required }
   - { name: ask, builtin: human_input }
   - { name: sleep_until, builtin: sleep_until }
@@ -35,6 +37,7 @@ tasks:
   - { name: ask_human, user_message: "find out", agent: curious }
   - { name: pay_invoice, user_message: "pay invoice 42", agent: payer }
   - { name: nap, user_message: "nap", agent: sleeper }
+  - { name: hurry, user_message: "quick", agent: hasty }
 `;
 }
 
@@ -49,6 +52,10 @@ describe("runs that wait for people and the outside world", () => {
       "agent careful": askThenReport("careful_add", { a: 1, b: 2 }),
       "agent curious": askThenReport("ask", { question: "Which account should I use?" }),
       "agent payer": askThenReport("pay", { invoice: 42 }),
+      "agent hasty": [
+        { toolCalls: [{ name: "careful_add", arguments: { a: 1, b: 1 } }, { name: "ask_briefly", arguments: { question: "now?" } }], usage: USAGE },
+        { content: "gave up waiting", usage: USAGE },
+      ],
     });
     fake = await startFakeOpenAI((req: ChatRequest, i) => {
       if (!String(req.messages[0]?.content).includes("agent sleeper")) return byAgent(req, i);
@@ -244,6 +251,30 @@ describe("runs that wait for people and the outside world", () => {
       expect((await until(viaHttp, "Completed")).lastToolResult).toBe("error: card declined");
       const events = await stack.client.events(viaNats);
       expect(events.filter((e) => e.type === "ToolCallCompleted" || e.type === "ToolCallFailed")).toHaveLength(1);
+    });
+  });
+
+  describe("deadlines", () => {
+    it("rejects an approval and fails a question nobody answers in time, and the agent carries on", async () => {
+      const runId = await start("hurry");
+      const waiting = await stack.client.waitForRun(runId, {
+        until: (v) => v.turn.phase === "tools" && v.turn.calls.every((c) => c.status.startsWith("awaiting")),
+      });
+      const calls = waiting.turn.phase === "tools" ? waiting.turn.calls : [];
+      expect(calls.map((c) => [c.status, c.deadline?.onTimeout])).toEqual([
+        ["awaitingApproval", "reject"],
+        ["awaitingHuman", "fail"],
+      ]);
+
+      const done = await until(runId, "Completed", 10_000);
+      expect(done.output).toBe("gave up waiting");
+      const fired = (await stack.client.events(runId)).filter((e) => e.type === "TimerFired");
+      expect(fired.map((e) => e.data)).toEqual([
+        expect.objectContaining({ callId: "s1c0", outcome: "rejected", result: expect.stringMatching(/^The tool call was not approved or rejected by .* and did not run\.$/) }),
+        expect.objectContaining({ callId: "s1c1", outcome: "failed", result: expect.stringMatching(/^timed out: not answered by a human by /) }),
+      ]);
+      for (const e of fired) expect(e.at).toBeGreaterThanOrEqual(e.data.dueAt);
+      await eventually(async () => (await stack.client.listWaits()).every((w) => w.runId !== runId), 5000, "the waits to be cleared");
     });
   });
 

@@ -1,6 +1,9 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import type { ServiceName } from "./stack.js";
+import type { ServiceName as StackService } from "./stack.js";
+
+/** Every service that runs as its own process. */
+export type ServiceName = StackService | "gateway";
 
 export const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 export const CLI = `${ROOT}packages/cli/bin/smallchain.js`;

@@ -186,7 +186,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
   });
   const port = (server.address() as AddressInfo).port;
   const url = `http://${opts.host && opts.host !== "0.0.0.0" ? opts.host : "127.0.0.1"}:${port}`;
-  log.info({ url }, "gateway listening");
+  log.info({ url, prefix: opts.names.prefix }, "gateway started");
   return {
     url,
     port,
