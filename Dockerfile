@@ -15,6 +15,7 @@ COPY services/scheduler/package.json services/scheduler/
 COPY services/projector/package.json services/projector/
 COPY services/llm-worker/package.json services/llm-worker/
 COPY services/tool-worker/package.json services/tool-worker/
+COPY services/gateway/package.json services/gateway/
 
 # ---- prod-deps: production node_modules only. npm links the workspaces as relative symlinks
 # (node_modules/@smallchain/shared -> ../../packages/shared), which resolve again under /app in the runtime stage.
@@ -52,12 +53,14 @@ COPY --from=prod-deps /app/services/scheduler/package.json services/scheduler/
 COPY --from=prod-deps /app/services/projector/package.json services/projector/
 COPY --from=prod-deps /app/services/llm-worker/package.json services/llm-worker/
 COPY --from=prod-deps /app/services/tool-worker/package.json services/tool-worker/
+COPY --from=prod-deps /app/services/gateway/package.json services/gateway/
 COPY --from=build /app/packages/shared/dist packages/shared/dist
 COPY --from=build /app/packages/cli/dist packages/cli/dist
 COPY --from=build /app/services/scheduler/dist services/scheduler/dist
 COPY --from=build /app/services/projector/dist services/projector/dist
 COPY --from=build /app/services/llm-worker/dist services/llm-worker/dist
 COPY --from=build /app/services/tool-worker/dist services/tool-worker/dist
+COPY --from=build /app/services/gateway/dist services/gateway/dist
 COPY packages/cli/bin packages/cli/bin
 COPY examples examples
 

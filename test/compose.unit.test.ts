@@ -138,8 +138,17 @@ describe("docker-compose.yml", () => {
     expect(script).toMatch(/apply -f examples\/calculator\.yaml\s*&&.*run do_some_math --wait/);
     expect(Object.keys(dependsOn(example))).toEqual(expect.arrayContaining([...SMALLCHAIN_SERVICES]));
     for (const name of Object.keys(services)) {
-      if (name !== "example") expect(service(name).profiles, name).toBeUndefined();
+      if (name !== "example" && name !== "gateway") expect(service(name).profiles, name).toBeUndefined();
     }
+  });
+
+  it("adds the HTTP gateway only under the gateway profile, with its bearer token from the host and its port on loopback", () => {
+    const gateway = service("gateway");
+    expect(gateway.profiles).toEqual(["gateway"]);
+    expect(gateway.command).toEqual(["services/gateway/dist/main.js"]);
+    expect(env(gateway)).toMatchObject({ NATS_URL: "nats://nats:4222", SC_GATEWAY_TOKEN: "${SC_GATEWAY_TOKEN:-}", SC_GATEWAY_PORT: "8080" });
+    expect(gateway.ports).toEqual(["127.0.0.1:${GATEWAY_PORT:-8080}:8080"]);
+    expect(gateway.healthcheck?.test).toBeDefined();
   });
 
   it("passes `docker compose config -q`, with and without the example profile, where a compose CLI exists", () => {
@@ -155,7 +164,7 @@ describe("docker-compose.yml", () => {
     const cli = composeCli();
     if (!cli) return; // neither `docker compose` nor `docker-compose` here: the checks above are all we can do
     const [cmd, ...base] = cli;
-    for (const profile of [[], ["--profile", "example"]]) {
+    for (const profile of [[], ["--profile", "example"], ["--profile", "gateway"]]) {
       // when
       const result = spawnSync(cmd!, [...base, "-f", "docker-compose.yml", ...profile, "config", "-q"], {
         cwd: ROOT,

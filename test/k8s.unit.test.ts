@@ -6,7 +6,7 @@ import { parse, parseAllDocuments } from "yaml";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const K8S = `${ROOT}deploy/k8s/`;
-const SERVICES = { scheduler: 2, projector: 2, "llm-worker": 2, "tool-worker": 2 } as const;
+const SERVICES = { scheduler: 2, projector: 2, "llm-worker": 2, "tool-worker": 2, gateway: 2 } as const;
 /** Applied by hand, never by `kubectl apply -k`: see kustomization.yaml. */
 const BY_HAND = ["openai-secret.example.yaml", "calculator-example-job.yaml"];
 
@@ -113,7 +113,7 @@ describe("deploy/k8s", () => {
     );
     for (const o of objects.filter((o) => o.kind !== "Namespace")) expect((o.metadata as { namespace?: string }).namespace).toBe("smallchain");
     const images = objects.flatMap((o) => o.spec?.template?.spec.containers.map((c) => c.image) ?? []);
-    expect(images.filter((i) => i?.startsWith("smallchain"))).toEqual(Array(4).fill("smallchain:local"));
+    expect(images.filter((i) => i?.startsWith("smallchain"))).toEqual(Array(5).fill("smallchain:local"));
   });
 
   it("runs NATS with JetStream as a StatefulSet with a volume claim behind a headless Service", () => {

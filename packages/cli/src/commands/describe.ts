@@ -1,4 +1,4 @@
-import type { RecordedEvent } from "@smallchain/shared";
+import { displayStatus, type RecordedEvent } from "@smallchain/shared";
 import { UserError, withClient, type GlobalOptions } from "../context.js";
 
 export async function describeRun(runId: string, opts: GlobalOptions & { output?: string }): Promise<void> {
@@ -17,7 +17,7 @@ export async function describeRun(runId: string, opts: GlobalOptions & { output?
     const field = (k: string, v: unknown) => v !== undefined && v !== "" && out.push(`${`${k}:`.padEnd(14)}${String(v)}`);
     field("Run", view.runId);
     field("Name", view.name);
-    field("Status", view.status);
+    field("Status", displayStatus(view));
     field("Agent", view.agentName);
     field("Task", view.task);
     field("Depth", view.depth);
@@ -59,6 +59,14 @@ function toolCalls(events: RecordedEvent[]): CallSummary[] {
     if (e.type === "ChildRunRequested") Object.assign(call, { status: "delegated", childRunId: e.data.childRunId });
     if (e.type === "ToolCallCompleted") Object.assign(call, { status: "completed", result: e.data.result });
     if (e.type === "ToolCallFailed") Object.assign(call, { status: "failed", result: e.data.error });
+    if (e.type === "ToolCallAwaitingApproval") Object.assign(call, { status: `awaiting approval (digest ${e.data.digest})` });
+    if (e.type === "ToolCallApproved") Object.assign(call, { status: `approved${e.data.by ? ` by ${e.data.by}` : ""}` });
+    if (e.type === "ToolCallRejected") Object.assign(call, { status: "rejected", result: [e.data.by && `by ${e.data.by}`, e.data.comment].filter(Boolean).join(": ") });
+    if (e.type === "HumanInputRequested") Object.assign(call, { status: "awaiting a human's answer", result: e.data.question });
+    if (e.type === "HumanInputReceived") Object.assign(call, { status: "answered", result: e.data.answer });
+    if (e.type === "ToolCallAwaitingCallback") Object.assign(call, { status: "awaiting its callback" });
+    if (e.type === "TimerScheduled") Object.assign(call, { status: `sleeping until ${new Date(e.data.dueAt).toISOString()}` });
+    if (e.type === "TimerFired") Object.assign(call, { status: e.data.outcome, result: e.data.result });
   }
   return [...calls.values()];
 }

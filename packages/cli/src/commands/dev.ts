@@ -4,6 +4,7 @@ import { startLlmWorker } from "@smallchain/llm-worker";
 import { startProjector } from "@smallchain/projector";
 import { startScheduler } from "@smallchain/scheduler";
 import { startToolWorker } from "@smallchain/tool-worker";
+import { startGateway } from "@smallchain/gateway";
 import { Exit, type GlobalOptions } from "../context.js";
 import { eventLine } from "../format.js";
 import { ensureLocalNats } from "../local-nats.js";
@@ -29,6 +30,19 @@ export async function dev(opts: DevOptions): Promise<void> {
     await startToolWorker({ nc, names: n, log: log.child({ service: "tool-worker" }), metrics }),
   ];
   say(`scheduler, projector, llm-worker and tool-worker running on ${url} (prefix ${n.prefix}); Ctrl-C stops`);
+  // The HTTP gateway only with a bearer token to guard it.
+  if (process.env.SC_GATEWAY_TOKEN) {
+    const gateway = await startGateway({
+      nc,
+      names: n,
+      log: log.child({ service: "gateway" }),
+      token: process.env.SC_GATEWAY_TOKEN,
+      port: Number(process.env.SC_GATEWAY_PORT ?? 8080),
+      host: process.env.SC_GATEWAY_HOST ?? "127.0.0.1",
+    });
+    services.push(gateway);
+    say(`HTTP gateway on ${gateway.url} (Authorization: Bearer $SC_GATEWAY_TOKEN)`);
+  }
   if (served) say(`metrics on http://127.0.0.1:${served.server.port}/metrics, health on /healthz`);
   const abort = new AbortController();
   const shutdown = async (code: number) => {
