@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { readFileSync, readdirSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { AGENT_TOOL_PARAMETERS, BUILTIN_TOOLS, ResolveError, resolveAgent, type ConfigLookup } from "../run/spec.js";
 import { ConfigError, parseConfig, type ConfigIssue, type KnownNames } from "./load.js";
@@ -39,6 +39,22 @@ function onlyIssue(err: ConfigError): ConfigIssue {
   expect(err.issues).toHaveLength(1);
   return err.issues[0]!;
 }
+
+describe("examples/", () => {
+  it("holds only files that parse and resolve", () => {
+    const dir = new URL("../../../../examples/", import.meta.url);
+    const files = readdirSync(dir).filter((f) => f.endsWith(".yaml"));
+    expect(files).toEqual(expect.arrayContaining(["calculator.yaml", "approvals.yaml"]));
+    for (const f of files) expect(() => parseConfig(readFileSync(new URL(f, dir), "utf8"), `examples/${f}`), f).not.toThrow();
+  });
+
+  it("gives approvals.yaml an approval with a deadline and waits that fail after a day", () => {
+    const config = parseConfig(readFileSync(new URL("../../../../examples/approvals.yaml", import.meta.url), "utf8"));
+    const invoice = config.tools.find((t) => t.name === "send_invoice");
+    expect(invoice?.approval).toEqual({ required: true, timeout: 86_400_000, on_timeout: "reject" });
+    expect(config.tools.find((t) => t.name === "ask_human")).toMatchObject({ builtin: "human_input", timeout: 86_400_000, on_timeout: "fail" });
+  });
+});
 
 describe("parseConfig", () => {
   it("parses the calculator example", () => {
@@ -332,5 +348,45 @@ describe("resolveAgent", () => {
     expect(() => resolveAgent("assistant", lookupOf(config))).toThrow(
       'agent "assistant": llm "gpt-5" not found in the applied config (llms: mock-llm)',
     );
+  });
+});
+
+describe("waits in the config", () => {
+  const base = (tools: string, agentTools = "[ t ]") => `
+llms: [ { name: m, provider: mock, replies: [ { content: hi } ] } ]
+agents: [ { name: a, llm: m, tools: ${agentTools} } ]
+tools:
+${tools}
+`;
+
+  it("names a duration that is not one, with examples", () => {
+    const issue = onlyIssue(refused(base("  - { name: t, builtin: add, approval: { timeout: soon } }")));
+    expect(issue.path).toBe("tools[0] (t).approval.timeout");
+    expect(issue.message).toContain('"soon" is not a duration (examples: 90s, 5m, 2h, 1d, 1h30m)');
+  });
+
+  it("refuses a callback tool with neither subject nor url", () => {
+    const issue = onlyIssue(refused(base("  - { name: t, callback: {}, parameters: { type: object } }")));
+    expect(issue.message).toBe("a callback needs a subject, a url, or both");
+  });
+
+  it("lets an agent require approval for a tool that does not, and lift it for one that does", () => {
+    const config = parseConfig(
+      base(
+        "  - { name: t, builtin: add }\n  - { name: u, builtin: add, approval: { timeout: 90m, on_timeout: fail } }",
+        "[ { tool: t, approval: required }, { tool: u, approval: none }, u ]",
+      ),
+    );
+    const lookup = lookupOf(config);
+    const [t, uLifted, u] = resolveAgent("a", lookup).tools;
+    expect(t?.approval).toEqual({ onTimeout: "reject" });
+    expect(uLifted?.approval).toBeUndefined();
+    expect(u?.approval).toEqual({ timeoutMs: 5_400_000, onTimeout: "fail" });
+  });
+
+  it("names an unknown tool in an agent's { tool: ... } reference", () => {
+    const issue = onlyIssue(refused(base("  - { name: t, builtin: add }", "[ { tool: nope, approval: required } ]")));
+    expect(issue.path).toBe("agents[0] (a).tools[0].tool");
+    expect(issue.message).toContain('tool "nope" not found');
   });
 });

@@ -89,13 +89,14 @@ export type OnTimeout = z.infer<typeof OnTimeout>;
  * `approval: required`, or with a deadline: `approval: { timeout: 1h, on_timeout: reject }`. Stored configs
  * hold the parsed form (`{ required, timeout, on_timeout }`), which parses again to itself.
  */
-export const ApprovalConfig = z.union([
-  z.literal("required").transform(() => ({ required: true as boolean })),
-  z.literal("none").transform(() => ({ required: false as boolean })),
+export const ApprovalConfig = z.preprocess(
+  (v) => (v === "required" ? { required: true } : v === "none" ? { required: false } : v),
   z
-    .object({ required: z.boolean().default(true), timeout: Duration.optional(), on_timeout: OnTimeout.default("reject") })
+    .object({ required: z.boolean().default(true), timeout: Duration.optional(), on_timeout: OnTimeout.default("reject") }, {
+      error: 'must be "required", "none" or { timeout, on_timeout }',
+    })
     .strict(),
-]);
+);
 export type ApprovalConfig = z.infer<typeof ApprovalConfig>;
 
 /**
