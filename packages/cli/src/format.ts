@@ -1,4 +1,4 @@
-import { assertNever, displayStatus, type RecordedEvent, type RunState, type WaitEntry } from "@smallchain/shared";
+import { assertNever, displayStatus, type LiveMessage, type RecordedEvent, type RunState, type WaitEntry } from "@smallchain/shared";
 
 const MAX = 160;
 
@@ -136,4 +136,16 @@ export function waitRow(wait: WaitEntry, now = Date.now()): Record<string, strin
     WAITING: age(wait.since, now),
     DUE: wait.dueAt === undefined ? "" : new Date(wait.dueAt).toISOString().slice(0, 19).replace("T", " "),
   };
+}
+
+/** `15:42:23.123  rabc…  ~      tokens            step 2 "The sum i"`: live, so no sequence. */
+export function liveLine(live: LiveMessage, { color = false }: { color?: boolean } = {}): string {
+  const time = new Date(live.at).toISOString().slice(11, 23);
+  const dim = color ? "\x1b[2m" : "";
+  const reset = color ? "\x1b[0m" : "";
+  const what =
+    live.kind === "tokens"
+      ? `${"tokens".padEnd(17)} step ${live.step} ${JSON.stringify(live.text)}`
+      : `${"tool".padEnd(17)} ${live.callId} ${live.tool} ${live.status}${live.durationMs !== undefined ? ` (${live.durationMs}ms)` : ""}`;
+  return `${dim}${time}  ${live.runId}  ~      ${what}${reset}`;
 }

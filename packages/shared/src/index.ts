@@ -26,3 +26,4 @@ export * from "./nats/batch.js";
 export * from "./control.js";
 export * from "./metrics/metrics.js";
 export * from "./metrics/server.js";
+export * from "./live.js";

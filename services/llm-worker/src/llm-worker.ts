@@ -1,5 +1,6 @@
 import {
   EventStore,
+  LiveTokens,
   LlmCommand,
   provision,
   startCommandWorker,
@@ -53,7 +54,13 @@ export async function startLlmWorker(opts: LlmWorkerOptions): Promise<Service> {
     execute: async (command, { signal }): Promise<RunEvent> => {
       const messages = await contexts.read(command.runId, command.messageCount, command.delta);
       const started = Date.now();
-      const reply = await providers[command.llm.provider]({ command, messages, signal });
+      const live = new LiveTokens(nc, n.liveSubject(command.runId), command.runId, command.step);
+      let reply;
+      try {
+        reply = await providers[command.llm.provider]({ command, messages, signal, onDelta: (text) => live.push(text) });
+      } finally {
+        live.flush();
+      }
       log.debug({ runId: command.runId, step: command.step, usage: reply.usage }, "llm responded");
       // No provider reports a price yet: smallchain_llm_cost_usd_total stays at 0 until one does.
       metrics?.llmUsage(command.llm.name, reply.usage);

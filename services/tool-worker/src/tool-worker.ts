@@ -6,6 +6,7 @@ import {
   encode,
   assertNever,
   provision,
+  publishLive,
   startCommandWorker,
   type Logger,
   type Metrics,
@@ -103,9 +104,13 @@ export async function startToolWorker(opts: ToolWorkerOptions): Promise<Service>
         return earlier;
       }
       const started = Date.now();
+      const live = n.liveSubject(command.runId);
+      const progress = { kind: "tool" as const, runId: command.runId, callId: command.callId, tool: command.tool.name };
+      publishLive(nc, live, { ...progress, status: "started", at: started });
       const outcome = await execute(command, signal);
       // A callback's result comes back later, with its token.
       if (!outcome) return null;
+      publishLive(nc, live, { ...progress, status: outcome.ok ? "finished" : "failed", at: Date.now(), durationMs: Date.now() - started });
       const base = { id: `${command.runId}:done:${command.callId}`, v: 1 as const, runId: command.runId, at: Date.now(), causationId: command.id };
       log.debug({ runId: command.runId, callId: command.callId, tool: command.tool.name, ok: outcome.ok }, "tool call finished");
       const event: RunEvent = outcome.ok

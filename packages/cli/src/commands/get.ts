@@ -1,5 +1,6 @@
 import { withClient, type GlobalOptions } from "../context.js";
-import { eventLine, runRow, runRowWide } from "../format.js";
+import { LiveMessage } from "@smallchain/shared";
+import { eventLine, liveLine, runRow, runRowWide } from "../format.js";
 import { table } from "../table.js";
 import { readEvents } from "./follow.js";
 
@@ -24,6 +25,17 @@ export async function getEvents(opts: GlobalOptions & { run?: string; follow?: b
   await withClient(opts, async (client) => {
     const abort = new AbortController();
     process.once("SIGINT", () => abort.abort());
+    // Following, tokens and tool progress show as they happen (core NATS: seen live, never stored).
+    const live = opts.follow
+      ? client.nc.subscribe(opts.run ? client.names.liveSubject(opts.run) : client.names.liveSubject("*"), {
+          callback: (err, m) => {
+            const parsed = err ? undefined : LiveMessage.safeParse(m.json());
+            if (!parsed?.success) return;
+            process.stdout.write(`${opts.output === "json" ? JSON.stringify({ live: parsed.data }) : liveLine(parsed.data, { color: (opts.pretty ?? false) && process.stdout.isTTY })}\n`);
+          },
+        })
+      : undefined;
+    abort.signal.addEventListener("abort", () => live?.unsubscribe());
     for await (const event of readEvents(client, { follow: opts.follow ?? false, signal: abort.signal, ...(opts.run !== undefined && { runId: opts.run }) })) {
       if (opts.output === "json") process.stdout.write(`${JSON.stringify(event)}\n`);
       else {

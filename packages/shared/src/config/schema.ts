@@ -30,6 +30,8 @@ export const LlmConfig = z
     api_key_env: z.string().default("OPENAI_API_KEY"),
     parameters: z.record(z.string(), z.unknown()).default({}),
     timeout_ms: z.number().int().positive().default(120_000),
+    /** openai: ask for a streamed answer, whose tokens go live on `sc.stream.<runId>` as they arrive. */
+    stream: z.boolean().default(true),
     /** mock only: reply N answers the run's N-th LLM call (the last reply repeats). */
     replies: z.array(MockReply).optional(),
   })

@@ -6,7 +6,7 @@ import type { LlmReply, LlmRequest, Provider } from "./provider.js";
  * `{{last_tool_result}}` in a reply's content becomes the newest tool result in the context window.
  */
 export function mockProvider(): Provider {
-  return async ({ command, messages }: LlmRequest): Promise<LlmReply> => {
+  return async ({ command, messages, onDelta }: LlmRequest): Promise<LlmReply> => {
     const replies = command.llm.replies ?? [];
     const reply = replies[Math.min(command.step, replies.length) - 1];
     if (!reply) throw new TerminalError(`mock llm "${command.llm.name}" has no replies`);
@@ -17,6 +17,8 @@ export function mockProvider(): Provider {
       name: c.name,
       arguments: typeof c.arguments === "string" ? c.arguments : JSON.stringify(c.arguments),
     }));
+    // Live like a streaming model: the answer goes out word by word.
+    if (content && onDelta) for (const word of content.match(/\S+\s*/g) ?? []) onDelta(word);
     const promptChars = messages.reduce((n, m) => n + (m.content?.length ?? 0), 0);
     return {
       content,

@@ -19,25 +19,29 @@ export function openAIProvider(env: NodeJS.ProcessEnv = process.env): Provider {
     return client;
   };
 
-  return async ({ command, messages, signal }: LlmRequest): Promise<LlmReply> => {
+  return async ({ command, messages, signal, onDelta }: LlmRequest): Promise<LlmReply> => {
     const llm = command.llm;
     const client = clientFor(llm);
+    const body = {
+      ...llm.parameters,
+      model: llm.model ?? llm.name,
+      messages: messages as OpenAI.Chat.ChatCompletionMessageParam[],
+      ...(command.tools.length > 0 && {
+        tools: command.tools.map((t) => ({
+          type: "function" as const,
+          function: { name: t.name, description: t.description, parameters: t.parameters },
+        })),
+      }),
+    };
     try {
-      const completion = await client.chat.completions.create(
-        {
-          ...llm.parameters,
-          model: llm.model ?? llm.name,
-          messages: messages as OpenAI.Chat.ChatCompletionMessageParam[],
-          ...(command.tools.length > 0 && {
-            tools: command.tools.map((t) => ({
-              type: "function" as const,
-              function: { name: t.name, description: t.description, parameters: t.parameters },
-            })),
-          }),
-          stream: false,
-        },
-        { signal, timeout: llm.timeout_ms },
-      );
+      if (llm.stream !== false) {
+        const stream = await client.chat.completions.create(
+          { ...body, stream: true, stream_options: { include_usage: true } },
+          { signal, timeout: llm.timeout_ms },
+        );
+        return await collect(stream, llm, onDelta);
+      }
+      const completion = await client.chat.completions.create({ ...body, stream: false }, { signal, timeout: llm.timeout_ms });
       const choice = completion.choices[0];
       if (!choice) throw new RetryableError(`llm "${llm.name}" returned no choices`);
       const toolCalls = (choice.message.tool_calls ?? []).flatMap((c) =>
@@ -57,6 +61,47 @@ export function openAIProvider(env: NodeJS.ProcessEnv = process.env): Provider {
     } catch (err) {
       throw classify(err, llm);
     }
+  };
+}
+
+/** Assembles a streamed answer: text pieces (passed on as they come), tool calls by index, the final usage. */
+async function collect(stream: AsyncIterable<OpenAI.Chat.ChatCompletionChunk>, llm: LlmConfig, onDelta?: (text: string) => void): Promise<LlmReply> {
+  let content: string | null = null;
+  let model = llm.model ?? llm.name;
+  let finishReason: string | null = null;
+  let usage: OpenAI.CompletionUsage | undefined;
+  let choices = 0;
+  const calls: { id: string; name: string; arguments: string }[] = [];
+  for await (const chunk of stream) {
+    model = chunk.model || model;
+    if (chunk.usage) usage = chunk.usage;
+    const choice = chunk.choices[0];
+    if (!choice) continue;
+    choices++;
+    const delta = choice.delta;
+    if (delta.content) {
+      content = (content ?? "") + delta.content;
+      onDelta?.(delta.content);
+    }
+    for (const tc of delta.tool_calls ?? []) {
+      const call = (calls[tc.index] ??= { id: "", name: "", arguments: "" });
+      if (tc.id) call.id = tc.id;
+      if (tc.function?.name) call.name += tc.function.name;
+      if (tc.function?.arguments) call.arguments += tc.function.arguments;
+    }
+    if (choice.finish_reason) finishReason = choice.finish_reason;
+  }
+  if (choices === 0) throw new RetryableError(`llm "${llm.name}" returned no choices`);
+  return {
+    content,
+    toolCalls: calls.filter((c) => c !== undefined),
+    model,
+    finishReason,
+    usage: {
+      promptTokens: usage?.prompt_tokens ?? 0,
+      completionTokens: usage?.completion_tokens ?? 0,
+      cachedTokens: usage?.prompt_tokens_details?.cached_tokens ?? 0,
+    },
   };
 }
 

@@ -12,6 +12,8 @@ export type LlmRequest = {
   command: LlmCommand;
   messages: ChatMessage[];
   signal: AbortSignal;
+  /** Called with each piece of the answer's text as it arrives (streaming providers). */
+  onDelta?: (text: string) => void;
 };
 
 /** Calls a model. Throws RetryableError (nak and retry later) or TerminalError (record LLMFailed). */
