@@ -5,6 +5,7 @@ import { notFound } from "./run/spec.js";
 import type { ConfigKind, SmallchainConfig } from "./config/schema.js";
 import { ConcurrencyError } from "./errors.js";
 import { Control } from "./control.js";
+import { startRunTrace } from "./tracing.js";
 import { EventStore } from "./eventstore.js";
 import { runRequested, type RecordedEvent } from "./events.js";
 import { deriveRunId, newRunId } from "./ids.js";
@@ -68,12 +69,12 @@ export class Client {
       throw notFound(this.config.lookup(), "task", opts.task);
     }
     const runId = opts.runId ?? newRunId();
-    const event = runRequested(runId, Date.now(), {
-      agent: task.agent,
-      task: task.name,
-      input: opts.message ?? task.user_message,
-      name: opts.name,
-    });
+    const event = runRequested(
+      runId,
+      Date.now(),
+      { agent: task.agent, task: task.name, input: opts.message ?? task.user_message, name: opts.name },
+      startRunTrace(runId, { "smallchain.task": task.name }),
+    );
     try {
       const r = await this.store.append(event, 0);
       return { runId, created: !r.duplicate, ...(opts.name !== undefined && { name: opts.name }) };

@@ -22,6 +22,8 @@ function event<T extends string, D extends z.ZodType>(type: T, data: D) {
     runId: z.string().min(1),
     at: z.number(),
     causationId: z.string().optional(),
+    /** W3C traceparent of the run's trace (RunRequested only): every span of the run continues it. */
+    trace: z.string().max(128).optional(),
     data,
   });
 }
@@ -112,6 +114,7 @@ export function runRequested(
   runId: string,
   at: number,
   data: { agent: string; task: string; input: string; name?: string | undefined },
+  trace?: string,
 ): EventOf<"RunRequested"> {
   const { name, ...rest } = data;
   return {
@@ -120,6 +123,7 @@ export function runRequested(
     v: 1,
     runId,
     at,
+    ...(trace !== undefined && { trace }),
     data: { ...rest, depth: 0, rootRunId: runId, ...(name !== undefined && { name }) },
   };
 }

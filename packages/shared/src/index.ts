@@ -27,3 +27,4 @@ export * from "./control.js";
 export * from "./metrics/metrics.js";
 export * from "./metrics/server.js";
 export * from "./live.js";
+export * from "./tracing.js";

@@ -1,6 +1,7 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import type { MetricsServer } from "./metrics/server.js";
+import { initTracing } from "./tracing.js";
 
 export type Service = { stop(): Promise<void> };
 
@@ -15,6 +16,10 @@ export async function runUntilSignal(
   log: Logger,
   start: () => Promise<Running>,
 ): Promise<void> {
+  // Traces go out when an OTLP endpoint is configured (OTEL_EXPORTER_OTLP_ENDPOINT); the logger names the service.
+  const service = (log.bindings() as { service?: string }).service ?? "service";
+  const tracing = initTracing(service);
+  if (tracing) log.info("sending traces to the OTLP endpoint");
   let running: Running;
   try {
     running = await start();
@@ -22,7 +27,7 @@ export async function runUntilSignal(
     log.fatal({ err }, "failed to start");
     process.exit(1);
   }
-  const { nc, service, metrics } = running;
+  const { nc, metrics } = running;
   void nc.closed().then((err) => {
     if (err) log.error({ err }, "NATS connection closed with an error");
   });
@@ -34,9 +39,10 @@ export async function runUntilSignal(
     const force = setTimeout(() => process.exit(1), 15_000);
     force.unref();
     try {
-      await service.stop();
+      await running.service.stop();
       await nc.drain();
       await metrics?.close();
+      await tracing?.shutdown();
     } finally {
       process.exit(0);
     }

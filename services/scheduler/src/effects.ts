@@ -97,6 +97,7 @@ export function effectsOf(state: RunState, event: RecordedEvent, now: number): E
             runId: childRunId,
             at: now,
             causationId: event.id,
+            ...(state.trace !== undefined && { trace: state.trace }),
             data: {
               agent: childAgent,
               input,

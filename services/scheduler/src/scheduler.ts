@@ -11,6 +11,9 @@ import {
   encodeWakeUp,
   findCall,
   initialState,
+  currentTraceparent,
+  inSpan,
+  startRunTrace,
   type Msg,
   type WakeUp,
   ConcurrencyError,
@@ -175,8 +178,10 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
       if (!event) return;
       metrics?.event(event.type);
       const state = await cache.withEvent(event);
-      await carryOut(effectsOf(state, event, now()));
-      await advance(state);
+      await inSpan(`scheduler ${event.type}`, state.trace, { "smallchain.run_id": event.runId, "smallchain.seq": event.seq }, async () => {
+        await carryOut(effectsOf(state, event, now()));
+        await advance(state);
+      });
       const latest = cache.get(event.runId);
       if (latest && isTerminal(latest)) cache.drop(event.runId);
       ackSoon(msg);
@@ -257,12 +262,12 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
       return;
     }
     const runId = request.runId ?? deriveRunId("ingress", n.ingressStream, String(msg.seq), String(msg.info.timestampNanos));
-    const event = runRequested(runId, now(), {
-      agent: task.agent,
-      task: task.name,
-      input: request.message ?? task.user_message,
-      name: request.name,
-    });
+    const event = runRequested(
+      runId,
+      now(),
+      { agent: task.agent, task: task.name, input: request.message ?? task.user_message, name: request.name },
+      startRunTrace(runId, { "smallchain.task": task.name }, msg.headers?.get("traceparent") || undefined),
+    );
     try {
       await store.append(event, 0);
       log.info({ runId, task: taskName }, "run requested from ingress");
@@ -288,13 +293,19 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
   };
 }
 
+/** The command continues the active span's trace (when tracing is on). */
+function traceHeaders(): { headers?: Record<string, string> } {
+  const traceparent = currentTraceparent();
+  return traceparent ? { headers: { traceparent } } : {};
+}
+
 async function perform(store: EventStore, n: Names, timers: KV, effect: Effect): Promise<void> {
   switch (effect.kind) {
     case "llm":
-      await store.publisher.publish(n.llmCommandSubject, encode(effect.command), { msgID: effect.command.id });
+      await store.publisher.publish(n.llmCommandSubject, encode(effect.command), { msgID: effect.command.id, ...traceHeaders() });
       return;
     case "tool":
-      await store.publisher.publish(n.toolCommandSubject(effect.command.tool.kind), encode(effect.command), { msgID: effect.command.id });
+      await store.publisher.publish(n.toolCommandSubject(effect.command.tool.kind), encode(effect.command), { msgID: effect.command.id, ...traceHeaders() });
       return;
     case "timer":
       await timers.put(callKey(effect.runId, effect.callId), encodeWakeUp({ runId: effect.runId, callId: effect.callId, dueAt: effect.dueAt }));

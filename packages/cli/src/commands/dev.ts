@@ -1,5 +1,5 @@
 import { readFile } from "node:fs/promises";
-import { Client, connectNats, createLogger, names, parseConfig, serveMetricsFromEnv, type RecordedEvent, type Service } from "@smallchain/shared";
+import { Client, connectNats, createLogger, initTracing, names, parseConfig, serveMetricsFromEnv, type RecordedEvent, type Service } from "@smallchain/shared";
 import { startLlmWorker } from "@smallchain/llm-worker";
 import { startProjector } from "@smallchain/projector";
 import { startScheduler } from "@smallchain/scheduler";
@@ -20,6 +20,7 @@ export async function dev(opts: DevOptions): Promise<void> {
   const nc = await connectNats("smallchain-dev", { servers: url.split(",") });
   const n = names(opts.prefix);
   const log = createLogger("dev", process.env.LOG_LEVEL ?? "warn");
+  const tracing = initTracing("dev");
   // Only when SC_METRICS_PORT is set: one registry for the four services, told apart by their `service` label.
   const served = await serveMetricsFromEnv("dev", nc, log);
   const metrics = served?.metrics;
@@ -50,6 +51,7 @@ export async function dev(opts: DevOptions): Promise<void> {
     await Promise.allSettled(services.map((s) => s.stop()));
     await nc.drain().catch(() => {});
     await served?.server.close();
+    await tracing?.shutdown();
     await nats.stop();
     process.exit(code);
   };

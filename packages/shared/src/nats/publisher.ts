@@ -4,7 +4,7 @@ import { RetryableError } from "../errors.js";
 import { sendSoon } from "./batch.js";
 
 export type PublishAck = { stream: string; seq: number; duplicate: boolean };
-export type PublishOptions = { msgID?: string; expectedLastSubjectSequence?: number };
+export type PublishOptions = { msgID?: string; expectedLastSubjectSequence?: number; headers?: Record<string, string> };
 
 type Waiter = { resolve: (ack: PublishAck) => void; reject: (err: Error) => void; at: number };
 
@@ -36,6 +36,7 @@ export class JsPublisher {
     const h = headers();
     if (opts.msgID !== undefined) h.set("Nats-Msg-Id", opts.msgID);
     if (opts.expectedLastSubjectSequence !== undefined) h.set("Nats-Expected-Last-Subject-Sequence", String(opts.expectedLastSubjectSequence));
+    for (const [k, v] of Object.entries(opts.headers ?? {})) h.set(k, v);
     return new Promise<PublishAck>((resolve, reject) => {
       this.waiting.set(id, { resolve, reject, at: Date.now() });
       sendSoon(() => {

@@ -11,6 +11,7 @@ import type { Names } from "../names.js";
 import { ackSoon } from "./batch.js";
 import { startConsumerLoop, type ConsumerLoop } from "./consume.js";
 import { ensureConsumer } from "./provision.js";
+import { inSpan } from "../tracing.js";
 
 export type CommandContext = { signal: AbortSignal; deliveryCount: number };
 
@@ -81,7 +82,13 @@ export async function startCommandWorker<S extends z.ZodType>(opts: CommandWorke
     const controller = new AbortController();
     const heartbeat = setInterval(() => msg.working(), Math.max(1000, opts.ackWaitMs / 3));
     try {
-      const event = await opts.execute(command, { signal: controller.signal, deliveryCount });
+      const runId = (command as { runId?: unknown }).runId;
+      const event = await inSpan(
+        `${opts.what} ${msg.subject}`,
+        msg.headers?.get("traceparent") || undefined,
+        { "smallchain.run_id": typeof runId === "string" ? runId : "", "smallchain.delivery": deliveryCount },
+        () => opts.execute(command, { signal: controller.signal, deliveryCount }),
+      );
       if (event) await store.append(event);
       ackSoon(msg);
       done("ok");

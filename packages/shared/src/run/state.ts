@@ -67,6 +67,8 @@ export type RunState = {
   depth: number;
   rootRunId: string;
   parent?: ParentRef;
+  /** The run's W3C traceparent, when it was requested with tracing on. */
+  trace?: string;
   status: RunStatus;
   agent?: AgentSnapshot;
   /** LLM calls requested so far. */
@@ -164,6 +166,7 @@ function apply(state: RunState, event: RunEvent): RunState {
         ...(d.task !== undefined && { task: d.task }),
         ...(d.name !== undefined && { name: d.name }),
         ...(d.parent !== undefined && { parent: d.parent }),
+        ...(event.trace !== undefined && { trace: event.trace }),
       };
     }
     case "RunStarted":
