@@ -21,10 +21,10 @@ describe("horizontal scaling", () => {
     await stack?.[Symbol.asyncDispose]();
   });
 
-  it("spreads commands over three llm-workers and three tool-workers, each command handled once", async () => {
+  it("spreads commands over three llm-workers and three tool-workers, each handled once, with two schedulers and two projectors deciding and projecting", async () => {
     stack = await startStack([]);
     const env = { SC_PREFIX: stack.prefix, LOG_LEVEL: "debug" };
-    const names: ServiceName[] = ["scheduler", "projector", ...Array<ServiceName>(3).fill("llm-worker"), ...Array<ServiceName>(3).fill("tool-worker")];
+    const names: ServiceName[] = ["scheduler", "scheduler", "projector", "projector", ...Array<ServiceName>(3).fill("llm-worker"), ...Array<ServiceName>(3).fill("tool-worker")];
     procs.push(...names.map((n) => spawnService(n, env)));
     await Promise.all(procs.map((p) => started(p)));
 
@@ -57,5 +57,13 @@ describe("horizontal scaling", () => {
     expect(new Set(allLlm).size).toBe(allLlm.length);
     expect(allTools).toHaveLength(runs * 3);
     expect(new Set(allTools).size).toBe(allTools.length);
+    // Two schedulers (optimistic concurrency on the run's last sequence) took no decision twice.
+    for (const r of applied.runs) {
+      const events = await stack.client.events(r.runId);
+      expect(new Set(events.map((e) => e.id)).size).toBe(events.length);
+      expect(events.filter((e) => e.type === "LLMRequested").map((e) => e.type === "LLMRequested" && e.data.step)).toEqual([1, 2, 3]);
+    }
+    const schedulers = procs.filter((p) => p.name === "scheduler");
+    expect(schedulers.every((p) => p.child.exitCode === null)).toBe(true);
   });
 });
