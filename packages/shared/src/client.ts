@@ -10,7 +10,7 @@ import { EventStore } from "./eventstore.js";
 import { runRequested, type RecordedEvent } from "./events.js";
 import { deriveRunId, newRunId } from "./ids.js";
 import type { Names } from "./names.js";
-import { provision, type Buckets } from "./nats/provision.js";
+import { provision, type Buckets, type ProvisionOptions } from "./nats/provision.js";
 import { allValues, decodeRunIndexEntry, decodeView, decodeWaitEntry, getRunView, readContext, type WaitEntry } from "./run/views.js";
 import { isTerminal, type RunState } from "./run/state.js";
 import type { ChatMessage } from "./run/messages.js";
@@ -29,8 +29,8 @@ export class Client {
     readonly config: ConfigStore,
   ) {}
 
-  static async connect(nc: NatsConnection, names: Names): Promise<Client> {
-    const buckets = await provision(nc, names);
+  static async connect(nc: NatsConnection, names: Names, opts: ProvisionOptions = {}): Promise<Client> {
+    const buckets = await provision(nc, names, opts);
     return new Client(nc, names, buckets, await EventStore.open(nc, names), await ConfigStore.open(buckets.config));
   }
 

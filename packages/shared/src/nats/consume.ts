@@ -36,7 +36,9 @@ export function startConsumerLoop(nc: NatsConnection, opts: ConsumerLoopOptions)
       try {
         const consumer = await js.consumers.get(opts.stream, opts.durable);
         if (stopped) break;
-        const messages = await consumer.consume({ max_messages: Math.max(opts.concurrency, 16) });
+        // Short pulls: after a server dies (or a cluster's consumer leader moves) a pull with no heartbeat is
+        // noticed and renewed within seconds, not after the default 30 s.
+        const messages = await consumer.consume({ max_messages: Math.max(opts.concurrency, 16), expires: 5_000 });
         current = messages;
         // stop() may have come while we were getting here, before there was anything to close.
         if (stopped) {

@@ -17,6 +17,33 @@ import type { Names } from "../names.js";
 
 export type ProvisionOptions = { replicas?: number };
 
+/**
+ * How many copies JetStream keeps of every stream and bucket: SC_REPLICAS, 1 by default (a single server), 3 on
+ * a cluster (one node may die without losing anything or stopping). One setting for the whole installation.
+ */
+export function replicasFromEnv(env: NodeJS.ProcessEnv = process.env): number {
+  const raw = env.SC_REPLICAS ?? "1";
+  const replicas = Number(raw);
+  if (!Number.isInteger(replicas) || replicas < 1 || replicas > 5) {
+    throw new Error(`SC_REPLICAS must be a whole number from 1 to 5 (1 for a single server, 3 for a cluster), got "${raw}"`);
+  }
+  return replicas;
+}
+
+/** JetStream could not keep the asked number of copies (a single server keeps 1; a cluster at most one per node). */
+export class ProvisionError extends Error {
+  override name = "ProvisionError";
+}
+
+function provisionError(what: string, replicas: number, err: unknown): Error {
+  if (!(err instanceof JetStreamApiError)) return err as Error;
+  const hint =
+    replicas > 1
+      ? ` (SC_REPLICAS=${replicas}: a single NATS server keeps 1 copy, a cluster at most one per JetStream node; set SC_REPLICAS to what the cluster can hold)`
+      : "";
+  return new ProvisionError(`cannot provision ${what} with ${replicas} replica(s): ${err.message}${hint}`, { cause: err });
+}
+
 export type Buckets = { runs: KV; context: KV; config: KV; effects: KV; timers: KV; waits: KV };
 
 /** How long a finished tool call is remembered, so a late redelivery of its command does not run it again. */
@@ -27,7 +54,7 @@ const MAX_PAYLOAD = 1024 * 1024;
 /** Creates or updates every stream and bucket Smallchain needs. Idempotent: every service calls it on start. */
 export async function provision(nc: NatsConnection, n: Names, opts: ProvisionOptions = {}): Promise<Buckets> {
   const jsm = await jetstreamManager(nc);
-  const replicas = opts.replicas ?? 1;
+  const replicas = opts.replicas ?? replicasFromEnv();
   await ensureStream(jsm, {
     name: n.eventsStream,
     subjects: [n.allRunsSubject],
@@ -64,34 +91,58 @@ export async function provision(nc: NatsConnection, n: Names, opts: ProvisionOpt
     num_replicas: replicas,
   });
   const kvm = new Kvm(jetstream(nc));
+  const bucket = async (name: string, opts: { history: number; ttl?: number }): Promise<KV> => {
+    let kv: KV;
+    try {
+      kv = await kvm.create(name, { ...opts, replicas, storage: StorageType.File });
+    } catch (err) {
+      throw provisionError(`bucket ${name}`, replicas, err);
+    }
+    // An existing bucket keeps its settings through create(): bring its copies to the asked number.
+    const stream = `KV_${name}`;
+    const info = await jsm.streams.info(stream);
+    if (info.config.num_replicas !== replicas) {
+      try {
+        await jsm.streams.update(stream, { ...info.config, num_replicas: replicas });
+      } catch (err) {
+        throw provisionError(`bucket ${name}`, replicas, err);
+      }
+    }
+    return kv;
+  };
   const [runs, context, config, effects, timers, waits] = await Promise.all([
-    kvm.create(n.runsBucket, { history: 1, replicas, storage: StorageType.File }),
-    kvm.create(n.contextBucket, { history: 1, replicas, storage: StorageType.File }),
-    kvm.create(n.configBucket, { history: 10, replicas, storage: StorageType.File }),
+    bucket(n.runsBucket, { history: 1 }),
+    bucket(n.contextBucket, { history: 1 }),
+    bucket(n.configBucket, { history: 10 }),
     // Bucket-wide max age works on NATS 2.9 (per-key TTLs do not).
-    kvm.create(n.effectsBucket, { history: 1, replicas, storage: StorageType.File, ttl: EFFECTS_TTL_MS }),
-    kvm.create(n.timersBucket, { history: 1, replicas, storage: StorageType.File }),
-    kvm.create(n.waitsBucket, { history: 1, replicas, storage: StorageType.File }),
+    bucket(n.effectsBucket, { history: 1, ttl: EFFECTS_TTL_MS }),
+    bucket(n.timersBucket, { history: 1 }),
+    bucket(n.waitsBucket, { history: 1 }),
   ]);
   return { runs, context, config, effects, timers, waits };
 }
 
 async function ensureStream(jsm: JetStreamManager, config: Partial<StreamConfig> & { name: string }): Promise<void> {
+  const replicas = config.num_replicas ?? 1;
+  let info;
   try {
-    const info = await jsm.streams.info(config.name);
-    const same = (config.subjects ?? []).join() === info.config.subjects.join();
-    if (!same) await jsm.streams.update(config.name, { ...info.config, subjects: config.subjects ?? [] });
+    info = await jsm.streams.info(config.name);
   } catch (err) {
-    if (err instanceof JetStreamApiError && err.code === 10059) {
-      try {
-        await jsm.streams.add(config);
-      } catch (addErr) {
-        // Another service created it at the same moment.
-        if (!(addErr instanceof JetStreamApiError && addErr.code === 10058)) throw addErr;
-      }
-      return;
+    if (!(err instanceof JetStreamApiError && err.code === 10059)) throw err;
+    try {
+      await jsm.streams.add(config);
+    } catch (addErr) {
+      // Another service created it at the same moment.
+      if (!(addErr instanceof JetStreamApiError && addErr.code === 10058)) throw provisionError(`stream ${config.name}`, replicas, addErr);
     }
-    throw err;
+    return;
+  }
+  const same = (config.subjects ?? []).join() === info.config.subjects.join() && info.config.num_replicas === replicas;
+  if (same) return;
+  try {
+    await jsm.streams.update(config.name, { ...info.config, subjects: config.subjects ?? [], num_replicas: replicas });
+  } catch (err) {
+    throw provisionError(`stream ${config.name}`, replicas, err);
   }
 }
 
