@@ -2,29 +2,12 @@ import { randomInt } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { isDeepStrictEqual } from "node:util";
-import { jetstream, jetstreamManager, JetStreamApiError } from "@nats-io/jetstream";
+import { jetstreamManager, JetStreamApiError } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import {
-  Client,
-  DecodeError,
-  RunEvent,
-  decode,
-  decodeView,
-  encodeView,
-  evolve,
-  initialState,
-  isTerminal,
-  messagesOf,
-  names,
-  parseConfig,
-  type ChatMessage,
-  type Names,
-  type RecordedEvent,
-  type RunState,
-} from "@smallchain/shared";
+import { Client, isTerminal, names, parseConfig, type Names, type RunState } from "@smallchain/shared";
 import { scriptByAgent, startFakeOpenAI } from "../../support/fake-openai.js";
 import { ServiceSlot, type ServiceName } from "./services.js";
+import { checkStreams } from "./verify.js";
 
 export type ChaosOptions = {
   natsUrl: string;
@@ -208,24 +191,20 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       completionMs,
       wallMs: 0,
     };
-    const byId = new Map(views.map((v) => [v.runId, v]));
-    for (const runId of runIds) if (!byId.has(runId)) report.notCompleted.push(`${runId}: no view`);
+    const viewed = new Set(views.map((v) => v.runId));
+    for (const runId of runIds) if (!viewed.has(runId)) report.notCompleted.push(`${runId}: no view`);
     for (const v of views) if (v.status !== "Completed") report.notCompleted.push(`${v.runId}: ${v.status}${v.error ? ` (${v.error})` : ""}`);
 
-    const streams = await readAllRuns(nc, n, report);
+    const check = await checkStreams(client, views);
+    report.events = check.events;
+    report.invalidEvents = check.invalidEvents;
+    report.duplicates = check.duplicates;
+    report.viewMismatches = check.viewMismatches;
+    report.contextMismatches = check.contextMismatches;
     const expectedEffects = new Set<string>();
-    for (const [runId, events] of streams) {
-      report.duplicates.push(...duplicatesIn(runId, events));
+    for (const [runId, events] of check.streams) {
       for (const e of events) if (e.type === "ToolCallRequested" && e.data.kind === "tool") expectedEffects.add(`${runId}:tool:${e.data.callId}`);
-      const folded = events.reduce(evolve, initialState(runId));
-      const stored = byId.get(runId);
-      const want = decodeView(encodeView(folded));
-      if (!isDeepStrictEqual(stored, want)) {
-        report.viewMismatches.push(`${runId}: KV ${JSON.stringify(stored)} != fold ${JSON.stringify(want)}`);
-      }
     }
-    for (const runId of byId.keys()) if (!streams.has(runId)) report.viewMismatches.push(`${runId}: a view without events`);
-    report.contextMismatches = await compareContexts(client, streams);
 
     report.toolCalls = expectedEffects.size;
     const effects = new Map<string, number>();
@@ -301,68 +280,6 @@ async function redeliveries(nc: NatsConnection, n: Names): Promise<ChaosReport["
       (await delivered(n.commandsStream, n.consumers.toolWorker)) -
       commands.state.last_seq,
   };
-}
-
-/** Reads the whole EVENTS stream once, validating every message against the RunEvent schema. */
-async function readAllRuns(nc: NatsConnection, n: Names, report: ChaosReport): Promise<Map<string, RecordedEvent[]>> {
-  const runs = new Map<string, RecordedEvent[]>();
-  const jsm = await jetstreamManager(nc);
-  const { state } = await jsm.streams.info(n.eventsStream);
-  if (state.messages === 0) return runs;
-  const consumer = await jetstream(nc).consumers.get(n.eventsStream);
-  const messages = await consumer.consume({ max_messages: 1000 });
-  for await (const m of messages) {
-    report.events++;
-    try {
-      const event = decode(RunEvent, m.data, `event ${m.seq} on ${m.subject}`);
-      const runId = n.runIdOfSubject(m.subject);
-      if (event.runId !== runId) throw new DecodeError(`event ${m.seq} on ${m.subject} names run ${event.runId}`);
-      const list = runs.get(runId) ?? [];
-      list.push({ ...event, seq: m.seq });
-      runs.set(runId, list);
-    } catch (err) {
-      if (!(err instanceof DecodeError)) throw err;
-      report.invalidEvents.push(err.message);
-    }
-    if (m.seq >= state.last_seq) break;
-  }
-  await messages.close();
-  return runs;
-}
-
-function duplicatesIn(runId: string, events: RecordedEvent[]): string[] {
-  const found: string[] = [];
-  const seen = (what: string, keys: string[]) => {
-    const counts = new Map<string, number>();
-    for (const k of keys) counts.set(k, (counts.get(k) ?? 0) + 1);
-    for (const [k, c] of counts) if (c > 1) found.push(`${runId}: ${what} ${k} ${c} times`);
-  };
-  seen("event id", events.map((e) => e.id));
-  seen("result for call", events.flatMap((e) => (e.type === "ToolCallCompleted" || e.type === "ToolCallFailed" ? [e.data.callId] : [])));
-  seen("request of call", events.flatMap((e) => (e.type === "ToolCallRequested" ? [e.data.callId] : [])));
-  seen("LLM request of step", events.flatMap((e) => (e.type === "LLMRequested" ? [String(e.data.step)] : [])));
-  seen("LLM result of step", events.flatMap((e) => (e.type === "LLMResponded" || e.type === "LLMFailed" ? [String(e.data.step)] : [])));
-  seen("child of call", events.flatMap((e) => (e.type === "ChildRunRequested" ? [e.data.callId] : [])));
-  seen("lifecycle event", events.flatMap((e) => (["RunRequested", "RunStarted", "RunCompleted", "RunFailed"].includes(e.type) ? [e.type] : [])));
-  return found;
-}
-
-/** The context window in KV must be the messages the fold of the stream adds, in order. */
-async function compareContexts(client: Client, streams: Map<string, RecordedEvent[]>): Promise<string[]> {
-  const mismatches: string[] = [];
-  const entries = [...streams];
-  const check = async ([runId, events]: [string, RecordedEvent[]]) => {
-    const want: ChatMessage[] = [];
-    let state = initialState(runId);
-    for (const e of events) {
-      want.push(...messagesOf(state, e));
-      state = evolve(state, e);
-    }
-    const got = await client.contextWindow(runId);
-    if (!isDeepStrictEqual(got, want)) mismatches.push(`${runId}: KV ${JSON.stringify(got)} != stream ${JSON.stringify(want)}`);
-  };
-  for (let i = 0; i < entries.length; i += 32) await Promise.all(entries.slice(i, i + 32).map(check));
-  return mismatches;
 }
 
 async function deletePrefix(nc: NatsConnection, prefix: string): Promise<void> {
