@@ -62,17 +62,25 @@ export async function startProjector(opts: ProjectorOptions): Promise<Service> {
         messagesOf(prior, e).forEach((m, i) => messages.push([contextKey(e.runId, prior.messageCount + i), m]));
         requested ||= e.type === "RunRequested";
       });
-      if (requested) {
-        await store.publisher.publish(n.runIndexSubject, encodeRunIndexEntry({ runId: event.runId, at: state.createdAt }), { msgID: `index:${event.runId}` });
-      }
-      // Messages first: a view never points past messages that are not there yet.
-      await Promise.all(messages.map(([key, m]) => put(n.contextBucket, key, encodeMessage(m))));
-      if (state !== before) unwritten.add(event.runId);
-      // With more of this run's events queued, the last of them writes the view. Should we die first, that
-      // event comes back, finds the stored view behind, and catches up from the stream.
-      if (unwritten.has(event.runId) && queue.waiting(event.runId) === 0) {
-        await put(n.runsBucket, event.runId, encodeView(state));
+      try {
+        if (requested) {
+          await store.publisher.publish(n.runIndexSubject, encodeRunIndexEntry({ runId: event.runId, at: state.createdAt }), { msgID: `index:${event.runId}` });
+        }
+        // Messages first: a view never points past messages that are not there yet.
+        await Promise.all(messages.map(([key, m]) => put(n.contextBucket, key, encodeMessage(m))));
+        if (state !== before) unwritten.add(event.runId);
+        // With more of this run's events queued, the last of them writes the view. Should we die first, that
+        // event comes back, finds the stored view behind, and catches up from the stream.
+        if (unwritten.has(event.runId) && queue.waiting(event.runId) === 0) {
+          await put(n.runsBucket, event.runId, encodeView(state));
+          unwritten.delete(event.runId);
+        }
+      } catch (err) {
+        // The fold in memory is ahead of what was stored: forget it, so the redelivered event is folded again
+        // from the stored view and its messages and view are written then (else it would look done already).
+        cache.drop(event.runId);
         unwritten.delete(event.runId);
+        throw err;
       }
       ackSoon(msg);
     });
