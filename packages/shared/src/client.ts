@@ -150,16 +150,20 @@ export class Client {
   }
 }
 
-/** Reads every current value of a bucket with one watch (no request per key). */
+/**
+ * Reads every current value of a bucket with one watch (no request per key). A key written while the watch
+ * catches up comes again as an update: the newest value per key is kept, so no run is listed twice.
+ */
 async function allValues(kv: KV): Promise<Uint8Array[]> {
   const status = await kv.status();
   if (status.values === 0) return [];
-  const out: Uint8Array[] = [];
+  const out = new Map<string, Uint8Array>();
   const watch = await kv.watch({ key: ">" });
   for await (const e of watch) {
-    if (e.operation === "PUT") out.push(e.value);
+    if (e.operation === "PUT") out.set(e.key, e.value);
+    else out.delete(e.key);
     if (e.delta === 0) break;
   }
   watch.stop();
-  return out;
+  return [...out.values()];
 }
