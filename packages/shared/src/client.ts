@@ -7,7 +7,7 @@ import type { ConfigKind, SmallchainConfig } from "./config/schema.js";
 import { ConcurrencyError } from "./errors.js";
 import { EventStore } from "./eventstore.js";
 import { runRequested, type RecordedEvent } from "./events.js";
-import { deriveRunId, newRunId } from "./ids.js";
+import { deriveRunId, isRunId, newRunId } from "./ids.js";
 import type { Names } from "./names.js";
 import { provision, type Buckets } from "./nats/provision.js";
 import { decodeRunIndexEntry, decodeView, getRunView, readContext } from "./run/views.js";
@@ -66,6 +66,9 @@ export class Client {
     if (!task) {
       await this.config.loadAll();
       throw notFound(this.config.lookup(), "task", opts.task);
+    }
+    if (opts.runId !== undefined && !isRunId(opts.runId)) {
+      throw new Error(`run id ${JSON.stringify(opts.runId)} is invalid: it must be 1-64 letters, digits, '_' or '-'`);
     }
     const runId = opts.runId ?? newRunId();
     const event = runRequested(runId, Date.now(), {

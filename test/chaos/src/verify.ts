@@ -8,6 +8,7 @@ import {
   encodeView,
   evolve,
   initialState,
+  isRunId,
   messagesOf,
   type ChatMessage,
   type Client,
@@ -61,6 +62,7 @@ async function readAllRuns(client: Client, report: StreamCheck): Promise<void> {
       const event = decode(RunEvent, m.data, `event ${m.seq} on ${m.subject}`);
       const runId = n.runIdOfSubject(m.subject);
       if (event.runId !== runId) throw new DecodeError(`event ${m.seq} on ${m.subject} names run ${event.runId}`);
+      if (!isRunId(runId)) throw new DecodeError(`event ${m.seq} on ${m.subject}: not a valid run id`);
       const list = runs.get(runId) ?? [];
       list.push({ ...event, seq: m.seq });
       runs.set(runId, list);
