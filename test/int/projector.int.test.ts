@@ -1,6 +1,6 @@
 import { jetstream } from "@nats-io/jetstream";
 import { describe, expect, it } from "vitest";
-import { encode, runRequested } from "@smallchain/shared";
+import { encode, provision, runRequested, type RunEvent } from "@smallchain/shared";
 import { eventually } from "../support/processes.js";
 import { adderConfig } from "../support/configs.js";
 import { startStack } from "../support/stack.js";
@@ -48,5 +48,36 @@ describe("the projector", () => {
       expect(view).toEqual(before[i]![0]);
       expect(await stack.client.contextWindow(r.runId)).toEqual(before[i]![1]);
     }
+  });
+
+  it("writes an event's messages and view when it comes back after its first writes failed", async () => {
+    await using stack = await startStack(["projector"]);
+    const { jetstreamManager } = await import("@nats-io/jetstream");
+    const jsm = await jetstreamManager(stack.nc);
+    await stack.client.store.append(runRequested("rfail", 1, { agent: "a", task: "t", input: "hello" }), 0);
+    await eventually(async () => (await stack.client.getRun("rfail"))?.lastSeq === 1, 10_000, "the run's view");
+    // The context bucket vanishes: the projector folds RunStarted but cannot store its two messages.
+    await jsm.streams.delete(`KV_${stack.names.contextBucket}`);
+    const started: RunEvent = {
+      id: "rfail:started",
+      type: "RunStarted",
+      v: 1,
+      runId: "rfail",
+      at: 2,
+      data: { agent: { name: "a", systemPrompt: "be brief", maxSteps: 5, llm: { name: "m", provider: "openai", model: "m", api_key_env: "OPENAI_API_KEY", parameters: {}, timeout_ms: 1000 }, tools: [] } },
+    };
+    await stack.client.store.append(started);
+    await new Promise((r) => setTimeout(r, 500));
+    await provision(stack.nc, stack.names);
+    // Redelivered after the ack wait, the event must be folded and written again, not taken as done.
+    const view = await eventually(async () => {
+      const v = await stack.client.getRun("rfail");
+      return v?.status === "Running" ? v : undefined;
+    }, 15_000, "the view to show RunStarted");
+    expect(view.messageCount).toBe(2);
+    expect(await stack.client.contextWindow("rfail")).toEqual([
+      { role: "system", content: "be brief" },
+      { role: "user", content: "hello" },
+    ]);
   });
 });

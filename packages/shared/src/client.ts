@@ -8,7 +8,7 @@ import { Control } from "./control.js";
 import { startRunTrace } from "./tracing.js";
 import { EventStore } from "./eventstore.js";
 import { runRequested, type RecordedEvent } from "./events.js";
-import { deriveRunId, newRunId } from "./ids.js";
+import { deriveRunId, isRunId, newRunId } from "./ids.js";
 import type { Names } from "./names.js";
 import { provision, type Buckets, type ProvisionOptions } from "./nats/provision.js";
 import { allValues, decodeRunIndexEntry, decodeView, decodeWaitEntry, getRunView, readContext, type WaitEntry } from "./run/views.js";
@@ -67,6 +67,9 @@ export class Client {
     if (!task) {
       await this.config.loadAll();
       throw notFound(this.config.lookup(), "task", opts.task);
+    }
+    if (opts.runId !== undefined && !isRunId(opts.runId)) {
+      throw new Error(`run id ${JSON.stringify(opts.runId)} is invalid: it must be 1-64 letters, digits, '_' or '-'`);
     }
     const runId = opts.runId ?? newRunId();
     const event = runRequested(

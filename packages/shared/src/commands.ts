@@ -2,6 +2,7 @@ import { z } from "zod";
 import { LlmConfig } from "./config/schema.js";
 import { ChatMessage } from "./run/messages.js";
 import { ToolSnapshot } from "./run/spec.js";
+import { CallId, CommandId, RunId } from "./ids.js";
 
 /**
  * Work for the llm-worker. It carries a reference to the context window (run, step, message count),
@@ -9,8 +10,8 @@ import { ToolSnapshot } from "./run/spec.js";
  * event's deterministic id makes a repeated handling append nothing new.
  */
 export const LlmCommand = z.object({
-  id: z.string(),
-  runId: z.string(),
+  id: CommandId,
+  runId: RunId,
   step: z.number().int().positive(),
   messageCount: z.number().int().nonnegative(),
   llm: LlmConfig,
@@ -25,9 +26,9 @@ export type LlmCommand = z.infer<typeof LlmCommand>;
 
 /** Work for the tool-worker: one tool call. `id` (run id + call id) is the idempotency key passed to the tool. */
 export const ToolCommand = z.object({
-  id: z.string(),
-  runId: z.string(),
-  callId: z.string(),
+  id: CommandId,
+  runId: RunId,
+  callId: CallId,
   step: z.number().int().positive(),
   tool: ToolSnapshot,
   args: z.unknown(),
@@ -41,7 +42,7 @@ export const TaskRequest = z
   .object({
     message: z.string().optional(),
     name: z.string().max(200).optional(),
-    runId: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/).optional(),
+    runId: RunId.optional(),
   })
   .strict();
 export type TaskRequest = z.infer<typeof TaskRequest>;

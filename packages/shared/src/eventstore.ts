@@ -14,6 +14,7 @@ import { DecodeError, decode, encode } from "./codec.js";
 import { JsPublisher } from "./nats/publisher.js";
 import { ConcurrencyError } from "./errors.js";
 import { RunEvent, type RecordedEvent } from "./events.js";
+import { isRunId } from "./ids.js";
 import type { Names } from "./names.js";
 
 export type AppendResult = { seq: number; duplicate: boolean };
@@ -157,6 +158,8 @@ export class EventStore {
     const event = decode(RunEvent, data, `event ${seq} on ${subject}`);
     const runId = this.names.runIdOfSubject(subject);
     if (event.runId !== runId) throw new DecodeError(`event ${seq} on ${subject} names run ${event.runId}`);
+    // A subject token may hold what a run id may not (and a KV key cannot): such a "run" is no run of ours.
+    if (!isRunId(runId)) throw new DecodeError(`event ${seq} on ${subject}: run id ${JSON.stringify(runId)} is not 1-64 letters, digits, '_' or '-'`);
     return { ...event, seq };
   }
 }

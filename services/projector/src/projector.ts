@@ -140,22 +140,30 @@ export async function startProjector(opts: ProjectorOptions): Promise<Service> {
         requested ||= e.type === "RunRequested";
         first ??= prior;
       });
-      for (const [key, entry] of waitChanges) {
-        if (entry) await buckets.waits.put(key, encodeWaitEntry(entry));
-        else await buckets.waits.delete(key);
-      }
       if (first) metrics?.runTransition(first.lastSeq === 0 ? undefined : first.status, state.status);
-      if (requested) {
-        await store.publisher.publish(n.runIndexSubject, encodeRunIndexEntry({ runId: event.runId, at: state.createdAt }), { msgID: `index:${event.runId}` });
-      }
-      // Messages first: a view never points past messages that are not there yet.
-      await Promise.all(messages.map(([key, m]) => put(n.contextBucket, key, encodeMessage(m))));
-      if (state !== before) unwritten.add(event.runId);
-      // With more of this run's events queued, the last of them writes the view. Should we die first, that
-      // event comes back, finds the stored view behind, and catches up from the stream.
-      if (unwritten.has(event.runId) && queue.waiting(event.runId) === 0) {
-        await put(n.runsBucket, event.runId, encodeView(state));
+      try {
+        for (const [key, entry] of waitChanges) {
+          if (entry) await buckets.waits.put(key, encodeWaitEntry(entry));
+          else await buckets.waits.delete(key);
+        }
+        if (requested) {
+          await store.publisher.publish(n.runIndexSubject, encodeRunIndexEntry({ runId: event.runId, at: state.createdAt }), { msgID: `index:${event.runId}` });
+        }
+        // Messages first: a view never points past messages that are not there yet.
+        await Promise.all(messages.map(([key, m]) => put(n.contextBucket, key, encodeMessage(m))));
+        if (state !== before) unwritten.add(event.runId);
+        // With more of this run's events queued, the last of them writes the view. Should we die first, that
+        // event comes back, finds the stored view behind, and catches up from the stream.
+        if (unwritten.has(event.runId) && queue.waiting(event.runId) === 0) {
+          await put(n.runsBucket, event.runId, encodeView(state));
+          unwritten.delete(event.runId);
+        }
+      } catch (err) {
+        // The fold in memory is ahead of what was stored: forget it, so the redelivered event is folded again
+        // from the stored view and its messages and view are written then (else it would look done already).
+        cache.drop(event.runId);
         unwritten.delete(event.runId);
+        throw err;
       }
       ackSoon(msg);
     });

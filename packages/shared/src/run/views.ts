@@ -88,18 +88,22 @@ export function decodeWaitEntry(bytes: Uint8Array): WaitEntry {
   return packr.unpack(bytes) as WaitEntry;
 }
 
-/** Reads every current value of a bucket with one watch (no request per key). */
+/**
+ * Reads every current value of a bucket with one watch (no request per key). A key written while the watch
+ * catches up comes again as an update: the newest value per key is kept, so no run is listed twice.
+ */
 export async function allValues(kv: KV): Promise<Uint8Array[]> {
   const status = await kv.status();
   if (status.values === 0) return [];
-  const out: Uint8Array[] = [];
+  const out = new Map<string, Uint8Array>();
   const watch = await kv.watch({ key: ">" });
   for await (const e of watch) {
-    if (e.operation === "PUT") out.push(e.value);
+    if (e.operation === "PUT") out.set(e.key, e.value);
+    else out.delete(e.key);
     if (e.delta === 0) break;
   }
   watch.stop();
-  return out;
+  return [...out.values()];
 }
 
 /** A timers-bucket entry: wake run `runId` at `dueAt` about call `callId`. The due time itself is in the run's stream. */

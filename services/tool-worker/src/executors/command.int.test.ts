@@ -101,6 +101,22 @@ describe("runCommand", () => {
       delete process.env.SMALLCHAIN_TEST_SECRET;
     });
 
+    it("hides the worker's own secrets (API keys, NATS credentials) from the script", async () => {
+      const secrets = { OPENAI_API_KEY: "sk-test-secret", NATS_TOKEN: "nats-secret", NATS_PASS: "nats-pass", NATS_CREDS: "/secret.creds" };
+      const saved = Object.fromEntries(Object.keys(secrets).map((k) => [k, process.env[k]]));
+      Object.assign(process.env, secrets);
+      try {
+        const env = await readEnv([]);
+        expect(Object.keys(secrets).filter((k) => k in env)).toEqual([]);
+        expect(JSON.stringify(env)).not.toMatch(/secret|nats-pass/);
+      } finally {
+        for (const [k, v] of Object.entries(saved)) {
+          if (v === undefined) delete process.env[k];
+          else process.env[k] = v;
+        }
+      }
+    });
+
     it("scrubs everything but the basics and the call's identifiers", async () => {
       process.env.SMALLCHAIN_TEST_SECRET = "hunter2";
       const env = await readEnv([]);

@@ -1,0 +1,112 @@
+import { isDeepStrictEqual } from "node:util";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import {
+  DecodeError,
+  RunEvent,
+  decode,
+  decodeView,
+  encodeView,
+  evolve,
+  initialState,
+  isRunId,
+  messagesOf,
+  type ChatMessage,
+  type Client,
+  type RecordedEvent,
+  type RunState,
+} from "@smallchain/shared";
+
+export type StreamCheck = {
+  /** Every valid event, by run, in stream order. */
+  streams: Map<string, RecordedEvent[]>;
+  events: number;
+  invalidEvents: string[];
+  /** Event ids seen twice, or two results for one call or step, per run. */
+  duplicates: string[];
+  viewMismatches: string[];
+  contextMismatches: string[];
+};
+
+/**
+ * Reads the whole EVENTS stream once, validates every event with the RunEvent schema, looks for duplicates in
+ * each run, and folds each run's events: the fold must equal the run's view in KV (`views`, as listed by the
+ * client) and the messages it adds must be the context window in KV.
+ */
+export async function checkStreams(client: Client, views: RunState[]): Promise<StreamCheck> {
+  const check: StreamCheck = { streams: new Map(), events: 0, invalidEvents: [], duplicates: [], viewMismatches: [], contextMismatches: [] };
+  await readAllRuns(client, check);
+  const byId = new Map(views.map((v) => [v.runId, v]));
+  for (const [runId, events] of check.streams) {
+    check.duplicates.push(...duplicatesIn(runId, events));
+    const want = decodeView(encodeView(events.reduce(evolve, initialState(runId))));
+    const stored = byId.get(runId);
+    if (!isDeepStrictEqual(stored, want)) check.viewMismatches.push(`${runId}: KV ${JSON.stringify(stored)} != fold ${JSON.stringify(want)}`);
+  }
+  for (const runId of byId.keys()) if (!check.streams.has(runId)) check.viewMismatches.push(`${runId}: a view without events`);
+  check.contextMismatches = await compareContexts(client, check.streams);
+  return check;
+}
+
+/** Reads the whole EVENTS stream once, validating every message against the RunEvent schema. */
+async function readAllRuns(client: Client, report: StreamCheck): Promise<void> {
+  const { nc, names: n } = client;
+  const runs = report.streams;
+  const jsm = await jetstreamManager(nc);
+  const { state } = await jsm.streams.info(n.eventsStream);
+  if (state.messages === 0) return;
+  const consumer = await jetstream(nc).consumers.get(n.eventsStream);
+  const messages = await consumer.consume({ max_messages: 1000 });
+  for await (const m of messages) {
+    report.events++;
+    try {
+      const event = decode(RunEvent, m.data, `event ${m.seq} on ${m.subject}`);
+      const runId = n.runIdOfSubject(m.subject);
+      if (event.runId !== runId) throw new DecodeError(`event ${m.seq} on ${m.subject} names run ${event.runId}`);
+      if (!isRunId(runId)) throw new DecodeError(`event ${m.seq} on ${m.subject}: not a valid run id`);
+      const list = runs.get(runId) ?? [];
+      list.push({ ...event, seq: m.seq });
+      runs.set(runId, list);
+    } catch (err) {
+      if (!(err instanceof DecodeError)) throw err;
+      report.invalidEvents.push(err.message);
+    }
+    if (m.seq >= state.last_seq) break;
+  }
+  await messages.close();
+}
+
+function duplicatesIn(runId: string, events: RecordedEvent[]): string[] {
+  const found: string[] = [];
+  const seen = (what: string, keys: string[]) => {
+    const counts = new Map<string, number>();
+    for (const k of keys) counts.set(k, (counts.get(k) ?? 0) + 1);
+    for (const [k, c] of counts) if (c > 1) found.push(`${runId}: ${what} ${k} ${c} times`);
+  };
+  seen("event id", events.map((e) => e.id));
+  seen("result for call", events.flatMap((e) => (e.type === "ToolCallCompleted" || e.type === "ToolCallFailed" ? [e.data.callId] : [])));
+  seen("request of call", events.flatMap((e) => (e.type === "ToolCallRequested" ? [e.data.callId] : [])));
+  seen("LLM request of step", events.flatMap((e) => (e.type === "LLMRequested" ? [String(e.data.step)] : [])));
+  seen("LLM result of step", events.flatMap((e) => (e.type === "LLMResponded" || e.type === "LLMFailed" ? [String(e.data.step)] : [])));
+  seen("child of call", events.flatMap((e) => (e.type === "ChildRunRequested" ? [e.data.callId] : [])));
+  seen("lifecycle event", events.flatMap((e) => (["RunRequested", "RunStarted", "RunCompleted", "RunFailed"].includes(e.type) ? [e.type] : [])));
+  return found;
+}
+
+/** The context window in KV must be the messages the fold of the stream adds, in order. */
+async function compareContexts(client: Client, streams: Map<string, RecordedEvent[]>): Promise<string[]> {
+  const mismatches: string[] = [];
+  const entries = [...streams];
+  const check = async ([runId, events]: [string, RecordedEvent[]]) => {
+    const want: ChatMessage[] = [];
+    let state = initialState(runId);
+    for (const e of events) {
+      want.push(...messagesOf(state, e));
+      state = evolve(state, e);
+    }
+    const got = await client.contextWindow(runId);
+    if (!isDeepStrictEqual(got, want)) mismatches.push(`${runId}: KV ${JSON.stringify(got)} != stream ${JSON.stringify(want)}`);
+  };
+  for (let i = 0; i < entries.length; i += 32) await Promise.all(entries.slice(i, i + 32).map(check));
+  return mismatches;
+}
+
