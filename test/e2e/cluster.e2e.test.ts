@@ -103,7 +103,16 @@ describe("a 3-node JetStream cluster with replicas: 3", () => {
           // Say where a stuck run stands: its stream, and what the view holds.
           const events = await client.events(r.runId);
           const view = await client.getRun(r.runId);
-          throw new Error(`${err.message}\nevents: ${events.map((e) => `${e.seq}:${e.type}`).join(" ")}\nview lastSeq ${view?.lastSeq} turn ${JSON.stringify(view?.turn)}`);
+          const consumers = await Promise.all(
+            [n.consumers.llmWorker, n.consumers.toolWorker].map(async (c) => {
+              const i = await jsm.consumers.info(n.commandsStream, c);
+              return `${c}: pending ${i.num_pending} ack_pending ${i.num_ack_pending} redelivered ${i.num_redelivered} waiting ${i.num_waiting}`;
+            }),
+          );
+          const logs = procs.map((p) => `--- ${p.name}\n${p.output().split("\n").filter((l) => l.includes(r.runId) || /"level":(40|50)/.test(l)).slice(-15).join("\n")}`);
+          throw new Error(
+            `${err.message}\nevents: ${events.map((e) => `${e.seq}:${e.type}`).join(" ")}\nview lastSeq ${view?.lastSeq} turn ${JSON.stringify(view?.turn)}\n${consumers.join("\n")}\n${logs.join("\n")}`,
+          );
         }),
       ),
     );

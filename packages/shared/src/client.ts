@@ -149,19 +149,31 @@ export class Client {
 
   /** Resolves with the run's view once `until` holds (by default: the run has ended). */
   async waitForRun(runId: string, { timeoutMs = 60_000, until = isTerminal }: { timeoutMs?: number; until?: (s: RunState) => boolean } = {}): Promise<RunState> {
-    const watch = await this.buckets.runs.watch({ key: runId });
-    const timer = setTimeout(() => watch.stop(), timeoutMs);
-    try {
-      for await (const e of watch) {
-        if (e.operation !== "PUT") continue;
-        const view = decodeView(e.value);
-        if (until(view)) return view;
+    const deadline = Date.now() + timeoutMs;
+    // A watch can fail while JetStream is briefly unavailable (a cluster electing a new leader): watch again.
+    while (Date.now() < deadline) {
+      let watch;
+      try {
+        watch = await this.buckets.runs.watch({ key: runId });
+      } catch {
+        await new Promise((r) => setTimeout(r, 250));
+        continue;
       }
-    } finally {
-      clearTimeout(timer);
-      watch.stop();
+      const timer = setTimeout(() => watch.stop(), Math.max(0, deadline - Date.now()));
+      try {
+        for await (const e of watch) {
+          if (e.operation !== "PUT") continue;
+          const view = decodeView(e.value);
+          if (until(view)) return view;
+        }
+      } catch {
+        await new Promise((r) => setTimeout(r, 250));
+      } finally {
+        clearTimeout(timer);
+        watch.stop();
+      }
     }
-    const last = await this.getRun(runId);
+    const last = await this.getRun(runId).catch(() => undefined);
     throw new Error(`run ${runId} did not reach the expected state within ${timeoutMs} ms (status: ${last?.status ?? "unknown"})`);
   }
 }

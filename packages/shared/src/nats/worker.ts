@@ -51,8 +51,9 @@ export async function startCommandWorker<S extends z.ZodType>(opts: CommandWorke
     durable_name: opts.durable,
     filter_subject: opts.filterSubject,
     ack_wait: opts.ackWaitMs * 1_000_000,
-    // One delivery beyond ours: if a worker dies during the last attempt, the next one records the failure.
-    max_deliver: opts.maxDeliver + 1,
+    // The server never gives up on a command: we count attempts (deliveryCount) and record the failure
+    // ourselves, even when a worker died during the last attempt or could not store its failure.
+    max_deliver: -1,
     max_ack_pending: 10_000,
   });
 
@@ -73,25 +74,31 @@ export async function startCommandWorker<S extends z.ZodType>(opts: CommandWorke
       throw err;
     }
     const deliveryCount = msg.info.deliveryCount;
-    if (deliveryCount > opts.maxDeliver) {
-      await store.append(opts.failure(command, `gave up after ${opts.maxDeliver} attempts (the last one did not finish)`, true));
-      msg.term();
-      done("failed");
-      return;
-    }
-    const controller = new AbortController();
     const heartbeat = setInterval(() => msg.working(), Math.max(1000, opts.ackWaitMs / 3));
     try {
+      if (deliveryCount > opts.maxDeliver) {
+        await appendPatiently(store, opts.failure(command, `gave up after ${opts.maxDeliver} attempts (the last one did not finish)`, true), log);
+        msg.term();
+        done("failed");
+        return;
+      }
+      await attempt(msg, command, deliveryCount, done);
+    } finally {
+      clearInterval(heartbeat);
+    }
+  };
+
+  const attempt = async (msg: JsMsg, command: z.infer<S>, deliveryCount: number, done: (outcome: CommandOutcome) => void): Promise<void> => {
+    const controller = new AbortController();
+    let event: RunEvent | null;
+    try {
       const runId = (command as { runId?: unknown }).runId;
-      const event = await inSpan(
+      event = await inSpan(
         `${opts.what} ${msg.subject}`,
         msg.headers?.get("traceparent") || undefined,
         { "smallchain.run_id": typeof runId === "string" ? runId : "", "smallchain.delivery": deliveryCount },
         () => opts.execute(command, { signal: controller.signal, deliveryCount }),
       );
-      if (event) await store.append(event);
-      ackSoon(msg);
-      done("ok");
     } catch (raw) {
       // Stop whatever the failed attempt left running (a subprocess, an HTTP request).
       controller.abort();
@@ -106,12 +113,15 @@ export async function startCommandWorker<S extends z.ZodType>(opts: CommandWorke
       }
       const reason = retryable ? `gave up after ${deliveryCount} attempts: ${err.message}` : err.message;
       log.warn({ seq: msg.seq, deliveryCount, err: err.message }, `${opts.what} command failed for good`);
-      await store.append(opts.failure(command, reason, retryable));
+      await appendPatiently(store, opts.failure(command, reason, retryable), log);
       msg.term();
       done("failed");
-    } finally {
-      clearInterval(heartbeat);
+      return;
     }
+    // The work is done: storing its result is retried here, not by running the work (an LLM call, a tool) again.
+    if (event) await appendPatiently(store, event, log);
+    ackSoon(msg);
+    done("ok");
   };
 
   return startConsumerLoop(opts.nc, {
@@ -122,6 +132,26 @@ export async function startCommandWorker<S extends z.ZodType>(opts: CommandWorke
     log,
     metrics,
   });
+}
+
+/**
+ * Appends a result, retrying while JetStream is briefly unavailable (a restarting server, a cluster electing a
+ * leader) for about two minutes; the caller keeps the command alive meanwhile. Then it gives up: the command
+ * is redelivered.
+ */
+async function appendPatiently(store: EventStore, event: RunEvent, log: Logger): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await store.append(event);
+      return;
+    } catch (err) {
+      if (attempt >= 60) throw err;
+      if (attempt === 1 || attempt % 10 === 0) {
+        log.warn({ runId: event.runId, event: event.id, attempt, err: (err as Error).message }, "storing a result failed; trying again");
+      }
+      await new Promise((r) => setTimeout(r, Math.min(2000, 100 * 2 ** attempt)));
+    }
+  }
 }
 
 function backoffMs(deliveryCount: number): number {
