@@ -13,8 +13,10 @@ import { provision, type Buckets } from "./nats/provision.js";
 import { allValues, decodeRunIndexEntry, decodeView, decodeWaitEntry, getRunView, readContext, type WaitEntry } from "./run/views.js";
 import { isTerminal, type RunState } from "./run/state.js";
 import type { ChatMessage } from "./run/messages.js";
+import { budgetHourMs, type Limits, type Spend } from "./run/budget.js";
+import { spendBetween, type SpendKind } from "./run/spend.js";
 
-export type StartRunOptions = { task: string; message?: string; name?: string; runId?: string };
+export type StartRunOptions = { task: string; message?: string; name?: string; runId?: string; limits?: Limits };
 export type StartedRun = { runId: string; name?: string; created: boolean };
 export type ApplyResult = { changed: string[]; unchanged: string[]; runs: StartedRun[] };
 
@@ -73,6 +75,7 @@ export class Client {
       task: task.name,
       input: opts.message ?? task.user_message,
       name: opts.name,
+      limits: opts.limits,
     });
     try {
       const r = await this.store.append(event, 0);
@@ -130,6 +133,14 @@ export class Client {
     }
     const views = await Promise.all([...ids].map((id) => this.getRun(id)));
     return { runs: views.filter((v): v is RunState => v !== undefined).sort(newestFirst), total: state.messages };
+  }
+
+  /**
+   * What a run, an agent or a task spent from the budget hour `since` falls in to now (priced LLM calls only), from
+   * the projector's spend bucket: one read per hour of the window.
+   */
+  spend(kind: SpendKind, name: string, since: number, until = Date.now(), hourMs = budgetHourMs()): Promise<Spend> {
+    return spendBetween(this.buckets.spend, kind, name, since, until, hourMs);
   }
 
   events(runId: string): Promise<RecordedEvent[]> {

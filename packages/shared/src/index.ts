@@ -26,3 +26,5 @@ export * from "./nats/batch.js";
 export * from "./control.js";
 export * from "./metrics/metrics.js";
 export * from "./metrics/server.js";
+export * from "./run/budget.js";
+export * from "./run/spend.js";

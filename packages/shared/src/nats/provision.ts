@@ -17,7 +17,7 @@ import type { Names } from "../names.js";
 
 export type ProvisionOptions = { replicas?: number };
 
-export type Buckets = { runs: KV; context: KV; config: KV; effects: KV; timers: KV; waits: KV };
+export type Buckets = { runs: KV; context: KV; config: KV; effects: KV; timers: KV; waits: KV; spend: KV };
 
 /** How long a finished tool call is remembered, so a late redelivery of its command does not run it again. */
 const EFFECTS_TTL_MS = 7 * 24 * 3600 * 1000;
@@ -64,7 +64,7 @@ export async function provision(nc: NatsConnection, n: Names, opts: ProvisionOpt
     num_replicas: replicas,
   });
   const kvm = new Kvm(jetstream(nc));
-  const [runs, context, config, effects, timers, waits] = await Promise.all([
+  const [runs, context, config, effects, timers, waits, spend] = await Promise.all([
     kvm.create(n.runsBucket, { history: 1, replicas, storage: StorageType.File }),
     kvm.create(n.contextBucket, { history: 1, replicas, storage: StorageType.File }),
     kvm.create(n.configBucket, { history: 10, replicas, storage: StorageType.File }),
@@ -72,8 +72,9 @@ export async function provision(nc: NatsConnection, n: Names, opts: ProvisionOpt
     kvm.create(n.effectsBucket, { history: 1, replicas, storage: StorageType.File, ttl: EFFECTS_TTL_MS }),
     kvm.create(n.timersBucket, { history: 1, replicas, storage: StorageType.File }),
     kvm.create(n.waitsBucket, { history: 1, replicas, storage: StorageType.File }),
+    kvm.create(n.spendBucket, { history: 1, replicas, storage: StorageType.File }),
   ]);
-  return { runs, context, config, effects, timers, waits };
+  return { runs, context, config, effects, timers, waits, spend };
 }
 
 async function ensureStream(jsm: JetStreamManager, config: Partial<StreamConfig> & { name: string }): Promise<void> {
