@@ -56,7 +56,9 @@ async function addTo(kv: KV, key: string, runId: string, seq: number, spend: Spe
       seqs: { ...entry?.seqs, [runId]: seq },
     };
     try {
-      await kv.update(key, encode(next), current && current.operation === "PUT" ? current.revision : 0);
+      // create refuses a key that exists, update one that moved: either way another writer came first.
+      if (current) await kv.update(key, encode(next), current.revision);
+      else await kv.create(key, encode(next));
       return;
     } catch (err) {
       if (attempt >= MAX_ATTEMPTS) throw new ConcurrencyError(`spend ${key}: gave up after ${attempt} conflicting writes`, { cause: err });
