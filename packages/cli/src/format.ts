@@ -1,4 +1,4 @@
-import { assertNever, displayStatus, type LiveMessage, type RecordedEvent, type RunState, type WaitEntry } from "@smallchain/shared";
+import { assertNever, displayStatus, totalSpend, type LiveMessage, type Spend, type RecordedEvent, type RunState, type WaitEntry } from "@smallchain/shared";
 
 const MAX = 160;
 
@@ -27,7 +27,7 @@ export function summarize(event: RecordedEvent): string {
       const d = event.data;
       const calls = d.toolCalls.map((c) => `${c.name}(${clip(c.arguments, 60)})`).join(", ");
       const said = d.content ? `"${clip(d.content, 100)}"` : "";
-      const tokens = `${d.usage.promptTokens}+${d.usage.completionTokens} tokens ${d.durationMs}ms`;
+      const tokens = `${d.usage.promptTokens}+${d.usage.completionTokens} tokens${d.costUsd !== undefined ? ` ${usd(d.costUsd)}` : ""} ${d.durationMs}ms`;
       return `step ${d.step} ${[said, calls && `calls ${calls}`].filter(Boolean).join(" ")} (${tokens})`;
     }
     case "LLMFailed":
@@ -56,6 +56,21 @@ export function summarize(event: RecordedEvent): string {
       return `${event.data.callId} ${event.data.outcome}: ${clip(event.data.result, 120)}`;
     case "ChildRunRequested":
       return `${event.data.callId} child=${event.data.childRunId} agent=${event.data.agent}`;
+    case "ChildRunEnded":
+      return `child=${event.data.childRunId} ${event.data.status}${event.data.output !== undefined ? ` "${clip(event.data.output, 80)}"` : ""}${event.data.error ? ` ${clip(event.data.error, 80)}` : ""} (${spendText(event.data.spend)})`;
+    case "TasksAwaited":
+      return `${event.data.callId} waits for ${event.data.runIds.join(", ")}`;
+    case "TaskCancelRequested":
+      return `${event.data.callId} cancels ${event.data.childRunId}`;
+    case "BudgetExceeded": {
+      const d = event.data;
+      return `${d.limit} ${d.value} reached (used ${d.used}) -> ${d.action}${d.until !== undefined ? ` until ${new Date(d.until).toISOString()}` : ""}`;
+    }
+    case "RunResumed": {
+      const d = event.data;
+      const raise = Object.entries(d.raise ?? {}).map(([k, v]) => `+${v} ${k}`).join(" ");
+      return `${d.auto ? "budget window rolled over" : `resumed${by(d.by)}`}${raise ? ` ${raise}` : ""}${d.lift?.length ? ` lifted ${d.lift.join(", ")}` : ""}`;
+    }
     case "RunCompleted":
       return `"${clip(event.data.output)}"`;
     case "RunFailed":
@@ -65,6 +80,15 @@ export function summarize(event: RecordedEvent): string {
     default:
       return assertNever(event);
   }
+}
+
+/** Dollars with enough digits for small calls: $0.0075. */
+export function usd(n: number): string {
+  return `$${n === 0 ? "0" : n >= 1 ? n.toFixed(2) : n.toPrecision(3).replace(/0+$/, "").replace(/\.$/, "")}`;
+}
+
+function spendText(s: Spend): string {
+  return `${s.tokens} tokens ${usd(s.costUsd)}`;
 }
 
 function by(who: string | undefined): string {
@@ -110,7 +134,8 @@ export function runRowWide(run: RunState): Record<string, string | number> {
   return {
     ...runRow(run),
     STEP: run.step,
-    TOKENS: run.usage.totalTokens,
+    TOKENS: totalSpend(run).tokens,
+    COST: usd(totalSpend(run).costUsd),
     PARENT: run.parent?.runId ?? "",
     AGE: age(run.createdAt),
   };

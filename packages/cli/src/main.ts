@@ -5,6 +5,7 @@ import { describeRun } from "./commands/describe.js";
 import { getEvents, getRuns } from "./commands/get.js";
 import { run } from "./commands/run.js";
 import { approve, getWaits, reject, respond } from "./commands/waits.js";
+import { cancel, resume } from "./commands/lifecycle.js";
 import { UserError, exitCodeOf, type GlobalOptions } from "./context.js";
 
 // `smallchain get events | head` closes the pipe early: that is the reader's choice, not an error.
@@ -37,8 +38,34 @@ program
   .option("--name <name>", "a name for the run")
   .option("-w, --wait", "follow the run's events and wait for it to finish")
   .option("--timeout <seconds>", "with --wait: give up after this many seconds", "600")
+  .option("--max-steps <n>", "fail (or pause) the run before LLM call n+1")
+  .option("--max-tokens <n>", "limit the tokens of the run and its children")
+  .option("--max-cost <usd>", "limit the spend of the run and its children, in US dollars")
+  .option("--max-duration <duration>", "limit the run's wall-clock time, e.g. 10m, 2h")
+  .addOption(new Option("--on-exceeded <action>", "when a limit is reached").choices(["fail", "pause"]))
   .addOption(output())
   .action((task: string, o: object) => run(task, { ...globals(), ...o }));
+
+program
+  .command("resume")
+  .description("resume a paused run; without --add-*, the limit that paused it is lifted for the rest of the run")
+  .argument("<run>", "run id")
+  .option("--add-cost <usd>", "raise max_cost_usd by this many dollars")
+  .option("--add-tokens <n>", "raise max_tokens")
+  .option("--add-steps <n>", "raise max_steps")
+  .option("--add-duration <duration>", "raise max_duration, e.g. 30m")
+  .option("--by <name>", "who resumes (default: your user name)")
+  .addOption(output())
+  .action((runId: string, o: object) => resume(runId, { ...globals(), ...o }));
+
+program
+  .command("cancel")
+  .description("cancel a run and every run it started")
+  .argument("<run>", "run id")
+  .option("--reason <text>", "why (recorded with the cancellation)")
+  .option("--by <name>", "who cancels (default: your user name)")
+  .addOption(output())
+  .action((runId: string, o: object) => cancel(runId, { ...globals(), ...o }));
 
 const get = program.command("get").description("list runs or events");
 get

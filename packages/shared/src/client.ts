@@ -14,8 +14,10 @@ import { provision, type Buckets, type ProvisionOptions } from "./nats/provision
 import { allValues, decodeRunIndexEntry, decodeView, decodeWaitEntry, getRunView, readContext, type WaitEntry } from "./run/views.js";
 import { isTerminal, type RunState } from "./run/state.js";
 import type { ChatMessage } from "./run/messages.js";
+import { budgetHourMs, type Limits, type Spend } from "./run/budget.js";
+import { spendBetween, type SpendKind } from "./run/spend.js";
 
-export type StartRunOptions = { task: string; message?: string; name?: string; runId?: string };
+export type StartRunOptions = { task: string; message?: string; name?: string; runId?: string; limits?: Limits };
 export type StartedRun = { runId: string; name?: string; created: boolean };
 export type ApplyResult = { changed: string[]; unchanged: string[]; runs: StartedRun[] };
 
@@ -75,7 +77,7 @@ export class Client {
     const event = runRequested(
       runId,
       Date.now(),
-      { agent: task.agent, task: task.name, input: opts.message ?? task.user_message, name: opts.name },
+      { agent: task.agent, task: task.name, input: opts.message ?? task.user_message, name: opts.name, limits: opts.limits },
       startRunTrace(runId, { "smallchain.task": task.name }),
     );
     try {
@@ -134,6 +136,14 @@ export class Client {
     }
     const views = await Promise.all([...ids].map((id) => this.getRun(id)));
     return { runs: views.filter((v): v is RunState => v !== undefined).sort(newestFirst), total: state.messages };
+  }
+
+  /**
+   * What a run, an agent or a task spent from the budget hour `since` falls in to now (priced LLM calls only), from
+   * the projector's spend bucket: one read per hour of the window.
+   */
+  spend(kind: SpendKind, name: string, since: number, until = Date.now(), hourMs = budgetHourMs()): Promise<Spend> {
+    return spendBetween(this.buckets.spend, kind, name, since, until, hourMs);
   }
 
   events(runId: string): Promise<RecordedEvent[]> {

@@ -6,6 +6,7 @@ import type { EventStore } from "./eventstore.js";
 import type { RecordedEvent, RunEvent } from "./events.js";
 import { argsDigest, evolve, findCall, initialState, isTerminal, tokenDigest, type CallState, type RunState } from "./run/state.js";
 import { getRunView } from "./run/views.js";
+import { LimitRaise } from "./run/budget.js";
 
 /** Why a person's or the outside world's input was refused; `code` maps to an HTTP status and a CLI exit code. */
 export class ControlError extends Error {
@@ -41,10 +42,18 @@ export const CallbackResult = z.union([
 ]);
 export type CallbackResult = z.infer<typeof CallbackResult>;
 
+/** Resume a paused run: `raise` adds to its limits; without it, the limit that paused the run is lifted for the rest of the run. */
+export const ResumeInput = z.object({ by: z.string().max(200).optional(), raise: LimitRaise.optional() }).strict();
+export type ResumeInput = z.infer<typeof ResumeInput>;
+
+export const CancelInput = z.object({ by: z.string().max(200).optional(), reason: z.string().max(10_000).optional() }).strict();
+export type CancelInput = z.infer<typeof CancelInput>;
+
 const MAX_RESULT_CHARS = 256 * 1024;
 const MAX_ATTEMPTS = 8;
 
-export type Accepted = { runId: string; callId: string; event: RecordedEvent };
+/** `callId` is absent for input to the run as a whole (resume, cancel). */
+export type Accepted = { runId: string; callId?: string; event: RecordedEvent };
 
 /**
  * Input from people and the outside world into a waiting run: approvals, answers and callback results. Each
@@ -111,6 +120,30 @@ export class Control {
     });
   }
 
+  /** A paused run goes on, with raised limits (or the one that paused it lifted). */
+  async resume(runId: string, input: ResumeInput): Promise<Accepted> {
+    return this.appendTo(runId, (state) => {
+      if (state.eventCount === 0) throw new ControlError("not_found", `run ${runId} not found`);
+      if (state.status !== "Paused" || !state.pause) throw new ControlError("conflict", `run ${runId} is not paused (it is ${state.status})`);
+      const raise = Object.fromEntries(Object.entries(input.raise ?? {}).filter(([, v]) => v !== undefined && v > 0));
+      const data = {
+        ...(input.by !== undefined && { by: input.by }),
+        ...(Object.keys(raise).length > 0 ? { raise } : { lift: [state.pause.limit] }),
+      };
+      return { id: `${runId}:resumed:${state.resumes + 1}`, type: "RunResumed", v: 1, runId, at: Date.now(), data };
+    });
+  }
+
+  /** Cancels a run; the scheduler then cancels its children, and theirs (effects of RunCancelled). */
+  async cancel(runId: string, input: CancelInput): Promise<Accepted> {
+    return this.appendTo(runId, (state) => {
+      if (state.eventCount === 0) throw new ControlError("not_found", `run ${runId} not found`);
+      if (isTerminal(state)) throw new ControlError("conflict", `run ${runId} has ended (${state.status})`);
+      const reason = `cancelled${input.by ? ` by ${input.by}` : ""}${input.reason ? `: ${input.reason}` : ""}`;
+      return { id: `${runId}:cancelled`, type: "RunCancelled", v: 1, runId, at: Date.now(), data: { reason } };
+    });
+  }
+
   /** The run's current state: its stored view, caught up with the stream. */
   async current(runId: string): Promise<RunState> {
     const view = await getRunView(this.runs, runId);
@@ -143,7 +176,8 @@ export class Control {
       try {
         const r = await this.store.append(event, state.lastSeq);
         if (r.duplicate) throw new ConcurrencyError(`run ${runId}: ${event.id} was recorded meanwhile`);
-        return { runId, callId: (event.data as { callId: string }).callId, event: { ...event, seq: r.seq } };
+        const callId = (event.data as { callId?: string }).callId;
+        return { runId, ...(callId !== undefined && { callId }), event: { ...event, seq: r.seq } };
       } catch (err) {
         // The run moved on meanwhile: check again against what it is now.
         if (!(err instanceof ConcurrencyError) || attempt >= MAX_ATTEMPTS) throw err;

@@ -2,6 +2,7 @@ import { z } from "zod";
 import { ChatMessage, ToolCallRecord } from "./run/messages.js";
 import { AgentSnapshot } from "./run/spec.js";
 import { OnTimeout } from "./config/schema.js";
+import { LimitName, LimitRaise, Limits, Spend } from "./run/budget.js";
 
 export const Usage = z.object({
   promptTokens: z.number().int().nonnegative(),
@@ -42,6 +43,10 @@ export const RunEvent = z.discriminatedUnion("type", [
       depth: z.number().int().nonnegative(),
       rootRunId: z.string(),
       parent: ParentRef.optional(),
+      /** Hard limits of this run (with the agent's: the stricter wins). */
+      limits: Limits.optional(),
+      /** Spawned (spawn_task): the parent goes on without waiting, and hears of the end through ChildRunEnded. */
+      detached: z.boolean().optional(),
     }),
   ),
   event("RunStarted", z.object({ agent: AgentSnapshot })),
@@ -56,6 +61,8 @@ export const RunEvent = z.discriminatedUnion("type", [
       model: z.string(),
       finishReason: z.string().nullable(),
       durationMs: z.number().nonnegative(),
+      /** At the llm's configured prices; absent: unknown (counted as 0). */
+      costUsd: z.number().nonnegative().optional(),
     }),
   ),
   event("LLMFailed", z.object({ step: z.number().int().positive(), error: z.string(), retryable: z.boolean() })),
@@ -95,9 +102,42 @@ export const RunEvent = z.discriminatedUnion("type", [
     "TimerFired",
     z.object({ callId: z.string(), dueAt: z.number(), outcome: z.enum(["completed", "rejected", "failed"]), result: z.string() }),
   ),
-  event("ToolCallCompleted", z.object({ callId: z.string(), result: z.string(), durationMs: z.number().nonnegative().optional() })),
-  event("ToolCallFailed", z.object({ callId: z.string(), error: z.string() })),
-  event("ChildRunRequested", z.object({ callId: z.string(), childRunId: z.string(), agent: z.string(), input: z.string() })),
+  /** `childSpend`: a delegated child's result carries what it (and its descendants) spent, rolled up into the parent. */
+  event("ToolCallCompleted", z.object({ callId: z.string(), result: z.string(), durationMs: z.number().nonnegative().optional(), childSpend: Spend.optional() })),
+  event("ToolCallFailed", z.object({ callId: z.string(), error: z.string(), childSpend: Spend.optional() })),
+  /** `detached`: spawned by spawn_task, the call completes at once and the parent does not wait. */
+  event(
+    "ChildRunRequested",
+    z.object({ callId: z.string(), childRunId: z.string(), agent: z.string(), input: z.string(), task: z.string().optional(), detached: z.boolean().optional() }),
+  ),
+  /** A spawned child ended: appended to its parent (wakes a wait_for), with what the child's tree spent. */
+  event(
+    "ChildRunEnded",
+    z.object({
+      childRunId: z.string(),
+      status: z.enum(["Completed", "Failed", "Cancelled"]),
+      output: z.string().optional(),
+      error: z.string().optional(),
+      spend: Spend,
+    }),
+  ),
+  /** wait_for: the call waits until these spawned runs have ended. */
+  event("TasksAwaited", z.object({ callId: z.string(), runIds: z.array(z.string()) })),
+  /** cancel_task: the child is cancelled (an effect appends RunCancelled to it). */
+  event("TaskCancelRequested", z.object({ callId: z.string(), childRunId: z.string() })),
+  /**
+   * A limit was reached before the next LLM call. `fail`: RunFailed follows; `pause`: the run is Paused until
+   * resumed (by a person, or at `until` when a budget window rolls over).
+   */
+  event(
+    "BudgetExceeded",
+    z.object({ limit: LimitName, value: z.number(), used: z.number(), action: z.enum(["fail", "pause"]), until: z.number().optional() }),
+  ),
+  /** A paused run goes on: `raise` adds to its limits, `lift` drops limits for the rest of the run; `auto`: its window rolled over. */
+  event(
+    "RunResumed",
+    z.object({ by: z.string().optional(), raise: LimitRaise.optional(), lift: z.array(LimitName).optional(), auto: z.boolean().optional() }),
+  ),
   event("RunCompleted", z.object({ output: z.string() })),
   event("RunFailed", z.object({ reason: z.string() })),
   event("RunCancelled", z.object({ reason: z.string().optional() })),
@@ -113,10 +153,10 @@ export type RecordedEvent = RunEvent & { seq: number };
 export function runRequested(
   runId: string,
   at: number,
-  data: { agent: string; task: string; input: string; name?: string | undefined },
+  data: { agent: string; task: string; input: string; name?: string | undefined; limits?: Limits | undefined },
   trace?: string,
 ): EventOf<"RunRequested"> {
-  const { name, ...rest } = data;
+  const { name, limits, ...rest } = data;
   return {
     id: `${runId}:requested`,
     type: "RunRequested",
@@ -124,7 +164,13 @@ export function runRequested(
     runId,
     at,
     ...(trace !== undefined && { trace }),
-    data: { ...rest, depth: 0, rootRunId: runId, ...(name !== undefined && { name }) },
+    data: {
+      ...rest,
+      depth: 0,
+      rootRunId: runId,
+      ...(name !== undefined && { name }),
+      ...(limits !== undefined && Object.keys(limits).length > 0 && { limits }),
+    },
   };
 }
 

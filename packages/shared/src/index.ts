@@ -28,3 +28,5 @@ export * from "./metrics/metrics.js";
 export * from "./metrics/server.js";
 export * from "./live.js";
 export * from "./tracing.js";
+export * from "./run/budget.js";
+export * from "./run/spend.js";

@@ -33,7 +33,10 @@ export function names(prefix: string = DEFAULT_PREFIX) {
     approvalSubject: (runId: string, callId: string) => `${prefix}.approval.${runId}.${callId}`,
     respondSubject: (runId: string, callId: string) => `${prefix}.respond.${runId}.${callId}`,
     callbackSubject: (token: string) => `${prefix}.callback.${token}`,
-    controlSubjects: [`${prefix}.approval.*.*`, `${prefix}.respond.*.*`, `${prefix}.callback.*`],
+    /** Resume a paused run, cancel a run and its descendants. */
+    resumeSubject: (runId: string) => `${prefix}.resume.${runId}`,
+    cancelSubject: (runId: string) => `${prefix}.cancel.${runId}`,
+    controlSubjects: [`${prefix}.approval.*.*`, `${prefix}.respond.*.*`, `${prefix}.callback.*`, `${prefix}.resume.*`, `${prefix}.cancel.*`],
     controlQueue: `${prefix}-control`,
     runsBucket: `${prefix}_runs`,
     contextBucket: `${prefix}_context`,
@@ -43,6 +46,8 @@ export function names(prefix: string = DEFAULT_PREFIX) {
     timersBucket: `${prefix}_timers`,
     /** Calls waiting for people or the outside (approvals, questions, callbacks), for listing. */
     waitsBucket: `${prefix}_waits`,
+    /** Spend per run, agent and task per budget hour (`<kind>.<name>.<hour>`), written by the projector. */
+    spendBucket: `${prefix}_spend`,
     consumers: {
       scheduler: "scheduler",
       projector: "projector",

@@ -4,6 +4,9 @@ import type { AddressInfo } from "node:net";
 import {
   ApprovalInput,
   CallbackResult,
+  CancelInput,
+  Limits,
+  ResumeInput,
   Client,
   ControlError,
   HTTP_STATUS,
@@ -32,7 +35,12 @@ export type GatewayOptions = {
 export type Gateway = Service & { url: string; port: number };
 
 const StartRunBody = z
-  .object({ message: z.string().max(1_000_000).optional(), name: z.string().max(200).optional(), runId: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/).optional() })
+  .object({
+    message: z.string().max(1_000_000).optional(),
+    name: z.string().max(200).optional(),
+    runId: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/).optional(),
+    limits: Limits.optional(),
+  })
   .strict();
 
 /** An HTTP error with the status to answer and a message that says what to fix. */
@@ -116,6 +124,24 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
       handle: async ([runId, callId], body) => {
         const accepted = await client.control.respond(runId!, callId!, parse(HumanAnswer, await body(), "answer"));
         return [200, { ok: true, runId, callId, event: accepted.event.type, seq: accepted.event.seq }];
+      },
+    },
+    {
+      method: "POST",
+      pattern: /^\/runs\/([^/]+)\/resume$/,
+      auth: true,
+      handle: async ([runId], body) => {
+        const accepted = await client.control.resume(runId!, parse(ResumeInput, (await body()) ?? {}, "resume"));
+        return [200, { ok: true, runId, event: accepted.event.type, seq: accepted.event.seq }];
+      },
+    },
+    {
+      method: "POST",
+      pattern: /^\/runs\/([^/]+)\/cancel$/,
+      auth: true,
+      handle: async ([runId], body) => {
+        const accepted = await client.control.cancel(runId!, parse(CancelInput, (await body()) ?? {}, "cancel"));
+        return [200, { ok: true, runId, event: accepted.event.type, seq: accepted.event.seq }];
       },
     },
     {

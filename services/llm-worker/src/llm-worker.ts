@@ -1,6 +1,7 @@
 import {
   EventStore,
   LiveTokens,
+  costOf,
   LlmCommand,
   provision,
   startCommandWorker,
@@ -62,8 +63,9 @@ export async function startLlmWorker(opts: LlmWorkerOptions): Promise<Service> {
         live.flush();
       }
       log.debug({ runId: command.runId, step: command.step, usage: reply.usage }, "llm responded");
-      // No provider reports a price yet: smallchain_llm_cost_usd_total stays at 0 until one does.
-      metrics?.llmUsage(command.llm.name, reply.usage);
+      // Priced by the llm's config (pricing), once, here: the event records the cost the run is charged.
+      const costUsd = costOf(command.llm, reply.usage);
+      metrics?.llmUsage(command.llm.name, reply.usage, costUsd);
       return {
         id: `${command.runId}:llm-done:${command.step}`,
         type: "LLMResponded",
@@ -71,7 +73,7 @@ export async function startLlmWorker(opts: LlmWorkerOptions): Promise<Service> {
         runId: command.runId,
         at: Date.now(),
         causationId: command.id,
-        data: { step: command.step, ...reply, durationMs: Date.now() - started },
+        data: { step: command.step, ...reply, durationMs: Date.now() - started, ...(costUsd !== undefined && { costUsd }) },
       };
     },
     failure: (command, reason, retryable): RunEvent => ({

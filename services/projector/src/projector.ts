@@ -17,6 +17,8 @@ import {
   callKey,
   encodeWaitEntry,
   findCall,
+  budgetHourMs,
+  recordSpend,
   type ChatMessage,
   type RecordedEvent,
   type WaitEntry,
@@ -92,6 +94,8 @@ export type ProjectorOptions = {
   concurrency?: number;
   /** The process's metrics: events handled, runs by status (see `smallchain_runs`), redeliveries. */
   metrics?: Metrics | undefined;
+  /** Length of a budget "hour" (default: an hour, scaled by SC_BUDGET_WINDOW_SCALE); the scheduler's must match. */
+  budgetHourMs?: number;
 };
 
 /**
@@ -105,6 +109,7 @@ export async function startProjector(opts: ProjectorOptions): Promise<Service> {
   const buckets = await provision(nc, n);
   const store = await EventStore.open(nc, n);
   const queue = new KeyedQueue();
+  const hourMs = opts.budgetHourMs ?? budgetHourMs();
   // Runs whose view in memory is ahead of the stored one.
   const unwritten = new Set<string>();
   // A KV put is a publish on the bucket's subject; the event store's publisher does it without per-request overhead.
@@ -132,16 +137,24 @@ export async function startProjector(opts: ProjectorOptions): Promise<Service> {
       const messages: [string, ChatMessage][] = [];
       const waitChanges: WaitChange[] = [];
       let requested = false;
+      const spends: (() => Promise<void>)[] = [];
       // The state before the first event this call folds, if it folds any: the run's status moved from it to ours.
       let first: RunState | undefined;
       const state = await cache.withEvent(event, (prior, e) => {
         messagesOf(prior, e).forEach((m, i) => messages.push([contextKey(e.runId, prior.messageCount + i), m]));
         waitChanges.push(...waitChangesOf(prior, e));
         requested ||= e.type === "RunRequested";
+        // Priced calls count toward the run's, agent's and task's spend per budget hour (windowed budgets read it).
+        if (e.type === "LLMResponded" && e.data.costUsd !== undefined) {
+          const spend = { tokens: e.data.usage.promptTokens + e.data.usage.completionTokens, costUsd: e.data.costUsd };
+          const where = { runId: e.runId, agent: prior.agentName, task: prior.task };
+          spends.push(() => recordSpend(buckets.spend, where, e.seq, e.at, hourMs, spend));
+        }
         first ??= prior;
       });
       if (first) metrics?.runTransition(first.lastSeq === 0 ? undefined : first.status, state.status);
       try {
+        await Promise.all(spends.map((record) => record()));
         for (const [key, entry] of waitChanges) {
           if (entry) await buckets.waits.put(key, encodeWaitEntry(entry));
           else await buckets.waits.delete(key);

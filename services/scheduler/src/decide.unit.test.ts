@@ -333,6 +333,7 @@ describe("decide", () => {
       const events = decide(run.state, { now: NOW });
 
       expect(events).toEqual([
+        { id: `${RUN_ID}:budget:0`, type: "BudgetExceeded", v: 1, runId: RUN_ID, at: NOW, data: { limit: "max_steps", value: 1, used: 1, action: "fail" } },
         { id: `${RUN_ID}:failed`, type: "RunFailed", v: 1, runId: RUN_ID, at: NOW, data: { reason: "max_steps (1) reached without a final answer" } },
       ]);
     });

@@ -1,4 +1,5 @@
-import { findCall, runsInToolWorker, type ChatMessage, type LlmCommand, type RecordedEvent, type RunEvent, type RunState, type ToolCommand } from "@smallchain/shared";
+import { BUDGET_TIMER } from "./decide.js";
+import { findCall, isTerminal, runsInToolWorker, totalSpend, type ChatMessage, type LlmCommand, type RecordedEvent, type RunEvent, type RunState, type ToolCommand } from "@smallchain/shared";
 
 /** Above this many characters the newest messages stay out of the LLM command (NATS payloads are capped). */
 const MAX_DELTA_CHARS = 256 * 1024;
@@ -83,9 +84,14 @@ export function effectsOf(state: RunState, event: RecordedEvent, now: number): E
     case "TimerFired":
       return [{ kind: "untimer", runId: state.runId, callId: event.data.callId }];
     case "ChildRunRequested": {
-      const call = findCall(state, event.data.callId);
-      if (!call || call.status !== "delegated") return [];
-      const { childRunId, agent: childAgent, input, callId } = event.data;
+      const { childRunId, agent: childAgent, input, callId, detached } = event.data;
+      if (detached) {
+        // Spawned: the parent does not wait, but a cancelled or ended parent starts nothing new.
+        if (isTerminal(state) || !state.children?.some((c) => c.runId === childRunId && c.status === "Running")) return [];
+      } else {
+        const call = findCall(state, callId);
+        if (!call || call.status !== "delegated") return [];
+      }
       return [
         {
           kind: "append",
@@ -105,7 +111,8 @@ export function effectsOf(state: RunState, event: RecordedEvent, now: number): E
               rootRunId: state.rootRunId,
               parent: { runId: state.runId, callId },
               name: `${state.name ?? state.runId}/${childAgent}`,
-              ...(state.task !== undefined && { task: state.task }),
+              ...((event.data.task ?? state.task) !== undefined && { task: event.data.task ?? state.task }),
+              ...(detached && { detached: true }),
             },
           },
         },
@@ -114,22 +121,52 @@ export function effectsOf(state: RunState, event: RecordedEvent, now: number): E
     case "RunCompleted":
     case "RunFailed":
     case "RunCancelled": {
+      // An end that came after the run had ended (a cancel after completion) changed nothing, and does nothing.
+      const status = event.type === "RunCompleted" ? "Completed" : event.type === "RunFailed" ? "Failed" : "Cancelled";
+      if (state.status !== status) return [];
+      const effects: Effect[] = [...(event.type === "RunCancelled" ? cancelChildren(state, event.id, now) : [])];
       const parent = state.parent;
-      if (!parent) return [];
+      if (!parent) return effects;
+      const spend = totalSpend(state);
+      if (state.detached) {
+        const data = {
+          childRunId: state.runId,
+          status,
+          spend,
+          ...(event.type === "RunCompleted" && { output: event.data.output }),
+          ...(event.type === "RunFailed" && { error: event.data.reason }),
+          ...(event.type === "RunCancelled" && { error: event.data.reason ?? "cancelled" }),
+        } as const;
+        const ended: RunEvent = { id: `${parent.runId}:child-ended:${state.runId}`, type: "ChildRunEnded", v: 1, runId: parent.runId, at: now, causationId: event.id, data };
+        return [...effects, { kind: "append", expectNew: false, event: ended }];
+      }
       const base = { id: `${parent.runId}:done:${parent.callId}`, v: 1 as const, runId: parent.runId, at: now, causationId: event.id };
       const result: RunEvent =
         event.type === "RunCompleted"
-          ? { ...base, type: "ToolCallCompleted", data: { callId: parent.callId, result: event.data.output } }
+          ? { ...base, type: "ToolCallCompleted", data: { callId: parent.callId, result: event.data.output, childSpend: spend } }
           : {
               ...base,
               type: "ToolCallFailed",
               data: {
                 callId: parent.callId,
                 error: event.type === "RunFailed" ? `agent ${state.agentName} failed: ${event.data.reason}` : `agent ${state.agentName} was cancelled`,
+                childSpend: spend,
               },
             };
-      return [{ kind: "append", expectNew: false, event: result }];
+      return [...effects, { kind: "append", expectNew: false, event: result }];
     }
+    case "TaskCancelRequested": {
+      const child = state.children?.find((c) => c.runId === event.data.childRunId);
+      if (!child || child.status !== "Running") return [];
+      return [cancelRun(child.runId, `cancelled by its parent run ${state.runId} (call ${event.data.callId})`, event.id, now)];
+    }
+    case "BudgetExceeded":
+      return state.status === "Paused" && state.pause?.until !== undefined ? [{ kind: "timer", runId: state.runId, callId: BUDGET_TIMER, dueAt: state.pause.until }] : [];
+    case "RunResumed":
+      return event.data.auto ? [] : [{ kind: "untimer", runId: state.runId, callId: BUDGET_TIMER }];
+    case "ChildRunEnded":
+    case "TasksAwaited":
+      return [];
     case "ToolCallCompleted":
     case "ToolCallFailed": {
       // A callback's result ends its wait: its timer is no longer needed (other calls have none).
@@ -143,6 +180,18 @@ export function effectsOf(state: RunState, event: RecordedEvent, now: number): E
     case "LLMFailed":
       return [];
   }
+}
+
+/** A cancelled run cancels the children it waits for and the ones it spawned that still run; they cancel theirs. */
+function cancelChildren(state: RunState, causationId: string, now: number): Effect[] {
+  const delegated = state.turn.phase === "tools" ? state.turn.calls.filter((c) => c.status === "delegated" && c.childRunId).map((c) => c.childRunId!) : [];
+  const spawned = (state.children ?? []).filter((c) => c.status === "Running").map((c) => c.runId);
+  return [...delegated, ...spawned].map((id) => cancelRun(id, `its parent run ${state.runId} was cancelled`, causationId, now));
+}
+
+/** Appended without a sequence guard: a run that ended meanwhile folds it as nothing. */
+function cancelRun(runId: string, reason: string, causationId: string, now: number): Effect {
+  return { kind: "append", expectNew: false, event: { id: `${runId}:cancelled`, type: "RunCancelled", v: 1, runId, at: now, causationId, data: { reason } } };
 }
 
 /** The wake-up of a call that waits with a deadline. */

@@ -235,7 +235,7 @@ describe("effectsOf", () => {
             runId: RUN_ID,
             at: NOW,
             causationId: completed!.id,
-            data: { callId: "s2c1", result: "15" },
+            data: { callId: "s2c1", result: "15", childSpend: { tokens: 0, costUsd: 0 } },
           },
         },
       ]);
@@ -258,7 +258,7 @@ describe("effectsOf", () => {
             runId: RUN_ID,
             at: NOW,
             causationId: failed!.id,
-            data: { callId: "s2c1", error: "agent calculator_operator failed: LLM call of step 1 failed: rate limited" },
+            data: { callId: "s2c1", error: "agent calculator_operator failed: LLM call of step 1 failed: rate limited", childSpend: { tokens: 0, costUsd: 0 } },
           },
         },
       ]);

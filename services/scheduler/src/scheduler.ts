@@ -3,6 +3,11 @@ import type { JsMsg } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 import {
   ApprovalInput,
+  CancelInput,
+  ResumeInput,
+  budgetHourMs,
+  spendBetween,
+  windowOf,
   CallbackResult,
   Control,
   ControlError,
@@ -43,7 +48,7 @@ import {
   type RunState,
   type Service,
 } from "@smallchain/shared";
-import { decide, type DecideInput } from "./decide.js";
+import { BUDGET_TIMER, decide, wantsLlmCall, type DecideInput } from "./decide.js";
 import { effectsOf, type Effect } from "./effects.js";
 import { WakeUps } from "./wakeups.js";
 
@@ -58,6 +63,8 @@ export type SchedulerOptions = {
   now?: () => number;
   /** The process's metrics: events handled, decisions and their conflicts, redeliveries. */
   metrics?: Metrics | undefined;
+  /** Length of a budget "hour" (default: an hour, scaled by SC_BUDGET_WINDOW_SCALE); the projector's must match. */
+  budgetHourMs?: number;
 };
 
 const MAX_DECIDE_ATTEMPTS = 8;
@@ -108,8 +115,54 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
   });
 
   const newToken = () => randomBytes(16).toString("hex");
+  const hourMs = opts.budgetHourMs ?? budgetHourMs();
+  const spendOf = (kind: "run" | "agent", name: string, since: number, until: number) => spendBetween(buckets.spend, kind, name, since, until, hourMs);
+  /**
+   * The spend a decision needs, read only when it needs it: the agent's budget windows before an LLM call of
+   * an agent with a budget, and spend since a time for check_current_spend_since. Runs without either read nothing.
+   */
+  const resolveSpend = async (state: RunState, input: DecideInput): Promise<DecideInput> => {
+    const agent = state.agent;
+    if (!agent) return input;
+    const open = state.turn.phase === "tools" ? state.turn.calls.filter((c) => c.status === "pending" || c.status === "requested" || c.status === "approved") : [];
+    const builtinOf = (tool: string) => {
+      const t = agent.tools.find((x) => x.name === tool);
+      return t?.kind === "builtin" ? t.builtin : undefined;
+    };
+    const checks = open.filter((c) => builtinOf(c.tool) === "check_current_spend_since");
+    const spawns = open.filter((c) => builtinOf(c.tool) === "spawn_task");
+    const needsBudget = agent.budget !== undefined && (wantsLlmCall(state) || checks.length > 0);
+    if (!needsBudget && checks.length === 0 && spawns.length === 0) return input;
+    const t = input.now;
+    const next: DecideInput = { ...input };
+    if (agent.budget && needsBudget) {
+      const [hour, day] = await Promise.all([
+        spendOf("agent", agent.name, windowOf("hour", t, hourMs).start, t),
+        spendOf("agent", agent.name, windowOf("day", t, hourMs).start, t),
+      ]);
+      next.budget = { hourMs, hourUsd: hour.costUsd, dayUsd: day.costUsd };
+    }
+    if (checks.length > 0) {
+      next.spendSince = {};
+      for (const c of checks) {
+        const time = (parseJsonArgs(c.arguments) as { time?: unknown } | null)?.time;
+        const since = typeof time === "string" ? Date.parse(time) : typeof time === "number" ? time : Number.NaN;
+        if (!Number.isFinite(since)) continue;
+        const [run, ofAgent] = await Promise.all([spendOf("run", state.runId, since, t), spendOf("agent", agent.name, since, t)]);
+        next.spendSince[c.callId] = { since, run, agent: ofAgent };
+      }
+    }
+    if (spawns.length > 0) {
+      next.taskAgents = {};
+      for (const c of spawns) {
+        const task = (parseJsonArgs(c.arguments) as { task?: unknown } | null)?.task;
+        if (typeof task === "string") next.taskAgents[task] = (await config.fetch("task", task))?.agent;
+      }
+    }
+    return next;
+  };
   const resolveInput = async (state: RunState): Promise<DecideInput> => {
-    if (state.status !== "Requested") return { now: now(), newToken };
+    if (state.status !== "Requested") return resolveSpend(state, { now: now(), newToken });
     await config.prefetchAgent(state.agentName);
     try {
       return { now: now(), agent: { ok: true, spec: resolveAgent(state.agentName, config.lookup()) } };
@@ -194,10 +247,11 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
       const state = await cache.catchUp(cache.get(w.runId) ?? initialState(w.runId));
       await advance(state);
       const latest = cache.get(w.runId) ?? state;
-      const call = findCall(latest, w.callId);
-      if (call?.deadline && !isTerminal(latest) && call.deadline.dueAt > now()) {
-        wakeUps.arm(key, { ...w, dueAt: call.deadline.dueAt });
-      } else if (!call?.deadline || isTerminal(latest)) {
+      // A budget pause waits for its window's end; a call for its deadline.
+      const dueAt = w.callId === BUDGET_TIMER ? (latest.status === "Paused" ? latest.pause?.until : undefined) : findCall(latest, w.callId)?.deadline?.dueAt;
+      if (dueAt !== undefined && !isTerminal(latest) && dueAt > now()) {
+        wakeUps.arm(key, { ...w, dueAt });
+      } else if (dueAt === undefined || isTerminal(latest)) {
         await buckets.timers.delete(key);
       }
       if (isTerminal(latest)) cache.drop(w.runId);
@@ -218,6 +272,10 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
         accepted = await control.approval(rest[0]!, rest[1]!, decode(ApprovalInput, msg.data, `approval on ${msg.subject}`, contentType));
       } else if (kind === "respond" && rest.length === 2) {
         accepted = await control.respond(rest[0]!, rest[1]!, decode(HumanAnswer, msg.data, `answer on ${msg.subject}`, contentType));
+      } else if (kind === "resume" && rest.length === 1) {
+        accepted = await control.resume(rest[0]!, msg.data.length === 0 ? {} : decode(ResumeInput, msg.data, `resume on ${msg.subject}`, contentType));
+      } else if (kind === "cancel" && rest.length === 1) {
+        accepted = await control.cancel(rest[0]!, msg.data.length === 0 ? {} : decode(CancelInput, msg.data, `cancel on ${msg.subject}`, contentType));
       } else if (kind === "callback" && rest.length === 1) {
         accepted = await control.callback(rest[0]!, decode(CallbackResult, msg.data, `callback result on ${msg.subject}`, contentType));
       } else {
@@ -321,5 +379,13 @@ async function perform(store: EventStore, n: Names, timers: KV, effect: Effect):
         if (!(effect.expectNew && err instanceof ConcurrencyError)) throw err;
       }
       return;
+  }
+}
+
+function parseJsonArgs(text: string): unknown {
+  try {
+    return text.trim() === "" ? {} : JSON.parse(text);
+  } catch {
+    return undefined;
   }
 }

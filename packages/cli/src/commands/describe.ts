@@ -1,4 +1,5 @@
-import { displayStatus, type RecordedEvent } from "@smallchain/shared";
+import { displayStatus, totalSpend, type RecordedEvent } from "@smallchain/shared";
+import { usd } from "../format.js";
 import { UserError, withClient, type GlobalOptions } from "../context.js";
 
 export async function describeRun(runId: string, opts: GlobalOptions & { output?: string }): Promise<void> {
@@ -18,6 +19,7 @@ export async function describeRun(runId: string, opts: GlobalOptions & { output?
     field("Run", view.runId);
     field("Name", view.name);
     field("Status", displayStatus(view));
+    field("Paused", view.pause && `${view.pause.limit} ${view.pause.value} reached (used ${view.pause.used})${view.pause.until !== undefined ? `; resumes at ${new Date(view.pause.until).toISOString()}` : "; smallchain resume " + view.runId}`);
     field("Agent", view.agentName);
     field("Task", view.task);
     field("Depth", view.depth);
@@ -25,6 +27,15 @@ export async function describeRun(runId: string, opts: GlobalOptions & { output?
     field("LLM", agent && `${agent.llm.name} (${agent.llm.provider}${agent.llm.model ? ` ${agent.llm.model}` : ""})`);
     field("Steps", view.step);
     field("Tokens", `${view.usage.totalTokens} (prompt ${view.usage.promptTokens}, completion ${view.usage.completionTokens}, cached ${view.usage.cachedTokens})`);
+    const total = totalSpend(view);
+    field("Cost", `${usd(total.costUsd)} (own ${usd(view.costUsd)}, children ${usd(view.descendants.costUsd)}); tokens with children ${total.tokens}`);
+    const limits = [
+      ...Object.entries({ ...agent?.limits, ...view.limits }).filter(([k]) => k !== "onExceeded").map(([k, v]) => `${k}=${String(v)}`),
+      ...(agent?.budget?.perHourUsd !== undefined ? [`per_hour_usd=${agent.budget.perHourUsd}`] : []),
+      ...(agent?.budget?.perDayUsd !== undefined ? [`per_day_usd=${agent.budget.perDayUsd}`] : []),
+    ];
+    field("Limits", limits.join(" "));
+    field("Spawned", (view.children ?? []).map((c) => `${c.runId} (${c.agent}, ${c.status})`).join(", "));
     field("Started", view.createdAt ? new Date(view.createdAt).toISOString() : undefined);
     field("Updated", view.updatedAt ? new Date(view.updatedAt).toISOString() : undefined);
     field("Output", view.output);

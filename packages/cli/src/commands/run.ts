@@ -1,17 +1,59 @@
+import { Duration, type Limits } from "@smallchain/shared";
 import { Exit, UserError, withClient, type GlobalOptions } from "../context.js";
 import { LiveMessage } from "@smallchain/shared";
 import { eventLine } from "../format.js";
 import { initialProgress, progressLine, withEvent, withLive } from "../progress.js";
 import { endsRun, readEvents } from "./follow.js";
 
-export type RunOptions = GlobalOptions & { message?: string; name?: string; wait?: boolean; timeout?: string; output?: string };
+export type RunOptions = GlobalOptions & {
+  message?: string;
+  name?: string;
+  wait?: boolean;
+  timeout?: string;
+  output?: string;
+  maxSteps?: string;
+  maxTokens?: string;
+  maxCost?: string;
+  maxDuration?: string;
+  onExceeded?: "fail" | "pause";
+};
+
+export function positive(value: string | undefined, flag: string, integer = true): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0 || (integer && !Number.isInteger(n))) throw new UserError(`${flag} must be a positive ${integer ? "whole " : ""}number, got "${value}"`);
+  return n;
+}
+
+export function duration(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  const parsed = Duration.safeParse(/^\d+$/.test(value) ? Number(value) : value);
+  if (!parsed.success) throw new UserError(`${flag}: "${value}" is not a duration (examples: 90s, 5m, 2h, 1d)`);
+  return parsed.data;
+}
+
+function limitsOf(opts: RunOptions): Limits | undefined {
+  const limits: Limits = {};
+  const steps = positive(opts.maxSteps, "--max-steps");
+  const tokens = positive(opts.maxTokens, "--max-tokens");
+  const cost = positive(opts.maxCost, "--max-cost", false);
+  const ms = duration(opts.maxDuration, "--max-duration");
+  if (steps !== undefined) limits.maxSteps = steps;
+  if (tokens !== undefined) limits.maxTokens = tokens;
+  if (cost !== undefined) limits.maxCostUsd = cost;
+  if (ms !== undefined) limits.maxDurationMs = ms;
+  if (opts.onExceeded !== undefined) limits.onExceeded = opts.onExceeded;
+  return Object.keys(limits).length > 0 ? limits : undefined;
+}
 
 export async function run(task: string, opts: RunOptions): Promise<void> {
+  const limits = limitsOf(opts);
   await withClient(opts, async (client) => {
     const started = await client.startRun({
       task,
       ...(opts.message !== undefined && { message: opts.message }),
       ...(opts.name !== undefined && { name: opts.name }),
+      ...(limits !== undefined && { limits }),
     });
     if (!opts.wait) {
       process.stdout.write(opts.output === "json" ? `${JSON.stringify(started)}\n` : `${started.runId}\n`);

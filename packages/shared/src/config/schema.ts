@@ -34,6 +34,16 @@ export const LlmConfig = z
     stream: z.boolean().default(true),
     /** mock only: reply N answers the run's N-th LLM call (the last reply repeats). */
     replies: z.array(MockReply).optional(),
+    /** Prices per million tokens: every call of this llm then records its cost (LLMResponded.costUsd). */
+    pricing: z
+      .object({
+        input_per_million_usd: z.number().nonnegative(),
+        output_per_million_usd: z.number().nonnegative(),
+        /** Cached prompt tokens; default: the input price. */
+        cached_input_per_million_usd: z.number().nonnegative().optional(),
+      })
+      .strict()
+      .optional(),
   })
   .strict()
   .superRefine((llm, ctx) => {
@@ -58,11 +68,34 @@ export const CommandExecutor = z
   .strict();
 export type CommandExecutor = z.infer<typeof CommandExecutor>;
 
-export const BuiltinName = z.enum(["add", "subtract", "multiply", "divide", "human_input", "sleep_until"]);
+export const BuiltinName = z.enum([
+  "add",
+  "subtract",
+  "multiply",
+  "divide",
+  "human_input",
+  "sleep_until",
+  "check_current_spend_since",
+  "spawn_task",
+  "list_tasks",
+  "wait_for",
+  "cancel_task",
+]);
 export type BuiltinName = z.infer<typeof BuiltinName>;
 
-/** Builtins the scheduler carries out itself (they wait for people or time); the rest run in the tool-worker. */
-export const SCHEDULER_BUILTINS: readonly BuiltinName[] = ["human_input", "sleep_until"];
+/**
+ * Builtins the scheduler carries out itself (they wait for people or time, read the run's own state or start
+ * and stop other runs); the rest run in the tool-worker.
+ */
+export const SCHEDULER_BUILTINS: readonly BuiltinName[] = [
+  "human_input",
+  "sleep_until",
+  "check_current_spend_since",
+  "spawn_task",
+  "list_tasks",
+  "wait_for",
+  "cancel_task",
+];
 
 const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
@@ -82,6 +115,10 @@ export const Duration = z.union([z.number().int().positive(), z.string()]).trans
   }
   return Math.round(ms);
 });
+
+/** What a run does when it reaches a hard limit. */
+export const OnExceeded = z.enum(["fail", "pause"]);
+export type OnExceeded = z.infer<typeof OnExceeded>;
 
 /** What happens when nobody answers a wait in time: the agent is told it was rejected, or the call fails. */
 export const OnTimeout = z.enum(["reject", "fail"]);
@@ -163,6 +200,14 @@ export const AgentConfig = z
     llm: Name,
     tools: z.array(AgentToolRef).default([]),
     max_steps: z.number().int().positive().default(50),
+    /** Hard limits of each run of this agent (a run's own limits may be stricter). */
+    max_tokens: z.number().int().positive().optional(),
+    max_cost_usd: z.number().positive().optional(),
+    max_duration: Duration.optional(),
+    /** When a hard limit is reached: fail the run (default), or pause it until `smallchain resume`. */
+    on_exceeded: OnExceeded.optional(),
+    /** Spend of all this agent's runs per clock hour / day; a spent window pauses them until it rolls over. */
+    budget: z.object({ per_hour_usd: z.number().positive().optional(), per_day_usd: z.number().positive().optional() }).strict().optional(),
   })
   .strict();
 export type AgentConfig = z.infer<typeof AgentConfig>;

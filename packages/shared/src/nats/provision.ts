@@ -44,7 +44,7 @@ function provisionError(what: string, replicas: number, err: unknown): Error {
   return new ProvisionError(`cannot provision ${what} with ${replicas} replica(s): ${err.message}${hint}`, { cause: err });
 }
 
-export type Buckets = { runs: KV; context: KV; config: KV; effects: KV; timers: KV; waits: KV };
+export type Buckets = { runs: KV; context: KV; config: KV; effects: KV; timers: KV; waits: KV; spend: KV };
 
 /** How long a finished tool call is remembered, so a late redelivery of its command does not run it again. */
 const EFFECTS_TTL_MS = 7 * 24 * 3600 * 1000;
@@ -110,7 +110,7 @@ export async function provision(nc: NatsConnection, n: Names, opts: ProvisionOpt
     }
     return kv;
   };
-  const [runs, context, config, effects, timers, waits] = await Promise.all([
+  const [runs, context, config, effects, timers, waits, spend] = await Promise.all([
     bucket(n.runsBucket, { history: 1 }),
     bucket(n.contextBucket, { history: 1 }),
     bucket(n.configBucket, { history: 10 }),
@@ -118,8 +118,9 @@ export async function provision(nc: NatsConnection, n: Names, opts: ProvisionOpt
     bucket(n.effectsBucket, { history: 1, ttl: EFFECTS_TTL_MS }),
     bucket(n.timersBucket, { history: 1 }),
     bucket(n.waitsBucket, { history: 1 }),
+    bucket(n.spendBucket, { history: 1 }),
   ]);
-  return { runs, context, config, effects, timers, waits };
+  return { runs, context, config, effects, timers, waits, spend };
 }
 
 async function ensureStream(jsm: JetStreamManager, config: Partial<StreamConfig> & { name: string }): Promise<void> {

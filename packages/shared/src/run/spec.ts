@@ -12,6 +12,7 @@ import {
   type TaskConfig,
   type ToolConfig,
 } from "../config/schema.js";
+import { Budget, Limits } from "./budget.js";
 
 const JsonSchema = z.record(z.string(), z.unknown());
 
@@ -52,6 +53,9 @@ export const AgentSnapshot = z.object({
   maxSteps: z.number().int().positive(),
   llm: z.lazy(() => LlmConfig),
   tools: z.array(ToolSnapshot),
+  /** Hard limits besides maxSteps (absent in runs started before they existed). */
+  limits: Limits.optional(),
+  budget: Budget.optional(),
 });
 export type AgentSnapshot = z.infer<typeof AgentSnapshot>;
 
@@ -61,6 +65,43 @@ const twoNumbers = {
   required: ["a", "b"],
   additionalProperties: false,
 };
+
+const TIME = { type: "string", description: "an ISO 8601 timestamp, e.g. 2026-01-31T09:00:00Z" };
+const RUN_IDS = { type: "array", items: { type: "string" }, description: "run ids returned by spawn_task" };
+
+/** Builtins an agent uses to watch its spend and to start, follow and stop runs of its own. */
+const SELF_MANAGEMENT = {
+  check_current_spend_since: {
+    description:
+      "how much this run and all runs of its agent have spent (US dollars, tokens) since a time, and how much budget remains (counted from the start of the hour the time falls in)",
+    parameters: { type: "object", properties: { time: TIME }, required: ["time"], additionalProperties: false },
+  },
+  spawn_task: {
+    description: "start another agent (or a task) in the background, without waiting; returns its run id (see list_tasks, wait_for, cancel_task)",
+    parameters: {
+      type: "object",
+      properties: {
+        agent: { type: "string", description: "the agent to run (or give task)" },
+        task: { type: "string", description: "a task to run (or give agent)" },
+        message: { type: "string", description: "what it should do, with everything it needs to know" },
+      },
+      required: ["message"],
+      additionalProperties: false,
+    },
+  },
+  list_tasks: {
+    description: "the runs this run spawned: id, agent, status and output",
+    parameters: { type: "object", properties: {}, additionalProperties: false },
+  },
+  wait_for: {
+    description: "wait until the given spawned runs have finished; returns their outputs",
+    parameters: { type: "object", properties: { run_ids: RUN_IDS }, required: ["run_ids"], additionalProperties: false },
+  },
+  cancel_task: {
+    description: "cancel a spawned run (and everything it started)",
+    parameters: { type: "object", properties: { run_id: { type: "string" } }, required: ["run_id"], additionalProperties: false },
+  },
+} as const;
 
 export const BUILTIN_TOOLS: Record<BuiltinName, { description: string; parameters: Record<string, unknown> }> = {
   add: { description: "add two numbers: a + b", parameters: twoNumbers },
@@ -85,6 +126,7 @@ export const BUILTIN_TOOLS: Record<BuiltinName, { description: string; parameter
       additionalProperties: false,
     },
   },
+  ...SELF_MANAGEMENT,
 };
 
 export const AGENT_TOOL_PARAMETERS = {
@@ -135,7 +177,25 @@ export function resolveAgent(name: string, lookup: ConfigLookup): AgentSnapshot 
     const snapshot = toolSnapshot(tool);
     return withApproval(snapshot, typeof ref === "string" ? undefined : ref.approval);
   });
-  return { name: agent.name, systemPrompt: agent.system_prompt, maxSteps: agent.max_steps, llm, tools };
+  const limits: Limits = {
+    ...(agent.max_tokens !== undefined && { maxTokens: agent.max_tokens }),
+    ...(agent.max_cost_usd !== undefined && { maxCostUsd: agent.max_cost_usd }),
+    ...(agent.max_duration !== undefined && { maxDurationMs: agent.max_duration }),
+    ...(agent.on_exceeded !== undefined && { onExceeded: agent.on_exceeded }),
+  };
+  const budget: Budget | undefined = agent.budget && {
+    ...(agent.budget.per_hour_usd !== undefined && { perHourUsd: agent.budget.per_hour_usd }),
+    ...(agent.budget.per_day_usd !== undefined && { perDayUsd: agent.budget.per_day_usd }),
+  };
+  return {
+    name: agent.name,
+    systemPrompt: agent.system_prompt,
+    maxSteps: agent.max_steps,
+    llm,
+    tools,
+    ...(Object.keys(limits).length > 0 && { limits }),
+    ...(budget && Object.keys(budget).length > 0 && { budget }),
+  };
 }
 
 /** An agent's own approval setting wins over the tool's. */

@@ -2,8 +2,10 @@ import { createHash } from "node:crypto";
 import type { ParentRef, RecordedEvent, RunEvent } from "../events.js";
 import type { ChatMessage, ToolCallRecord } from "./messages.js";
 import type { AgentSnapshot } from "./spec.js";
+import { NO_SPEND, addSpend, roundUsd, type LimitName, type Limits, type Spend } from "./budget.js";
 
-export type RunStatus = "Requested" | "Running" | "Completed" | "Failed" | "Cancelled";
+/** `Paused`: a limit or a budget window stopped the run before its next LLM call, until it is resumed. */
+export type RunStatus = "Requested" | "Running" | "Paused" | "Completed" | "Failed" | "Cancelled";
 export const TERMINAL_STATUSES: readonly RunStatus[] = ["Completed", "Failed", "Cancelled"];
 
 /**
@@ -20,11 +22,12 @@ export type CallStatus =
   | "awaitingCallback"
   | "sleeping"
   | "delegated"
+  | "awaitingTasks"
   | "completed"
   | "failed"
   | "rejected";
 
-export const WAITING_CALL_STATUSES: readonly CallStatus[] = ["awaitingApproval", "awaitingHuman", "awaitingCallback", "sleeping"];
+export const WAITING_CALL_STATUSES: readonly CallStatus[] = ["awaitingApproval", "awaitingHuman", "awaitingCallback", "sleeping", "awaitingTasks"];
 
 export function isCallDone(call: Pick<CallState, "status">): boolean {
   return call.status === "completed" || call.status === "failed" || call.status === "rejected";
@@ -44,7 +47,27 @@ export type CallState = {
   deadline?: Deadline;
   /** sha256 of the callback token: the view never holds the token itself. */
   tokenDigest?: string;
+  /** wait_for: the spawned runs the call waits for. */
+  awaits?: string[];
 };
+
+/** A run this run spawned (spawn_task), as list_tasks and wait_for see it. */
+export type ChildState = {
+  runId: string;
+  callId: string;
+  agent: string;
+  status: "Running" | "Completed" | "Failed" | "Cancelled";
+  /** Its output or error, clipped to MAX_CHILD_OUTPUT characters (the view must stay small). */
+  output?: string;
+  error?: string;
+  /** cancel_task asked for it to be cancelled. */
+  cancelRequested?: boolean;
+};
+
+export const MAX_CHILD_OUTPUT = 8_000;
+
+/** Why a run is paused, and when it goes on by itself (a budget window's end). */
+export type Pause = { limit: LimitName; value: number; used: number; until?: number };
 
 /** Where the current step stands: waiting for the model, or for the tool calls the model asked for. */
 export type Turn =
@@ -79,6 +102,21 @@ export type RunState = {
   /** The newest tool result, for the mock provider's templates and `describe`. */
   lastToolResult?: string;
   usage: { promptTokens: number; completionTokens: number; cachedTokens: number; totalTokens: number };
+  /** Own LLM spend in US dollars (calls of llms without prices count 0). */
+  costUsd: number;
+  /** What finished child runs (and theirs) spent, rolled up when they end. */
+  descendants: Spend;
+  /** The run's own hard limits (RunRequested); the agent's are in its snapshot. */
+  limits?: Limits;
+  /** Spawned by its parent, which does not wait for it. */
+  detached?: boolean;
+  pause?: Pause;
+  /** Resumes so far; what they added to the limits, and the limits they lifted. */
+  resumes: number;
+  raised?: { steps: number; tokens: number; costUsd: number; durationMs: number };
+  lifted?: LimitName[];
+  /** Runs spawned by this run (spawn_task), oldest first. */
+  children?: ChildState[];
   output?: string;
   error?: string;
   createdAt: number;
@@ -107,6 +145,7 @@ export function displayStatus(state: Pick<RunState, "status" | "turn">): string 
   if (statuses.has("awaitingHuman")) return "AwaitingHuman";
   if (statuses.has("awaitingCallback")) return "AwaitingCallback";
   if (statuses.has("sleeping")) return "Sleeping";
+  if (statuses.has("awaitingTasks")) return "AwaitingTasks";
   return state.status;
 }
 
@@ -123,6 +162,9 @@ export function initialState(runId: string): RunState {
     turn: { phase: "idle" },
     messageCount: 0,
     usage: { promptTokens: 0, completionTokens: 0, cachedTokens: 0, totalTokens: 0 },
+    costUsd: 0,
+    descendants: NO_SPEND,
+    resumes: 0,
     createdAt: 0,
     updatedAt: 0,
     newMessages: [],
@@ -167,6 +209,8 @@ function apply(state: RunState, event: RunEvent): RunState {
         ...(d.name !== undefined && { name: d.name }),
         ...(d.parent !== undefined && { parent: d.parent }),
         ...(event.trace !== undefined && { trace: event.trace }),
+        ...(d.limits !== undefined && { limits: d.limits }),
+        ...(d.detached === true && { detached: true }),
       };
     }
     case "RunStarted":
@@ -185,14 +229,58 @@ function apply(state: RunState, event: RunEvent): RunState {
         d.toolCalls.length === 0
           ? { phase: "answered", step: d.step, content: d.content }
           : { phase: "tools", step: d.step, calls: d.toolCalls.map((c, i) => pendingCall(d.step, i, c)) };
-      return { ...state, usage, turn };
+      return { ...state, usage, turn, costUsd: roundUsd(state.costUsd + (d.costUsd ?? 0)) };
     }
     case "LLMFailed":
       return { ...state, turn: { phase: "llmFailed", step: event.data.step, error: event.data.error } };
     case "ToolCallRequested":
       return withCall(state, event.data.callId, (c) => ({ ...c, status: c.status === "pending" ? "requested" : c.status }));
-    case "ChildRunRequested":
-      return withOpenCall(state, event.data.callId, (c) => ({ ...c, status: "delegated", childRunId: event.data.childRunId }));
+    case "ChildRunRequested": {
+      const d = event.data;
+      if (!d.detached) return withOpenCall(state, d.callId, (c) => ({ ...c, status: "delegated", childRunId: d.childRunId }));
+      if (state.children?.some((c) => c.runId === d.childRunId)) return state;
+      return { ...state, children: [...(state.children ?? []), { runId: d.childRunId, callId: d.callId, agent: d.agent, status: "Running" }] };
+    }
+    case "ChildRunEnded": {
+      const d = event.data;
+      const child = state.children?.find((c) => c.runId === d.childRunId);
+      if (!child || child.status !== "Running") return state;
+      const ended: ChildState = {
+        ...child,
+        status: d.status,
+        ...(d.output !== undefined && { output: d.output.slice(0, MAX_CHILD_OUTPUT) }),
+        ...(d.error !== undefined && { error: d.error.slice(0, MAX_CHILD_OUTPUT) }),
+      };
+      return { ...state, children: state.children!.map((c) => (c === child ? ended : c)), descendants: addSpend(state.descendants, d.spend) };
+    }
+    case "TasksAwaited":
+      return withOpenCall(state, event.data.callId, (c) => ({ ...c, status: "awaitingTasks", awaits: event.data.runIds }));
+    case "TaskCancelRequested":
+      return { ...state, children: (state.children ?? []).map((c) => (c.runId === event.data.childRunId ? { ...c, cancelRequested: true } : c)) };
+    case "BudgetExceeded": {
+      const d = event.data;
+      if (d.action !== "pause" || isTerminal(state)) return state;
+      return { ...state, status: "Paused", pause: { limit: d.limit, value: d.value, used: d.used, ...(d.until !== undefined && { until: d.until }) } };
+    }
+    case "RunResumed": {
+      if (state.status !== "Paused") return state;
+      const { pause: _p, ...rest } = state;
+      const r = event.data.raise ?? {};
+      const raised = state.raised ?? { steps: 0, tokens: 0, costUsd: 0, durationMs: 0 };
+      const lift = event.data.lift ?? [];
+      return {
+        ...rest,
+        status: "Running",
+        resumes: state.resumes + 1,
+        raised: {
+          steps: raised.steps + (r.steps ?? 0),
+          tokens: raised.tokens + (r.tokens ?? 0),
+          costUsd: roundUsd(raised.costUsd + (r.costUsd ?? 0)),
+          durationMs: raised.durationMs + (r.durationMs ?? 0),
+        },
+        ...((lift.length > 0 || state.lifted) && { lifted: [...new Set([...(state.lifted ?? []), ...lift])] }),
+      };
+    }
     case "ToolCallAwaitingApproval": {
       const d = event.data;
       return withOpenCall(state, d.callId, (c) => waiting(c, "awaitingApproval", d.dueAt, d.onTimeout));
@@ -218,17 +306,20 @@ function apply(state: RunState, event: RunEvent): RunState {
       const call = findCall(state, event.data.callId);
       if (!call || isCallDone(call)) return state;
       const { status, content } = resultOf(event);
+      const childSpend = event.type === "ToolCallCompleted" || event.type === "ToolCallFailed" ? event.data.childSpend : undefined;
       return {
         ...withCall(state, event.data.callId, (c) => withoutDeadline({ ...c, status })),
         lastToolResult: content,
+        ...(childSpend && { descendants: addSpend(state.descendants, childSpend) }),
       };
     }
+    // A run ends once: a cancel (or a late result) that arrives after its end changes nothing.
     case "RunCompleted":
-      return { ...state, status: "Completed", output: event.data.output, turn: { phase: "idle" } };
+      return isTerminal(state) ? state : { ...state, status: "Completed", output: event.data.output, turn: { phase: "idle" } };
     case "RunFailed":
-      return { ...state, status: "Failed", error: event.data.reason };
+      return isTerminal(state) ? state : { ...state, status: "Failed", error: event.data.reason };
     case "RunCancelled":
-      return { ...state, status: "Cancelled", ...(event.data.reason !== undefined && { error: event.data.reason }) };
+      return isTerminal(state) ? state : { ...state, status: "Cancelled", ...(event.data.reason !== undefined && { error: event.data.reason }) };
     default:
       return assertNever(event);
   }
@@ -344,6 +435,11 @@ export function messagesOf(state: RunState, event: RunEvent): ChatMessage[] {
     case "LLMFailed":
     case "ToolCallRequested":
     case "ChildRunRequested":
+    case "ChildRunEnded":
+    case "TasksAwaited":
+    case "TaskCancelRequested":
+    case "BudgetExceeded":
+    case "RunResumed":
     case "RunCompleted":
     case "RunFailed":
     case "RunCancelled":
@@ -355,4 +451,9 @@ export function messagesOf(state: RunState, event: RunEvent): ChatMessage[] {
 
 export function assertNever(value: never): never {
   throw new Error(`unhandled case: ${JSON.stringify(value)}`);
+}
+
+/** What the run and its finished descendants spent. */
+export function totalSpend(state: Pick<RunState, "usage" | "costUsd" | "descendants">): Spend {
+  return addSpend({ tokens: state.usage.totalTokens, costUsd: state.costUsd }, state.descendants);
 }

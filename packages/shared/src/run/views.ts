@@ -4,6 +4,7 @@ import { z } from "zod";
 import { decode, encode } from "../codec.js";
 import { ChatMessage } from "./messages.js";
 import type { RunState } from "./state.js";
+import { NO_SPEND } from "./budget.js";
 
 const packr = new Packr({ useRecords: false });
 
@@ -23,7 +24,8 @@ export function encodeView(state: RunState): Uint8Array {
 
 /** Run views are written only by the projector, from validated events; they are read without a schema. */
 export function decodeView(bytes: Uint8Array): RunState {
-  return { newMessages: [], llmDelta: [], ...(packr.unpack(bytes) as Omit<RunState, "newMessages" | "llmDelta">) };
+  // Views stored before spend accounting lack its fields: they start at zero.
+  return { newMessages: [], llmDelta: [], costUsd: 0, descendants: NO_SPEND, resumes: 0, ...(packr.unpack(bytes) as Partial<RunState>) } as RunState;
 }
 
 /** An entry of the run index: which run appeared, and when (the index's order is the order runs appeared). */

@@ -1,11 +1,11 @@
-import type { BuiltinName } from "@smallchain/shared";
+import { SCHEDULER_BUILTINS, type BuiltinName } from "@smallchain/shared";
 import type { ToolOutcome } from "./outcome.js";
 
 const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i;
 const MAX_SHOWN_CHARS = 200;
 
 export function runBuiltin(name: BuiltinName, args: unknown): ToolOutcome {
-  if (name === "human_input" || name === "sleep_until") return { ok: false, error: `${name} waits in the scheduler; a tool worker cannot run it` };
+  if (SCHEDULER_BUILTINS.includes(name)) return { ok: false, error: `${name} runs in the scheduler; a tool worker cannot run it` };
   const operands = readOperands(args);
   if (!operands) return { ok: false, error: `${name} needs numbers a and b, got ${show(args)}` };
   const { a, b } = operands;
@@ -18,6 +18,14 @@ export function runBuiltin(name: BuiltinName, args: unknown): ToolOutcome {
       return result(a * b);
     case "divide":
       return b === 0 ? { ok: false, error: "division by zero" } : result(a / b);
+    case "human_input":
+    case "sleep_until":
+    case "check_current_spend_since":
+    case "spawn_task":
+    case "list_tasks":
+    case "wait_for":
+    case "cancel_task":
+      return { ok: false, error: `${name} runs in the scheduler; a tool worker cannot run it` };
     default: {
       const unknown: never = name;
       return { ok: false, error: `unknown builtin ${String(unknown)}` };
