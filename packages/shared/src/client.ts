@@ -1,6 +1,7 @@
 import { DeliverPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { ConfigStore, CONFIG_KINDS } from "./config/store.js";
+import { discoverMcpTools } from "./mcp/discover.js";
 import { notFound } from "./run/spec.js";
 import type { ConfigKind, SmallchainConfig } from "./config/schema.js";
 import { ConcurrencyError } from "./errors.js";
@@ -40,8 +41,12 @@ export class Client {
     return Object.fromEntries(CONFIG_KINDS.map((k) => [k, lookup.names(k)])) as Record<ConfigKind, string[]>;
   }
 
-  /** Stores the config, then starts its runs. A named run starts once: applying the file again finds it. */
-  async apply(config: SmallchainConfig): Promise<ApplyResult> {
+  /**
+   * Lists the tools of the config's MCP servers, stores the config, then starts its runs. A named run starts
+   * once: applying the file again finds it. `file` names the config in errors.
+   */
+  async apply(parsed: SmallchainConfig, { file }: { file?: string } = {}): Promise<ApplyResult> {
+    const config = await discoverMcpTools(parsed, file);
     const results = await this.config.apply(config);
     const runs: StartedRun[] = [];
     for (const run of config.runs) {

@@ -26,3 +26,5 @@ export * from "./nats/batch.js";
 export * from "./control.js";
 export * from "./metrics/metrics.js";
 export * from "./metrics/server.js";
+export * from "./mcp/connect.js";
+export * from "./mcp/discover.js";

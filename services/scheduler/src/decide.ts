@@ -181,6 +181,8 @@ function execution(state: RunState, call: CallState, tool: ToolSnapshot, args: u
       }
       return [];
     case "command":
+    case "http":
+    case "mcp":
       return [];
     default:
       return assertNever(tool);
