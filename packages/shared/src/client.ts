@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { DeliverPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { ConfigStore, CONFIG_KINDS } from "./config/store.js";
@@ -13,6 +14,7 @@ import type { Names } from "./names.js";
 import { provision, type Buckets } from "./nats/provision.js";
 import { allValues, decodeRunIndexEntry, decodeView, decodeWaitEntry, getRunView, readContext, type WaitEntry } from "./run/views.js";
 import { isTerminal, type RunState } from "./run/state.js";
+import { ForkError, planFork } from "./run/fork.js";
 import type { ChatMessage } from "./run/messages.js";
 
 export type StartRunOptions = { task: string; message?: string; name?: string; runId?: string };
@@ -135,6 +137,19 @@ export class Client {
     }
     const views = await Promise.all([...ids].map((id) => this.getRun(id)));
     return { runs: views.filter((v): v is RunState => v !== undefined).sort(newestFirst), total: state.messages };
+  }
+
+  /**
+   * Starts a new run whose stream begins with run `runId`'s events up to sequence `atSeq` (see planFork); the
+   * scheduler carries on from there once every copied event is stored. Throws ForkError for a bad request.
+   */
+  async fork(runId: string, atSeq: number, opts: { message?: string; name?: string } = {}): Promise<{ runId: string; events: number }> {
+    const events = await this.store.readRun(runId);
+    if (events.length === 0) throw new ForkError(`run ${runId} not found (see: smallchain get runs)`);
+    const forkId = newRunId();
+    const copy = planFork(events, atSeq, forkId, Date.now(), { ...opts, newToken: () => randomBytes(16).toString("hex") });
+    await this.store.appendDecision(copy, 0);
+    return { runId: forkId, events: copy.length };
   }
 
   events(runId: string): Promise<RecordedEvent[]> {

@@ -28,3 +28,7 @@ export * from "./metrics/metrics.js";
 export * from "./metrics/server.js";
 export * from "./mcp/connect.js";
 export * from "./mcp/discover.js";
+export * from "./run/fork.js";
+export * from "./run/replay.js";
+export * from "./admin/rebuild.js";
+export * from "./admin/gc.js";

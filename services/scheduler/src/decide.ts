@@ -3,6 +3,7 @@ import {
   assertNever,
   deriveRunId,
   isCallDone,
+  isCopying,
   type Deadline,
   type WaitPolicy,
   type AgentSnapshot,
@@ -31,7 +32,7 @@ type NewEvent = RunEvent;
  * two appends) it decides just what is still missing.
  */
 export function decide(state: RunState, input: DecideInput): NewEvent[] {
-  if (state.eventCount === 0 || state.createdAt === 0) return [];
+  if (state.eventCount === 0 || state.createdAt === 0 || isCopying(state)) return [];
   const ev = eventFactory(state, input.now);
   switch (state.status) {
     case "Requested": {

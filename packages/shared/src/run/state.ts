@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import type { ParentRef, RecordedEvent, RunEvent } from "../events.js";
+import type { ForkRef, ParentRef, RecordedEvent, RunEvent } from "../events.js";
 import type { ChatMessage, ToolCallRecord } from "./messages.js";
 import type { AgentSnapshot } from "./spec.js";
 
@@ -67,6 +67,8 @@ export type RunState = {
   depth: number;
   rootRunId: string;
   parent?: ParentRef;
+  /** A fork: the run it was copied from, where, and how many copied events begin its stream. */
+  forkOf?: ForkRef;
   status: RunStatus;
   agent?: AgentSnapshot;
   /** LLM calls requested so far. */
@@ -92,6 +94,11 @@ export type RunState = {
 
 export function isTerminal(state: Pick<RunState, "status">): boolean {
   return TERMINAL_STATUSES.includes(state.status);
+}
+
+/** A fork whose copied events are not all in its stream yet: nothing may be decided or carried out for it. */
+export function isCopying(state: Pick<RunState, "forkOf" | "eventCount">): boolean {
+  return state.forkOf !== undefined && state.eventCount < state.forkOf.events;
 }
 
 /**
@@ -164,6 +171,7 @@ function apply(state: RunState, event: RunEvent): RunState {
         ...(d.task !== undefined && { task: d.task }),
         ...(d.name !== undefined && { name: d.name }),
         ...(d.parent !== undefined && { parent: d.parent }),
+        ...(d.forkOf !== undefined && { forkOf: d.forkOf }),
       };
     }
     case "RunStarted":
