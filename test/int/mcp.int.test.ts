@@ -101,6 +101,15 @@ describe("MCP tools over stdio", () => {
   });
 });
 
+describe("examples/tools.yaml", () => {
+  it("runs its MCP tools end to end", async () => {
+    await using stack = await startStack();
+    const applied = await stack.apply(readFileSync(`${ROOT}examples/tools.yaml`, "utf8"));
+    const done = await stack.client.waitForRun(applied.runs[0]!.runId, { timeoutMs: 30_000 });
+    expect(done.output).toBe("read: 3");
+  });
+});
+
 describe("MCP tools over streamable HTTP", () => {
   it("lists and calls the tools of a server reached by URL", async () => {
     const http: Server = createServer((req, res) => {
