@@ -38,6 +38,10 @@ async function startToolServer() {
           }
           res.end("worked at last");
           return;
+        case "/down":
+          res.statusCode = 502;
+          res.end("bad gateway");
+          return;
         case "/big":
           res.end("y".repeat(10_000));
           return;
@@ -118,6 +122,27 @@ tasks:
     expect(results.s1c5).toBe(`${"y".repeat(100)}\n[response truncated at 100 bytes]`);
     expect(results.s1c6).toBe(`FAILED POST ${web.url}/slow timed out after 300 ms`);
     expect(results.s1c7).toBe(`FAILED POST ${refusing} failed: ECONNREFUSED`);
+  });
+});
+
+describe("an idempotent HTTP tool that keeps failing", () => {
+  it("is retried with backoff, then recorded as a failed call saying how often it was tried", async () => {
+    using web = await startToolServer();
+    await using stack = await startStack();
+    await stack.apply(`
+llms:
+  - { name: mock, provider: mock, replies: [ { tool_calls: [ { name: down, arguments: {} } ] }, { content: "{{last_tool_result}}" } ] }
+agents:
+  - { name: web, llm: mock, tools: [ down ] }
+tools:
+  - { name: down, parameters: { type: object }, executor: { http: { url: "${web.url}/down", idempotent: true } } }
+tasks:
+  - { name: t, user_message: go, agent: web }
+`);
+    const { runId } = await stack.client.startRun({ task: "t" });
+    const done = await stack.client.waitForRun(runId, { timeoutMs: 30_000 });
+    expect(done.output).toBe(`error: gave up after 5 attempts: POST ${web.url}/down answered 502 Bad Gateway: bad gateway`);
+    expect(web.hits["/down"]).toBe(5);
   });
 });
 

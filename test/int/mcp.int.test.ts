@@ -1,5 +1,5 @@
 import { once } from "node:events";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js";
 import { describe, expect, it } from "vitest";
 import { ConfigError } from "@smallchain/shared";
-import { ROOT } from "../support/processes.js";
+import { ROOT, cli } from "../support/processes.js";
 import { startStack } from "../support/stack.js";
 // @ts-expect-error a plain ES module of the test suite, without types
 import { createMcpServer } from "../support/mcp-server.mjs";
@@ -98,6 +98,13 @@ describe("MCP tools over stdio", () => {
     const missing = stack.apply(mcpConfig(`{ command: node, args: [ "${SERVER}" ], include: [ read_file, write_file ] }`, ['{ content: "x" }']));
     await expect(missing).rejects.toThrow(/has no tool "write_file" \(it has: read_file, notes.count, slow, crash, whoami\)/);
     expect(await stack.client.knownNames()).toMatchObject({ tool: [], agent: [] });
+
+    const file = join(mkdtempSync(join(tmpdir(), "sc-mcp-")), "bad.yaml");
+    writeFileSync(file, mcpConfig(`{ command: /no/such/mcp-server }`, ['{ content: "x" }']));
+    const r = await cli(["--prefix", stack.prefix, "apply", "-f", file]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`${file} is invalid, nothing was applied`);
+    expect(r.stderr).toMatch(/tools\[0\] \(fs\)\.mcp: cannot reach MCP server "\/no\/such\/mcp-server"/);
   });
 });
 
