@@ -2,6 +2,10 @@ import { Command, Option } from "commander";
 import { ConfigError, ControlError } from "@smallchain/shared";
 import { apply } from "./commands/apply.js";
 import { describeRun } from "./commands/describe.js";
+import { fork } from "./commands/fork.js";
+import { gc } from "./commands/gc.js";
+import { project } from "./commands/project.js";
+import { replay } from "./commands/replay.js";
 import { getEvents, getRuns } from "./commands/get.js";
 import { run } from "./commands/run.js";
 import { approve, getWaits, reject, respond } from "./commands/waits.js";
@@ -135,6 +139,41 @@ program
     if (kind !== "run") throw new UserError(`cannot describe "${kind}" (try: smallchain describe run ID)`);
     return describeRun(id, { ...globals(), ...o });
   });
+
+program
+  .command("fork")
+  .description("start a new run that begins as RUN did up to event SEQ, then carries on from there")
+  .argument("<run>", "run id")
+  .requiredOption("--at <seq>", "the last event to copy (its sequence, as smallchain get events --run RUN shows it)")
+  .option("-m, --message <text>", "replace the content of the last user or tool message up to SEQ")
+  .option("--name <name>", "a name for the new run")
+  .addOption(output())
+  .action((runId: string, o: { at: string }) => fork(runId, { ...globals(), ...o }));
+
+program
+  .command("replay")
+  .description("print a run step by step as the model saw it: the context window sent at each LLM call, and the answer")
+  .argument("<run>", "run id")
+  .option("--new-only", "at each step, print only the messages added since the previous one")
+  .addOption(output())
+  .action((runId: string, o: object) => replay(runId, { ...globals(), ...o }));
+
+program
+  .command("project")
+  .description("check the views against the event streams")
+  .option("--rebuild", "fold every run's events again and report where the stored views differ")
+  .option("--write", "with --rebuild: store the rebuilt views where they differ")
+  .addOption(output())
+  .action((o: object) => project({ ...globals(), ...o }));
+
+program
+  .command("gc")
+  .description("remove finished runs (completed, failed, cancelled) that have not changed for a while")
+  .requiredOption("--older-than <age>", "e.g. 30d, 12h, 90m")
+  .option("--dry-run", "only print what would be removed")
+  .option("--archive <dir>", "write each run's events to DIR/<run>.jsonl before removing it")
+  .addOption(output())
+  .action((o: { olderThan: string }) => gc({ ...globals(), ...o }));
 
 program
   .command("dev")

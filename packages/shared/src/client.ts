@@ -1,6 +1,8 @@
+import { randomBytes } from "node:crypto";
 import { DeliverPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { ConfigStore, CONFIG_KINDS } from "./config/store.js";
+import { discoverMcpTools } from "./mcp/discover.js";
 import { notFound } from "./run/spec.js";
 import type { ConfigKind, SmallchainConfig } from "./config/schema.js";
 import { ConcurrencyError } from "./errors.js";
@@ -13,6 +15,7 @@ import type { Names } from "./names.js";
 import { provision, type Buckets, type ProvisionOptions } from "./nats/provision.js";
 import { allValues, decodeRunIndexEntry, decodeView, decodeWaitEntry, getRunView, readContext, type WaitEntry } from "./run/views.js";
 import { isTerminal, type RunState } from "./run/state.js";
+import { ForkError, planFork } from "./run/fork.js";
 import type { ChatMessage } from "./run/messages.js";
 import { budgetHourMs, type Limits, type Spend } from "./run/budget.js";
 import { spendBetween, type SpendKind } from "./run/spend.js";
@@ -43,8 +46,12 @@ export class Client {
     return Object.fromEntries(CONFIG_KINDS.map((k) => [k, lookup.names(k)])) as Record<ConfigKind, string[]>;
   }
 
-  /** Stores the config, then starts its runs. A named run starts once: applying the file again finds it. */
-  async apply(config: SmallchainConfig): Promise<ApplyResult> {
+  /**
+   * Lists the tools of the config's MCP servers, stores the config, then starts its runs. A named run starts
+   * once: applying the file again finds it. `file` names the config in errors.
+   */
+  async apply(parsed: SmallchainConfig, { file }: { file?: string } = {}): Promise<ApplyResult> {
+    const config = await discoverMcpTools(parsed, file);
     const results = await this.config.apply(config);
     const runs: StartedRun[] = [];
     for (const run of config.runs) {
@@ -144,6 +151,19 @@ export class Client {
    */
   spend(kind: SpendKind, name: string, since: number, until = Date.now(), hourMs = budgetHourMs()): Promise<Spend> {
     return spendBetween(this.buckets.spend, kind, name, since, until, hourMs);
+  }
+
+  /**
+   * Starts a new run whose stream begins with run `runId`'s events up to sequence `atSeq` (see planFork); the
+   * scheduler carries on from there once every copied event is stored. Throws ForkError for a bad request.
+   */
+  async fork(runId: string, atSeq: number, opts: { message?: string; name?: string } = {}): Promise<{ runId: string; events: number }> {
+    const events = await this.store.readRun(runId);
+    if (events.length === 0) throw new ForkError(`run ${runId} not found (see: smallchain get runs)`);
+    const forkId = newRunId();
+    const copy = planFork(events, atSeq, forkId, Date.now(), { ...opts, newToken: () => randomBytes(16).toString("hex") });
+    await this.store.appendDecision(copy, 0);
+    return { runId: forkId, events: copy.length };
   }
 
   events(runId: string): Promise<RecordedEvent[]> {

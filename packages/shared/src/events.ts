@@ -32,6 +32,13 @@ function event<T extends string, D extends z.ZodType>(type: T, data: D) {
 export const ParentRef = z.object({ runId: z.string(), callId: z.string() });
 export type ParentRef = z.infer<typeof ParentRef>;
 
+/**
+ * A run forked from another: its first `events` events are copies of the original's up to `atSeq`. Until they
+ * are all in its stream, nothing is decided for it.
+ */
+export const ForkRef = z.object({ runId: z.string(), atSeq: z.number().int().positive(), events: z.number().int().positive() });
+export type ForkRef = z.infer<typeof ForkRef>;
+
 export const RunEvent = z.discriminatedUnion("type", [
   event(
     "RunRequested",
@@ -47,6 +54,7 @@ export const RunEvent = z.discriminatedUnion("type", [
       limits: Limits.optional(),
       /** Spawned (spawn_task): the parent goes on without waiting, and hears of the end through ChildRunEnded. */
       detached: z.boolean().optional(),
+      forkOf: ForkRef.optional(),
     }),
   ),
   event("RunStarted", z.object({ agent: AgentSnapshot })),

@@ -8,6 +8,7 @@ import {
   type ChildState,
   type LimitName,
   type Spend,
+  isCopying,
   type Deadline,
   type WaitPolicy,
   type AgentSnapshot,
@@ -50,7 +51,7 @@ type NewEvent = RunEvent;
  * two appends) it decides just what is still missing.
  */
 export function decide(state: RunState, input: DecideInput): NewEvent[] {
-  if (state.eventCount === 0 || state.createdAt === 0) return [];
+  if (state.eventCount === 0 || state.createdAt === 0 || isCopying(state)) return [];
   const ev = eventFactory(state, input.now);
   switch (state.status) {
     case "Requested": {
@@ -271,6 +272,8 @@ function execution(state: RunState, call: CallState, tool: ToolSnapshot, args: u
       }
       return selfManagement(state, call, tool.builtin, args, input, ev);
     case "command":
+    case "http":
+    case "mcp":
       return [];
     default:
       return assertNever(tool);

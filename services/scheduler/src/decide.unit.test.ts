@@ -38,6 +38,23 @@ describe("decide", () => {
     });
   });
 
+  describe("given a fork whose copied events are still being stored", () => {
+    const forkOf = { runId: "roriginal", atSeq: 9, events: 3 };
+
+    it("decides nothing until every copied event is in its stream", () => {
+      const run = new RunHistory().requested({ forkOf }).started();
+
+      expect(decide(run.state, { now: NOW })).toEqual([]);
+    });
+
+    it("carries on from the copy once it is complete", () => {
+      const run = new RunHistory().requested({ forkOf }).started().add("LLMRequested", { step: 1, llm: "test-llm", messageCount: 2 });
+      const answered = run.add("LLMResponded", { step: 1, content: "done", toolCalls: [], usage: { promptTokens: 0, completionTokens: 0, cachedTokens: 0 }, model: "m", finishReason: "stop", durationMs: 1 });
+
+      expect(decide(answered.state, { now: NOW }).map((e) => e.type)).toEqual(["RunCompleted"]);
+    });
+  });
+
   it("decides nothing for a run without events", () => {
     const run = new RunHistory();
 

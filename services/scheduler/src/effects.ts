@@ -1,5 +1,5 @@
 import { BUDGET_TIMER } from "./decide.js";
-import { findCall, isTerminal, runsInToolWorker, totalSpend, type ChatMessage, type LlmCommand, type RecordedEvent, type RunEvent, type RunState, type ToolCommand } from "@smallchain/shared";
+import { findCall, isCopying, isTerminal, runsInToolWorker, totalSpend, type ChatMessage, type LlmCommand, type RecordedEvent, type RunEvent, type RunState, type ToolCommand } from "@smallchain/shared";
 
 /** Above this many characters the newest messages stay out of the LLM command (NATS payloads are capped). */
 const MAX_DELTA_CHARS = 256 * 1024;
@@ -26,6 +26,8 @@ export type Effect =
  * re-handling an old event after a restart repeats nothing.
  */
 export function effectsOf(state: RunState, event: RecordedEvent, now: number): Effect[] {
+  // A fork's copied events take effect together once the copy is complete (see the scheduler).
+  if (isCopying(state)) return [];
   const agent = state.agent;
   switch (event.type) {
     case "LLMRequested": {

@@ -34,6 +34,7 @@ import {
   deriveRunId,
   encode,
   ensureConsumer,
+  isCopying,
   isTerminal,
   provision,
   resolveAgent,
@@ -230,9 +231,17 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
       const event = store.decodeOrTerm(msg, log);
       if (!event) return;
       metrics?.event(event.type);
+      const before = cache.get(event.runId);
       const state = await cache.withEvent(event);
       await inSpan(`scheduler ${event.type}`, state.trace, { "smallchain.run_id": event.runId, "smallchain.seq": event.seq }, async () => {
-        await carryOut(effectsOf(state, event, now()));
+        if (state.forkOf && !isCopying(state) && (!before || isCopying(before))) {
+          // A fork's copy just completed (or this process cannot tell whether its effects were carried out): the
+          // effects its copied events held back are carried out now; those already done are skipped or deduplicated.
+          const events = await store.readRun(event.runId);
+          await carryOut(events.flatMap((e) => effectsOf(state, e, now())));
+        } else {
+          await carryOut(effectsOf(state, event, now()));
+        }
         await advance(state);
       });
       const latest = cache.get(event.runId);

@@ -5,6 +5,7 @@ import {
   decode,
   encode,
   assertNever,
+  hasSideEffects,
   provision,
   publishLive,
   startCommandWorker,
@@ -17,6 +18,8 @@ import {
 import { runBuiltin } from "./executors/builtin.js";
 import { runCommand } from "./executors/command.js";
 import { handOff } from "./executors/callback.js";
+import { runHttp } from "./executors/http.js";
+import { McpPool } from "./executors/mcp.js";
 import type { ToolOutcome } from "./executors/outcome.js";
 
 /** KV keys allow no ':'; command ids are `<run>:tool:<call>`. */
@@ -47,19 +50,21 @@ export async function startToolWorker(opts: ToolWorkerOptions): Promise<Service>
   const { effects } = await provision(nc, n);
   const store = await EventStore.open(nc, n);
 
+  const mcp = new McpPool(log);
+
   /**
-   * A command tool may have side effects: its result is remembered (by command id) before it is recorded, so a
+   * A command, HTTP or MCP tool may have side effects: its result is remembered (by command id) before it is recorded, so a
    * command redelivered after the worker died between the two appends the remembered result instead of
    * running the tool again. Dying while the tool runs still runs it again: with the same
    * SMALLCHAIN_IDEMPOTENCY_KEY, so the tool itself can tell.
    */
   const remembered = async (command: ToolCommand): Promise<RunEvent | undefined> => {
-    if (command.tool.kind !== "command") return undefined;
+    if (!hasSideEffects(command.tool)) return undefined;
     const entry = await effects.get(effectKey(command.id));
     return entry?.operation === "PUT" ? decode(RunEvent, entry.value, `remembered result of ${command.id}`) : undefined;
   };
   const remember = async (command: ToolCommand, event: RunEvent): Promise<void> => {
-    if (command.tool.kind === "command") await effects.put(effectKey(command.id), encode(event));
+    if (hasSideEffects(command.tool)) await effects.put(effectKey(command.id), encode(event));
   };
 
   const execute = async (command: ToolCommand, signal: AbortSignal): Promise<ToolOutcome | null> => {
@@ -74,6 +79,10 @@ export async function startToolWorker(opts: ToolWorkerOptions): Promise<Service>
           callId: command.callId,
           signal,
         });
+      case "http":
+        return runHttp(tool.http, command.args, { idempotencyKey: command.id, runId: command.runId, callId: command.callId, signal });
+      case "mcp":
+        return mcp.call(tool.mcp.server, tool.mcp.tool, command.args, signal);
       case "callback":
         await handOff(tool, command, { nc, names: n, signal, ...(opts.publicUrl && { publicUrl: opts.publicUrl }) });
         return null;
@@ -130,5 +139,10 @@ export async function startToolWorker(opts: ToolWorkerOptions): Promise<Service>
     }),
   });
   log.info({ prefix: n.prefix }, "tool-worker started");
-  return loop;
+  return {
+    async stop() {
+      await loop.stop();
+      await mcp.close();
+    },
+  };
 }

@@ -11,7 +11,7 @@ export async function apply(file: string, opts: GlobalOptions & { output?: strin
   }
   await withClient(opts, async (client) => {
     const config = parseConfig(text, file, await client.knownNames());
-    const result = await client.apply(config);
+    const result = await client.apply(config, { file });
     if (opts.output === "json") {
       process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
       return;

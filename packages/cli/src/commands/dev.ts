@@ -61,7 +61,7 @@ export async function dev(opts: DevOptions): Promise<void> {
   if (!opts.apply) return;
   const client = await Client.connect(nc, n);
   const config = parseConfig(await readFile(opts.apply, "utf8"), opts.apply, await client.knownNames());
-  const result = await client.apply(config);
+  const result = await client.apply(config, { file: opts.apply });
   say(`applied ${opts.apply}: ${result.changed.length} changed, ${result.unchanged.length} unchanged, ${result.runs.length} run(s)`);
   const roots = new Set(result.runs.map((r) => r.runId));
   const family = new Set(roots);

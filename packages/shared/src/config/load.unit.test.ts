@@ -1,6 +1,6 @@
 import { readFileSync, readdirSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { AGENT_TOOL_PARAMETERS, BUILTIN_TOOLS, ResolveError, resolveAgent, type ConfigLookup } from "../run/spec.js";
+import { AGENT_TOOL_PARAMETERS, BUILTIN_TOOLS, ResolveError, mcpToolName, resolveAgent, type ConfigLookup } from "../run/spec.js";
 import { ConfigError, parseConfig, type ConfigIssue, type KnownNames } from "./load.js";
 import type { ConfigKind, SmallchainConfig } from "./schema.js";
 
@@ -348,6 +348,55 @@ describe("resolveAgent", () => {
     expect(() => resolveAgent("assistant", lookupOf(config))).toThrow(
       'agent "assistant": llm "gpt-5" not found in the applied config (llms: mock-llm)',
     );
+  });
+
+  it("expands an MCP tool into one tool per listed server tool, named <tool>__<name> in OpenAI's alphabet", () => {
+    const yaml = base
+      .replace("    tools: [add]\n", "    tools: [{ tool: fs, approval: required }]\n")
+      .replace(
+        "tools:\n  - name: add\n    builtin: add\n",
+        `tools:
+  - name: fs
+    mcp:
+      command: node
+      args: [server.js]
+      tools:
+        - { name: read_file, description: read a file, input_schema: { type: object, properties: { path: { type: string } } } }
+        - { name: "notes.count", input_schema: { type: object } }
+`,
+      );
+    const tools = resolveAgent("assistant", lookupOf(parseConfig(yaml)));
+
+    expect(tools.tools.map((t) => t.name)).toEqual(["fs__read_file", "fs__notes_count"]);
+    expect(tools.tools[0]).toMatchObject({
+      kind: "mcp",
+      description: "read a file",
+      parameters: { properties: { path: { type: "string" } } },
+      mcp: { tool: "read_file", server: { command: "node", args: ["server.js"], timeout_ms: 60_000 } },
+      approval: { onTimeout: "reject" },
+    });
+    expect(tools.tools[1]).toMatchObject({ description: "notes.count", mcp: { tool: "notes.count" } });
+  });
+
+  it("keeps long or odd MCP tool names valid and distinct", () => {
+    const long = mcpToolName("fs", "x".repeat(80));
+    expect(long).toMatch(/^[A-Za-z0-9_-]{64}$/);
+    expect(long).not.toBe(mcpToolName("fs", `${"x".repeat(79)}y`));
+    expect(mcpToolName("fs", "a b/c")).toBe("fs__a_b_c");
+  });
+});
+
+describe("http and mcp tools in smallchain.yaml", () => {
+  it("fills in an http executor's defaults", () => {
+    const config = parseConfig(base.replace("    builtin: add\n", "    parameters: { type: object }\n    executor: { http: { url: http://127.0.0.1:1/x } }\n"));
+    expect(config.tools[0]!.executor?.http).toEqual({ url: "http://127.0.0.1:1/x", method: "POST", headers: {}, timeout_ms: 30_000, max_response_bytes: 65_536, idempotent: false });
+  });
+
+  it("refuses an mcp tool with both a command and a url, or with parameters", () => {
+    const both = refused(base.replace("    builtin: add\n", "    mcp: { command: node, url: http://127.0.0.1:1/mcp }\n"));
+    expect(both.message).toMatch(/tools\[0\] \(add\)\.mcp: an mcp tool needs exactly one of command \(stdio\) or url/);
+    const params = refused(base.replace("    builtin: add\n", "    parameters: { type: object }\n    mcp: { command: node }\n"));
+    expect(params.message).toMatch(/parameters: an mcp tool takes its tools' parameters from the server/);
   });
 });
 

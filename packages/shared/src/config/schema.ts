@@ -68,6 +68,66 @@ export const CommandExecutor = z
   .strict();
 export type CommandExecutor = z.infer<typeof CommandExecutor>;
 
+/**
+ * A tool that sends the call's arguments as JSON to a URL and returns the response body. Retried (5xx, 429,
+ * timeouts, lost connections) only when `idempotent`: otherwise a request that may have arrived is never sent twice.
+ */
+export const HttpExecutor = z
+  .object({
+    url: z.string().url(),
+    method: z.enum(["GET", "POST", "PUT", "PATCH", "DELETE"]).default("POST"),
+    headers: z.record(z.string(), z.string()).default({}),
+    timeout_ms: z.number().int().positive().default(30_000),
+    max_response_bytes: z.number().int().positive().default(64 * 1024),
+    idempotent: z.boolean().default(false),
+  })
+  .strict();
+export type HttpExecutor = z.infer<typeof HttpExecutor>;
+
+export const Executor = z
+  .object({ command: CommandExecutor.optional(), http: HttpExecutor.optional() })
+  .strict()
+  .refine((e) => (e.command === undefined) !== (e.http === undefined), { message: "an executor needs exactly one of command or http" });
+export type Executor = z.infer<typeof Executor>;
+
+/** One tool of an MCP server, as `smallchain apply` listed it (stored with the config, copied into each run). */
+export const McpToolListing = z
+  .object({ name: z.string().min(1), description: z.string().optional(), input_schema: JsonSchemaObject })
+  .strict();
+export type McpToolListing = z.infer<typeof McpToolListing>;
+
+/** How to reach an MCP server: a command speaking stdio, or a streamable HTTP URL. */
+export const McpServer = z
+  .object({
+    command: z.string().min(1).optional(),
+    args: z.array(z.string()).default([]),
+    /** stdio: environment variables passed through to the server (everything else is scrubbed). */
+    env: z.array(z.string()).default([]),
+    url: z.string().url().optional(),
+    headers: z.record(z.string(), z.string()).default({}),
+    /** How long one tool call may take. */
+    timeout_ms: z.number().int().positive().default(60_000),
+    /** How long starting or reaching the server, and listing its tools, may take. */
+    connect_timeout_ms: z.number().int().positive().default(30_000),
+    max_output_bytes: z.number().int().positive().default(64 * 1024),
+  })
+  .strict();
+export type McpServer = z.infer<typeof McpServer>;
+
+export const McpConfig = McpServer.extend({
+  /** Only these of the server's tools are offered to agents (default: all). */
+  include: z.array(z.string().min(1)).optional(),
+  /** Filled in by `smallchain apply` from the server's tools/list; given in the file, the server is not asked. */
+  tools: z.array(McpToolListing).optional(),
+})
+  .strict()
+  .superRefine((m, ctx) => {
+    if ((m.command === undefined) === (m.url === undefined)) {
+      ctx.addIssue({ code: "custom", path: [], message: "an mcp tool needs exactly one of command (stdio) or url (streamable HTTP)" });
+    }
+  });
+export type McpConfig = z.infer<typeof McpConfig>;
+
 export const BuiltinName = z.enum([
   "add",
   "subtract",
@@ -158,8 +218,10 @@ export const ToolConfig = z
     description: z.string().optional(),
     parameters: JsonSchemaObject.optional(),
     builtin: BuiltinName.optional(),
-    executor: z.object({ command: CommandExecutor }).strict().optional(),
+    executor: Executor.optional(),
     callback: CallbackExecutor.optional(),
+    /** An MCP server: each of its tools becomes a tool named `<name>__<tool>`. */
+    mcp: McpConfig.optional(),
     /** Every call waits for a human's approval first (bound to the call's exact arguments). */
     approval: ApprovalConfig.optional(),
     /** For waits (human_input, callback): how long to wait, and what then. */
@@ -168,9 +230,12 @@ export const ToolConfig = z
   })
   .strict()
   .superRefine((tool, ctx) => {
-    const kinds = [tool.builtin, tool.executor, tool.callback].filter((k) => k !== undefined).length;
+    const kinds = [tool.builtin, tool.executor, tool.callback, tool.mcp].filter((k) => k !== undefined).length;
     if (kinds !== 1) {
-      ctx.addIssue({ code: "custom", path: [], message: "a tool needs exactly one of builtin, executor or callback" });
+      ctx.addIssue({ code: "custom", path: [], message: "a tool needs exactly one of builtin, executor, callback or mcp" });
+    }
+    if (tool.mcp && tool.parameters) {
+      ctx.addIssue({ code: "custom", path: ["parameters"], message: "an mcp tool takes its tools' parameters from the server" });
     }
     if (tool.callback && !tool.parameters) {
       ctx.addIssue({ code: "custom", path: ["parameters"], message: "a callback tool needs a JSON schema in parameters" });

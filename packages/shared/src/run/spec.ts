@@ -1,9 +1,12 @@
+import { createHash } from "node:crypto";
 import { z } from "zod";
 import {
   BuiltinName,
   CallbackExecutor,
   CommandExecutor,
+  HttpExecutor,
   LlmConfig,
+  McpServer,
   OnTimeout,
   SCHEDULER_BUILTINS,
   type AgentConfig,
@@ -35,12 +38,38 @@ export const ToolSnapshot = z.discriminatedUnion("kind", [
   z.object({ kind: z.literal("command"), ...base, command: CommandExecutor }),
   z.object({ kind: z.literal("callback"), ...base, callback: CallbackExecutor }),
   z.object({ kind: z.literal("agent"), ...base, agent: z.string() }),
+  z.object({ kind: z.literal("http"), ...base, http: HttpExecutor }),
+  /** One tool of an MCP server: `name` is what the model calls, `mcp.tool` what the server calls it. */
+  z.object({ kind: z.literal("mcp"), ...base, mcp: z.object({ server: McpServer, tool: z.string() }) }),
 ]);
 export type ToolSnapshot = z.infer<typeof ToolSnapshot>;
 
-/** Whether a tool-worker runs the tool (builtins like add, command tools), rather than the scheduler or a child run. */
+/** Whether a tool-worker runs the tool (builtins like add, command, http and mcp tools), rather than the scheduler or a child run. */
 export function runsInToolWorker(tool: ToolSnapshot): boolean {
-  return tool.kind === "command" || (tool.kind === "builtin" && !SCHEDULER_BUILTINS.includes(tool.builtin));
+  return (
+    tool.kind === "command" ||
+    tool.kind === "http" ||
+    tool.kind === "mcp" ||
+    (tool.kind === "builtin" && !SCHEDULER_BUILTINS.includes(tool.builtin))
+  );
+}
+
+/** Whether running the tool may change the world: its result is remembered so a redelivered command does not run it again. */
+export function hasSideEffects(tool: ToolSnapshot): boolean {
+  return tool.kind === "command" || tool.kind === "http" || tool.kind === "mcp";
+}
+
+const FUNCTION_NAME = /^[A-Za-z0-9_-]{1,64}$/;
+
+/**
+ * The name the model calls an MCP server's tool by: `<tool>__<mcpTool>`, in OpenAI's function-name alphabet
+ * (other characters become '_'); a name over 64 characters is cut and ends with a hash of the full one.
+ */
+export function mcpToolName(tool: string, mcpTool: string): string {
+  const full = `${tool}__${mcpTool.replace(/[^A-Za-z0-9_-]/g, "_")}`;
+  if (FUNCTION_NAME.test(full)) return full;
+  const hash = createHash("sha256").update(`${tool}\u0000${mcpTool}`).digest("hex").slice(0, 8);
+  return `${full.slice(0, 64 - 9)}_${hash}`;
 }
 
 /**
@@ -160,22 +189,20 @@ export function resolveAgent(name: string, lookup: ConfigLookup): AgentSnapshot 
   const owner = `agent "${name}"`;
   const llm = lookup.llm(agent.llm);
   if (!llm) throw notFound(lookup, "llm", agent.llm, owner);
-  const tools = agent.tools.map((ref): ToolSnapshot => {
+  const tools = agent.tools.flatMap((ref): ToolSnapshot[] => {
     if (typeof ref !== "string" && "agent" in ref) {
       const target = lookup.agent(ref.agent);
       if (!target) throw notFound(lookup, "agent", ref.agent, owner);
       const description =
         ref.description ?? target.description ?? `delegate a task to the agent "${target.name}": ${firstLine(target.system_prompt)}`;
-      return withApproval(
-        { kind: "agent", name: target.name, description, parameters: AGENT_TOOL_PARAMETERS, agent: target.name },
-        ref.approval,
-      );
+      return [
+        withApproval({ kind: "agent", name: target.name, description, parameters: AGENT_TOOL_PARAMETERS, agent: target.name }, ref.approval),
+      ];
     }
     const toolName = typeof ref === "string" ? ref : ref.tool;
     const tool = lookup.tool(toolName);
     if (!tool) throw notFound(lookup, "tool", toolName, owner);
-    const snapshot = toolSnapshot(tool);
-    return withApproval(snapshot, typeof ref === "string" ? undefined : ref.approval);
+    return toolSnapshots(tool).map((snapshot) => withApproval(snapshot, typeof ref === "string" ? undefined : ref.approval));
   });
   const limits: Limits = {
     ...(agent.max_tokens !== undefined && { maxTokens: agent.max_tokens }),
@@ -213,6 +240,22 @@ function approvalPolicy(approval: ApprovalConfig | undefined): WaitPolicy | unde
   return { onTimeout, ...(timeout !== undefined && { timeoutMs: timeout }) };
 }
 
+/** A config tool as the tools a run offers the model: one, or for an MCP server one per listed tool. */
+function toolSnapshots(tool: ToolConfig): ToolSnapshot[] {
+  if (!tool.mcp) return [toolSnapshot(tool)];
+  const { include: _i, tools: listed, ...server } = tool.mcp;
+  if (!listed) throw new ResolveError(`tool "${tool.name}": the MCP server's tools were never listed (apply the file again with smallchain apply)`);
+  const approval = approvalPolicy(tool.approval);
+  return listed.map((t) => ({
+    kind: "mcp",
+    name: mcpToolName(tool.name, t.name),
+    description: t.description ?? tool.description ?? t.name,
+    parameters: t.input_schema,
+    mcp: { server, tool: t.name },
+    ...(approval && { approval }),
+  }));
+}
+
 function toolSnapshot(tool: ToolConfig): ToolSnapshot {
   const approval = approvalPolicy(tool.approval);
   const policy = {
@@ -239,6 +282,16 @@ function toolSnapshot(tool: ToolConfig): ToolSnapshot {
       description: tool.description ?? tool.name,
       parameters: tool.parameters ?? { type: "object" },
       command: tool.executor.command,
+      ...policy,
+    };
+  }
+  if (tool.executor?.http) {
+    return {
+      kind: "http",
+      name: tool.name,
+      description: tool.description ?? tool.name,
+      parameters: tool.parameters ?? { type: "object" },
+      http: tool.executor.http,
       ...policy,
     };
   }

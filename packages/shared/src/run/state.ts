@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import type { ParentRef, RecordedEvent, RunEvent } from "../events.js";
+import type { ForkRef, ParentRef, RecordedEvent, RunEvent } from "../events.js";
 import type { ChatMessage, ToolCallRecord } from "./messages.js";
 import type { AgentSnapshot } from "./spec.js";
 import { NO_SPEND, addSpend, roundUsd, type LimitName, type Limits, type Spend } from "./budget.js";
@@ -92,6 +92,8 @@ export type RunState = {
   parent?: ParentRef;
   /** The run's W3C traceparent, when it was requested with tracing on. */
   trace?: string;
+  /** A fork: the run it was copied from, where, and how many copied events begin its stream. */
+  forkOf?: ForkRef;
   status: RunStatus;
   agent?: AgentSnapshot;
   /** LLM calls requested so far. */
@@ -132,6 +134,11 @@ export type RunState = {
 
 export function isTerminal(state: Pick<RunState, "status">): boolean {
   return TERMINAL_STATUSES.includes(state.status);
+}
+
+/** A fork whose copied events are not all in its stream yet: nothing may be decided or carried out for it. */
+export function isCopying(state: Pick<RunState, "forkOf" | "eventCount">): boolean {
+  return state.forkOf !== undefined && state.eventCount < state.forkOf.events;
 }
 
 /**
@@ -211,6 +218,7 @@ function apply(state: RunState, event: RunEvent): RunState {
         ...(event.trace !== undefined && { trace: event.trace }),
         ...(d.limits !== undefined && { limits: d.limits }),
         ...(d.detached === true && { detached: true }),
+        ...(d.forkOf !== undefined && { forkOf: d.forkOf }),
       };
     }
     case "RunStarted":
