@@ -193,7 +193,17 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
         res.setHeader("WWW-Authenticate", 'Bearer realm="smallchain"');
         throw new HttpError(401, "missing or wrong bearer token (Authorization: Bearer <SC_GATEWAY_TOKEN>)");
       }
-      const params = route.pattern.exec(path)!.slice(1).map(decodeURIComponent);
+      let params: string[];
+      try {
+        params = route.pattern.exec(path)!.slice(1).map(decodeURIComponent);
+      } catch {
+        throw new HttpError(400, `malformed percent-encoding in ${path.slice(0, 200)}`);
+      }
+      // Run, call and task names and callback tokens share one alphabet: nothing else can exist.
+      const bad = params.find((p) => !/^[A-Za-z0-9_-]{1,200}$/.test(p));
+      if (bad !== undefined) {
+        throw new HttpError(404, `no such run, call, task or callback token: ${JSON.stringify(bad.slice(0, 80))} (ids are letters, digits, '_' and '-')`);
+      }
       const [status, body] = await route.handle(params, readBody(req), url);
       send(res, status, body);
     } catch (err) {
