@@ -27,6 +27,9 @@ function effectKey(commandId: string): string {
   return commandId.replaceAll(":", ".");
 }
 
+/** A tool still running after this long shows up live (started, then finished or failed). */
+const LIVE_AFTER_MS = 100;
+
 export type ToolWorkerOptions = {
   nc: NatsConnection;
   names: Names;
@@ -115,11 +118,21 @@ export async function startToolWorker(opts: ToolWorkerOptions): Promise<Service>
       const started = Date.now();
       const live = n.liveSubject(command.runId);
       const progress = { kind: "tool" as const, runId: command.runId, callId: command.callId, tool: command.tool.name };
-      publishLive(nc, live, { ...progress, status: "started", at: started });
-      const outcome = await execute(command, signal);
+      // Progress is news only for a tool that takes a while: an instant one costs no extra messages.
+      let announced = false;
+      const announce = setTimeout(() => {
+        announced = true;
+        publishLive(nc, live, { ...progress, status: "started", at: started });
+      }, LIVE_AFTER_MS);
+      let outcome;
+      try {
+        outcome = await execute(command, signal);
+      } finally {
+        clearTimeout(announce);
+      }
       // A callback's result comes back later, with its token.
       if (!outcome) return null;
-      publishLive(nc, live, { ...progress, status: outcome.ok ? "finished" : "failed", at: Date.now(), durationMs: Date.now() - started });
+      if (announced) publishLive(nc, live, { ...progress, status: outcome.ok ? "finished" : "failed", at: Date.now(), durationMs: Date.now() - started });
       const base = { id: `${command.runId}:done:${command.callId}`, v: 1 as const, runId: command.runId, at: Date.now(), causationId: command.id };
       log.debug({ runId: command.runId, callId: command.callId, tool: command.tool.name, ok: outcome.ok }, "tool call finished");
       const event: RunEvent = outcome.ok
