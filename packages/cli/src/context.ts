@@ -1,3 +1,4 @@
+import { userInfo } from "node:os";
 import { Client, ConfigError, ControlError, ResolveError, connectNats, names, type NatsConnection } from "@smallchain/shared";
 
 export type GlobalOptions = { nats?: string; prefix?: string };
@@ -12,6 +13,16 @@ export class UserError extends Error {
     readonly exitCode: number = Exit.Invalid,
   ) {
     super(message);
+  }
+}
+
+/** Who answered, recorded with the answer: --by, else the local user. */
+export function who(opts: { by?: string }): string {
+  if (opts.by) return opts.by;
+  try {
+    return userInfo().username;
+  } catch {
+    return "cli";
   }
 }
 

@@ -1,18 +1,9 @@
-import { userInfo } from "node:os";
 import type { Accepted, LimitRaise } from "@smallchain/shared";
-import { withClient, type GlobalOptions } from "../context.js";
+import { who, withClient, type GlobalOptions } from "../context.js";
 import { duration, positive } from "./run.js";
 
 type Opts = GlobalOptions & { by?: string; output?: string };
 
-function who(opts: { by?: string }): string {
-  if (opts.by) return opts.by;
-  try {
-    return userInfo().username;
-  } catch {
-    return "cli";
-  }
-}
 
 function report(accepted: Accepted, what: string, opts: { output?: string }): void {
   if (opts.output === "json") process.stdout.write(`${JSON.stringify({ ok: true, runId: accepted.runId, event: accepted.event.type, seq: accepted.event.seq })}\n`);

@@ -1,20 +1,9 @@
-import { userInfo } from "node:os";
 import type { Accepted, WaitEntry } from "@smallchain/shared";
-import { withClient, type GlobalOptions } from "../context.js";
+import { who, withClient, type GlobalOptions } from "../context.js";
 import { waitRow } from "../format.js";
 import { table } from "../table.js";
 
 type ByOptions = GlobalOptions & { by?: string; comment?: string; digest?: string; output?: string };
-
-/** Who answered, recorded with the answer: --by, else the local user. */
-function who(opts: { by?: string }): string {
-  if (opts.by) return opts.by;
-  try {
-    return userInfo().username;
-  } catch {
-    return "cli";
-  }
-}
 
 function report(accepted: Accepted, what: string, opts: { output?: string }): void {
   if (opts.output === "json") process.stdout.write(`${JSON.stringify({ ok: true, runId: accepted.runId, callId: accepted.callId, event: accepted.event.type, seq: accepted.event.seq })}\n`);

@@ -128,34 +128,14 @@ export const McpConfig = McpServer.extend({
   });
 export type McpConfig = z.infer<typeof McpConfig>;
 
-export const BuiltinName = z.enum([
-  "add",
-  "subtract",
-  "multiply",
-  "divide",
-  "human_input",
-  "sleep_until",
-  "check_current_spend_since",
-  "spawn_task",
-  "list_tasks",
-  "wait_for",
-  "cancel_task",
-]);
-export type BuiltinName = z.infer<typeof BuiltinName>;
-
 /**
  * Builtins the scheduler carries out itself (they wait for people or time, read the run's own state or start
  * and stop other runs); the rest run in the tool-worker.
  */
-export const SCHEDULER_BUILTINS: readonly BuiltinName[] = [
-  "human_input",
-  "sleep_until",
-  "check_current_spend_since",
-  "spawn_task",
-  "list_tasks",
-  "wait_for",
-  "cancel_task",
-];
+const SCHEDULER_BUILTIN_NAMES = ["human_input", "sleep_until", "check_current_spend_since", "spawn_task", "list_tasks", "wait_for", "cancel_task"] as const;
+export const BuiltinName = z.enum(["add", "subtract", "multiply", "divide", ...SCHEDULER_BUILTIN_NAMES]);
+export type BuiltinName = z.infer<typeof BuiltinName>;
+export const SCHEDULER_BUILTINS: readonly BuiltinName[] = SCHEDULER_BUILTIN_NAMES;
 
 const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 

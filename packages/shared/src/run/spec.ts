@@ -275,36 +275,10 @@ function toolSnapshot(tool: ToolConfig): ToolSnapshot {
       ...policy,
     };
   }
-  if (tool.executor?.command) {
-    return {
-      kind: "command",
-      name: tool.name,
-      description: tool.description ?? tool.name,
-      parameters: tool.parameters ?? { type: "object" },
-      command: tool.executor.command,
-      ...policy,
-    };
-  }
-  if (tool.executor?.http) {
-    return {
-      kind: "http",
-      name: tool.name,
-      description: tool.description ?? tool.name,
-      parameters: tool.parameters ?? { type: "object" },
-      http: tool.executor.http,
-      ...policy,
-    };
-  }
-  if (tool.callback) {
-    return {
-      kind: "callback",
-      name: tool.name,
-      description: tool.description ?? tool.name,
-      parameters: tool.parameters ?? { type: "object" },
-      callback: tool.callback,
-      ...policy,
-    };
-  }
+  const common = { name: tool.name, description: tool.description ?? tool.name, parameters: tool.parameters ?? { type: "object" }, ...policy };
+  if (tool.executor?.command) return { kind: "command", ...common, command: tool.executor.command };
+  if (tool.executor?.http) return { kind: "http", ...common, http: tool.executor.http };
+  if (tool.callback) return { kind: "callback", ...common, callback: tool.callback };
   throw new ResolveError(`tool "${tool.name}" has no executor`);
 }
 
