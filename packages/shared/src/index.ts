@@ -36,3 +36,4 @@ export * from "./run/fork.js";
 export * from "./run/replay.js";
 export * from "./admin/rebuild.js";
 export * from "./admin/gc.js";
+export * from "./run/cancelled.js";

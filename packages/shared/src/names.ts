@@ -46,6 +46,8 @@ export function names(prefix: string = DEFAULT_PREFIX) {
     timersBucket: `${prefix}_timers`,
     /** Calls waiting for people or the outside (approvals, questions, callbacks), for listing. */
     waitsBucket: `${prefix}_waits`,
+    /** Runs cancelled lately (a key per run, kept a day): workers drop their commands. */
+    cancelledBucket: `${prefix}_cancelled`,
     /** Spend per run, agent and task per budget hour (`<kind>.<name>.<hour>`), written by the projector. */
     spendBucket: `${prefix}_spend`,
     consumers: {

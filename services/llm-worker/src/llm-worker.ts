@@ -1,4 +1,5 @@
 import {
+  CancelledRuns,
   EventStore,
   LiveTokens,
   costOf,
@@ -34,6 +35,7 @@ export type LlmWorkerOptions = {
 export async function startLlmWorker(opts: LlmWorkerOptions): Promise<Service> {
   const { nc, names: n, log } = opts;
   const buckets = await provision(nc, n);
+  const cancelled = await CancelledRuns.watch(buckets.cancelled, log);
   const store = await EventStore.open(nc, n);
   const contexts = new ContextReader(buckets.context);
   const metrics = opts.metrics?.service("llm-worker");
@@ -52,6 +54,7 @@ export async function startLlmWorker(opts: LlmWorkerOptions): Promise<Service> {
     ackWaitMs: opts.ackWaitMs ?? 60_000,
     maxDeliver: opts.maxDeliver ?? 6,
     metrics,
+    cancelled,
     execute: async (command, { signal }): Promise<RunEvent> => {
       const messages = await contexts.read(command.runId, command.messageCount, command.delta);
       const started = Date.now();
@@ -87,5 +90,10 @@ export async function startLlmWorker(opts: LlmWorkerOptions): Promise<Service> {
     }),
   });
   log.info({ prefix: n.prefix }, "llm-worker started");
-  return loop;
+  return {
+    async stop() {
+      await loop.stop();
+      cancelled.stop();
+    },
+  };
 }

@@ -18,7 +18,9 @@ export type Effect =
   | { kind: "append"; event: RunEvent; expectNew: boolean }
   /** Wake this run at `dueAt` (the timers bucket wakes whichever scheduler is up), or no longer. */
   | { kind: "timer"; runId: string; callId: string; dueAt: number }
-  | { kind: "untimer"; runId: string; callId: string };
+  | { kind: "untimer"; runId: string; callId: string }
+  /** Tell the workers: commands of this run are dropped (and stopped, if running). */
+  | { kind: "cancelled"; runId: string };
 
 /**
  * The effects of one event, given the run's current state (which may be ahead of the event). Pure. An effect
@@ -126,7 +128,7 @@ export function effectsOf(state: RunState, event: RecordedEvent, now: number): E
       // An end that came after the run had ended (a cancel after completion) changed nothing, and does nothing.
       const status = event.type === "RunCompleted" ? "Completed" : event.type === "RunFailed" ? "Failed" : "Cancelled";
       if (state.status !== status) return [];
-      const effects: Effect[] = [...(event.type === "RunCancelled" ? cancelChildren(state, event.id, now) : [])];
+      const effects: Effect[] = event.type === "RunCancelled" ? [{ kind: "cancelled", runId: state.runId }, ...cancelChildren(state, event.id, now)] : [];
       const parent = state.parent;
       if (!parent) return effects;
       const spend = totalSpend(state);

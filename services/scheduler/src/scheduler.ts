@@ -174,7 +174,7 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
   };
 
   const carryOut = async (effects: Effect[]): Promise<void> => {
-    await Promise.all(effects.map((e) => perform(store, n, buckets.timers, e)));
+    await Promise.all(effects.map((e) => perform(store, n, buckets, e)));
   };
 
   /** Decide, append, carry out; again until the run waits for something outside. */
@@ -366,7 +366,8 @@ function traceHeaders(): { headers?: Record<string, string> } {
   return traceparent ? { headers: { traceparent } } : {};
 }
 
-async function perform(store: EventStore, n: Names, timers: KV, effect: Effect): Promise<void> {
+async function perform(store: EventStore, n: Names, buckets: { timers: KV; cancelled: KV }, effect: Effect): Promise<void> {
+  const { timers } = buckets;
   switch (effect.kind) {
     case "llm":
       await store.publisher.publish(n.llmCommandSubject, encode(effect.command), { msgID: effect.command.id, ...traceHeaders() });
@@ -379,6 +380,9 @@ async function perform(store: EventStore, n: Names, timers: KV, effect: Effect):
       return;
     case "untimer":
       await timers.delete(callKey(effect.runId, effect.callId));
+      return;
+    case "cancelled":
+      await buckets.cancelled.put(effect.runId, new Uint8Array());
       return;
     case "append":
       try {

@@ -1,4 +1,5 @@
 import {
+  CancelledRuns,
   EventStore,
   RunEvent,
   ToolCommand,
@@ -50,7 +51,8 @@ export type ToolWorkerOptions = {
  */
 export async function startToolWorker(opts: ToolWorkerOptions): Promise<Service> {
   const { nc, names: n, log } = opts;
-  const { effects } = await provision(nc, n);
+  const { effects, cancelled: cancelledBucket } = await provision(nc, n);
+  const cancelled = await CancelledRuns.watch(cancelledBucket, log);
   const store = await EventStore.open(nc, n);
 
   const mcp = new McpPool(log);
@@ -109,6 +111,7 @@ export async function startToolWorker(opts: ToolWorkerOptions): Promise<Service>
     ackWaitMs: opts.ackWaitMs ?? 30_000,
     maxDeliver: opts.maxDeliver ?? 5,
     metrics: opts.metrics?.service("tool-worker"),
+    cancelled,
     execute: async (command, { signal }): Promise<RunEvent | null> => {
       const earlier = await remembered(command);
       if (earlier) {
@@ -156,6 +159,7 @@ export async function startToolWorker(opts: ToolWorkerOptions): Promise<Service>
     async stop() {
       await loop.stop();
       await mcp.close();
+      cancelled.stop();
     },
   };
 }

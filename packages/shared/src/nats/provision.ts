@@ -44,10 +44,13 @@ function provisionError(what: string, replicas: number, err: unknown): Error {
   return new ProvisionError(`cannot provision ${what} with ${replicas} replica(s): ${err.message}${hint}`, { cause: err });
 }
 
-export type Buckets = { runs: KV; context: KV; config: KV; effects: KV; timers: KV; waits: KV; spend: KV };
+export type Buckets = { runs: KV; context: KV; config: KV; effects: KV; timers: KV; waits: KV; spend: KV; cancelled: KV };
 
 /** How long a finished tool call is remembered, so a late redelivery of its command does not run it again. */
 const EFFECTS_TTL_MS = 7 * 24 * 3600 * 1000;
+
+/** How long workers remember that a run was cancelled: its commands are long done by then. */
+const CANCELLED_TTL_MS = 24 * 3600 * 1000;
 
 const MAX_PAYLOAD = 1024 * 1024;
 
@@ -110,7 +113,7 @@ export async function provision(nc: NatsConnection, n: Names, opts: ProvisionOpt
     }
     return kv;
   };
-  const [runs, context, config, effects, timers, waits, spend] = await Promise.all([
+  const [runs, context, config, effects, timers, waits, spend, cancelled] = await Promise.all([
     bucket(n.runsBucket, { history: 1 }),
     bucket(n.contextBucket, { history: 1 }),
     bucket(n.configBucket, { history: 10 }),
@@ -119,8 +122,9 @@ export async function provision(nc: NatsConnection, n: Names, opts: ProvisionOpt
     bucket(n.timersBucket, { history: 1 }),
     bucket(n.waitsBucket, { history: 1 }),
     bucket(n.spendBucket, { history: 1 }),
+    bucket(n.cancelledBucket, { history: 1, ttl: CANCELLED_TTL_MS }),
   ]);
-  return { runs, context, config, effects, timers, waits, spend };
+  return { runs, context, config, effects, timers, waits, spend, cancelled };
 }
 
 async function ensureStream(jsm: JetStreamManager, config: Partial<StreamConfig> & { name: string }): Promise<void> {

@@ -12,6 +12,7 @@ import { ackSoon } from "./batch.js";
 import { startConsumerLoop, type ConsumerLoop } from "./consume.js";
 import { ensureConsumer } from "./provision.js";
 import { inSpan } from "../tracing.js";
+import type { CancelledRuns } from "../run/cancelled.js";
 
 export type CommandContext = { signal: AbortSignal; deliveryCount: number };
 
@@ -38,6 +39,8 @@ export type CommandWorkerOptions<S extends z.ZodType> = {
   failure: (command: z.infer<S>, reason: string, retryable: boolean) => RunEvent;
   /** Counts each command's outcome and duration, and redeliveries. */
   metrics?: ServiceMetrics | undefined;
+  /** Runs cancelled lately: their commands are acked and dropped, and one running is stopped. */
+  cancelled?: CancelledRuns | undefined;
 };
 
 /**
@@ -57,6 +60,19 @@ export async function startCommandWorker<S extends z.ZodType>(opts: CommandWorke
     max_ack_pending: 10_000,
   });
 
+  // What runs now, by run: a cancel stops it.
+  const running = new Map<string, Set<AbortController>>();
+  const stopListening = opts.cancelled?.onCancel((runId) => running.get(runId)?.forEach((c) => c.abort(new Error(`run ${runId} was cancelled`))));
+  const runIdOf = (command: unknown): string | undefined => {
+    const id = (command as { runId?: unknown } | null)?.runId;
+    return typeof id === "string" ? id : undefined;
+  };
+  const drop = (msg: JsMsg, runId: string, done: (outcome: CommandOutcome) => void) => {
+    log.info({ runId, seq: msg.seq }, `dropping a ${opts.what} command of a cancelled run`);
+    ackSoon(msg);
+    done("terminated");
+  };
+
   const handle = async (msg: JsMsg): Promise<void> => {
     const started = metrics ? performance.now() : 0;
     const done = (outcome: CommandOutcome) => metrics?.command(msg.subject, outcome, (performance.now() - started) / 1000);
@@ -74,6 +90,8 @@ export async function startCommandWorker<S extends z.ZodType>(opts: CommandWorke
       throw err;
     }
     const deliveryCount = msg.info.deliveryCount;
+    const cancelledRun = runIdOf(command);
+    if (cancelledRun !== undefined && opts.cancelled?.has(cancelledRun)) return drop(msg, cancelledRun, done);
     const heartbeat = setInterval(() => msg.working(), Math.max(1000, opts.ackWaitMs / 3));
     try {
       if (deliveryCount > opts.maxDeliver) {
@@ -90,6 +108,27 @@ export async function startCommandWorker<S extends z.ZodType>(opts: CommandWorke
 
   const attempt = async (msg: JsMsg, command: z.infer<S>, deliveryCount: number, done: (outcome: CommandOutcome) => void): Promise<void> => {
     const controller = new AbortController();
+    const runIdForCancel = runIdOf(command);
+    if (runIdForCancel === undefined) return attemptWith(controller, undefined, msg, command, deliveryCount, done);
+    const set = running.get(runIdForCancel) ?? new Set();
+    set.add(controller);
+    running.set(runIdForCancel, set);
+    try {
+      await attemptWith(controller, runIdForCancel, msg, command, deliveryCount, done);
+    } finally {
+      set.delete(controller);
+      if (set.size === 0) running.delete(runIdForCancel);
+    }
+  };
+
+  const attemptWith = async (
+    controller: AbortController,
+    runIdForCancel: string | undefined,
+    msg: JsMsg,
+    command: z.infer<S>,
+    deliveryCount: number,
+    done: (outcome: CommandOutcome) => void,
+  ): Promise<void> => {
     let event: RunEvent | null;
     try {
       const runId = (command as { runId?: unknown }).runId;
@@ -102,6 +141,8 @@ export async function startCommandWorker<S extends z.ZodType>(opts: CommandWorke
     } catch (raw) {
       // Stop whatever the failed attempt left running (a subprocess, an HTTP request).
       controller.abort();
+      // Stopped because its run was cancelled: nothing to record or retry.
+      if (runIdForCancel !== undefined && opts.cancelled?.has(runIdForCancel)) return drop(msg, runIdForCancel, done);
       const err = ensureError(raw);
       const retryable = !(err instanceof TerminalError);
       if (retryable && deliveryCount < opts.maxDeliver) {
@@ -118,13 +159,15 @@ export async function startCommandWorker<S extends z.ZodType>(opts: CommandWorke
       done("failed");
       return;
     }
+    // Stopped halfway because its run was cancelled (a killed tool reports a failure): nothing to record.
+    if (controller.signal.aborted && runIdForCancel !== undefined && opts.cancelled?.has(runIdForCancel)) return drop(msg, runIdForCancel, done);
     // The work is done: storing its result is retried here, not by running the work (an LLM call, a tool) again.
     if (event) await appendPatiently(store, event, log);
     ackSoon(msg);
     done("ok");
   };
 
-  return startConsumerLoop(opts.nc, {
+  const loop = startConsumerLoop(opts.nc, {
     stream: opts.names.commandsStream,
     durable: opts.durable,
     concurrency: opts.concurrency,
@@ -132,6 +175,12 @@ export async function startCommandWorker<S extends z.ZodType>(opts: CommandWorke
     log,
     metrics,
   });
+  return {
+    async stop() {
+      stopListening?.();
+      await loop.stop();
+    },
+  };
 }
 
 /**
