@@ -2,6 +2,7 @@ import { z } from "zod";
 import { LlmConfig } from "./config/schema.js";
 import { ChatMessage } from "./run/messages.js";
 import { ToolSnapshot } from "./run/spec.js";
+import { Limits } from "./run/budget.js";
 import { CallId, CommandId, RunId } from "./ids.js";
 
 /**
@@ -43,6 +44,8 @@ export const TaskRequest = z
     message: z.string().optional(),
     name: z.string().max(200).optional(),
     runId: RunId.optional(),
+    /** Hard limits of this run (with the agent's: the stricter wins), as in `smallchain run --max-cost`. */
+    limits: Limits.optional(),
   })
   .strict();
 export type TaskRequest = z.infer<typeof TaskRequest>;

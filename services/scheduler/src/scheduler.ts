@@ -332,7 +332,7 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
     const event = runRequested(
       runId,
       now(),
-      { agent: task.agent, task: task.name, input: request.message ?? task.user_message, name: request.name },
+      { agent: task.agent, task: task.name, input: request.message ?? task.user_message, name: request.name, limits: request.limits },
       startRunTrace(runId, { "smallchain.task": task.name }, msg.headers?.get("traceparent") || undefined),
     );
     try {
