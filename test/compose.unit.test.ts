@@ -177,6 +177,94 @@ describe("docker-compose.yml", () => {
   });
 });
 
+describe("docker-compose.cluster.yml", () => {
+  const NATS_NODES = ["nats1", "nats2", "nats3"] as const;
+  const SERVER_LIST = "nats://nats1:4222,nats://nats2:4222,nats://nats3:4222";
+  const cluster = parse(readFileSync(`${ROOT}docker-compose.cluster.yml`, "utf8"), { merge: true }) as ComposeFile;
+  const svc = (name: string): Service => {
+    const found = cluster.services[name];
+    if (!found) throw new Error(`docker-compose.cluster.yml has no service ${name}`);
+    return found;
+  };
+  /** A command's value after a flag, e.g. flag(["-m", "8222"], "-m") is "8222". */
+  const flag = (command: Service["command"], name: string): string | undefined => {
+    const args = Array.isArray(command) ? command : String(command ?? "").split(/\s+/);
+    const i = args.indexOf(name);
+    return i >= 0 ? args[i + 1] : undefined;
+  };
+
+  it("runs three JetStream servers in one cluster, each named, with its own volume and routes to the other two", () => {
+    expect(Object.keys(cluster.services)).toEqual(expect.arrayContaining([...NATS_NODES, ...SMALLCHAIN_SERVICES]));
+    expect(Object.keys(cluster.services).filter((name) => svc(name).image?.startsWith("nats"))).toEqual([...NATS_NODES]);
+    const volumes = new Set<string>();
+    for (const name of NATS_NODES) {
+      const nats = svc(name);
+      expect(nats.image, name).toMatch(/^nats:2\.10/);
+      expect(nats.command, name).toEqual(expect.arrayContaining(["-js"]));
+      expect(flag(nats.command, "-sd"), name).toBe("/data");
+      expect(flag(nats.command, "-m"), name).toBe("8222");
+      expect(flag(nats.command, "--server_name"), name).toBe(name);
+      expect(flag(nats.command, "--cluster_name"), name).toBe("smallchain");
+      expect(flag(nats.command, "--cluster"), name).toBe("nats://0.0.0.0:6222");
+      const routes = (flag(nats.command, "--routes") ?? "").split(",").sort();
+      expect(routes, name).toEqual(NATS_NODES.filter((other) => other !== name).map((other) => `nats://${other}:6222`));
+      const volume = (nats.volumes ?? []).map(String).find((v) => v.endsWith(":/data"));
+      expect(volume, name).toBeDefined();
+      volumes.add(volume!.split(":")[0]!);
+      expect(cluster.volumes ?? {}, name).toHaveProperty([volume!.split(":")[0]!]);
+      expect(nats.healthcheck?.test, name).toEqual(expect.arrayContaining(["http://127.0.0.1:8222/healthz"]));
+      expect(nats.healthcheck?.retries, name).toBeGreaterThan(0);
+      expect(nats.ports, name).toEqual([expect.stringMatching(/^127\.0\.0\.1:\$\{NATS[123]_PORT:-422[234]\}:4222$/)]);
+      expect(nats.restart, name).toBe("unless-stopped");
+    }
+    expect(volumes.size).toBe(3);
+  });
+
+  it("gives every smallchain process the whole server list and SC_REPLICAS=3, and starts it once all three servers are healthy", () => {
+    const smallchain = Object.keys(cluster.services).filter((name) => svc(name).image === "smallchain:local");
+    expect(smallchain).toEqual(expect.arrayContaining([...SMALLCHAIN_SERVICES, "gateway", "example"]));
+    for (const name of smallchain) {
+      expect(env(svc(name)), name).toMatchObject({ NATS_URL: SERVER_LIST, SC_REPLICAS: "3", SC_PREFIX: "${SC_PREFIX:-sc}" });
+      for (const node of NATS_NODES) expect(dependsOn(svc(name))[node], `${name} on ${node}`).toBe("service_healthy");
+    }
+    for (const name of SMALLCHAIN_SERVICES) {
+      const s = svc(name);
+      expect(s.build, name).toMatchObject({ context: "." });
+      expect(s.command, name).toEqual([`services/${name}/dist/main.js`]);
+      expect(env(s).OPENAI_API_KEY, name).toBe("${OPENAI_API_KEY:-}");
+      expect(s.healthcheck?.test, name).toEqual(service(name).healthcheck?.test);
+      expect(s.restart, name).toBe("unless-stopped");
+    }
+    for (const name of [...WORKERS, ...SMALLCHAIN_SERVICES]) {
+      expect(svc(name).container_name, name).toBeUndefined();
+      expect(svc(name).ports, name).toBeUndefined();
+    }
+    expect(svc("gateway").profiles).toEqual(["gateway"]);
+    expect(env(svc("gateway")).SC_GATEWAY_TOKEN).toBe("${SC_GATEWAY_TOKEN:-}");
+    expect(svc("example").profiles).toEqual(["example"]);
+    for (const name of SMALLCHAIN_SERVICES) expect(dependsOn(svc("example"))[name], name).toBe("service_healthy");
+  });
+
+  it("passes `docker compose config -q`, with and without profiles, where a compose CLI exists", () => {
+    for (const [name, s] of Object.entries(cluster.services)) {
+      for (const dep of Object.keys(dependsOn(s))) expect(cluster.services, `${name} depends on ${dep}`).toHaveProperty([dep]);
+    }
+    const cli = composeCli();
+    if (!cli) return;
+    const [cmd, ...base] = cli;
+    for (const profile of [[], ["--profile", "example"], ["--profile", "gateway"]]) {
+      const result = spawnSync(cmd!, [...base, "-f", "docker-compose.cluster.yml", ...profile, "config", "-q"], { cwd: ROOT, encoding: "utf8", timeout: 60_000 });
+      expect(result.status, `${cli.join(" ")} -f docker-compose.cluster.yml ${profile.join(" ")} config -q: ${result.stderr}`).toBe(0);
+    }
+    // And the resolved file still says what the YAML above says (anchors and merges included).
+    const resolved = spawnSync(cmd!, [...base, "-f", "docker-compose.cluster.yml", "--profile", "gateway", "config"], { cwd: ROOT, encoding: "utf8", timeout: 60_000 });
+    const services = (parse(resolved.stdout) as ComposeFile).services;
+    for (const name of [...SMALLCHAIN_SERVICES, "gateway"]) {
+      expect(env(services[name]!), name).toMatchObject({ NATS_URL: SERVER_LIST, SC_REPLICAS: "3" });
+    }
+  });
+});
+
 describe("Dockerfile", () => {
   const instructions = dockerfileInstructions();
   const froms = instructions.flatMap(([k], i) => (k === "FROM" ? [i] : []));

@@ -91,6 +91,8 @@ describe("a 3-node JetStream cluster with replicas: 3", () => {
     await eventually(async () => (await done()) >= 5, 30_000, "the first runs to complete");
 
     const victim = await pickVictim(client);
+    // Whether the node killed leads the event stream: then JetStream must elect a new leader before appends go on.
+    const eventsLeader = (await jsm.streams.info(n.eventsStream)).cluster?.leader ?? "";
     const killedAt = Date.now();
     await cluster.kill(victim);
     await new Promise((r) => setTimeout(r, 2000));
@@ -154,7 +156,7 @@ describe("a 3-node JetStream cluster with replicas: 3", () => {
     // Time to recover: the longest pause in the cluster's event flow after the kill.
     const times = all.map((e) => e.at).filter((at) => at >= killedAt).sort((a, b) => a - b);
     const pause = times.reduce((max, at, i) => (i === 0 ? at - killedAt : Math.max(max, at - times[i - 1]!)), 0);
-    const figures = { victim, runs: RUNS, childRuns: RUNS, events: all.length, toolEffects: lines.length, toolAttempts: attempts, duplicates, killToRestartMs: restartedAt - killedAt, longestPauseMs: pause, wallMs: finishedAt - t0 };
+    const figures = { victim, victimLedEvents: victim === eventsLeader, runs: RUNS, childRuns: RUNS, events: all.length, toolEffects: lines.length, toolAttempts: attempts, duplicates, killToRestartMs: restartedAt - killedAt, longestPauseMs: pause, wallMs: finishedAt - t0 };
     process.stdout.write(`cluster figures: ${JSON.stringify(figures)}\n`);
     return figures;
   };
