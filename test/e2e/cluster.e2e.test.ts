@@ -84,6 +84,10 @@ describe("a 3-node JetStream cluster with replicas: 3", () => {
     const jsm = await jetstreamManager(nc);
     expect((await jsm.streams.info(n.eventsStream)).config.num_replicas).toBe(3);
     expect((await jsm.streams.info(`KV_${n.runsBucket}`)).config.num_replicas).toBe(3);
+    // A process started without SC_REPLICAS (say, a CLI) provisions with 1: it must not take copies away.
+    await provision(nc, n, { replicas: 1 });
+    expect((await jsm.streams.info(n.eventsStream)).config.num_replicas).toBe(3);
+    expect((await jsm.streams.info(`KV_${n.runsBucket}`)).config.num_replicas).toBe(3);
 
     const t0 = Date.now();
     const applied = await client.apply(parseConfig(config(RUNS), "cluster.yaml"));

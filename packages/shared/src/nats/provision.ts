@@ -101,10 +101,11 @@ export async function provision(nc: NatsConnection, n: Names, opts: ProvisionOpt
     } catch (err) {
       throw provisionError(`bucket ${name}`, replicas, err);
     }
-    // An existing bucket keeps its settings through create(): bring its copies to the asked number.
+    // An existing bucket keeps its settings through create(): raise its copies to the asked number (never
+    // lower them: a process started without SC_REPLICAS must not quietly take copies away from a cluster).
     const stream = `KV_${name}`;
     const info = await jsm.streams.info(stream);
-    if (info.config.num_replicas !== replicas) {
+    if (info.config.num_replicas < replicas) {
       try {
         await jsm.streams.update(stream, { ...info.config, num_replicas: replicas });
       } catch (err) {
@@ -142,10 +143,11 @@ async function ensureStream(jsm: JetStreamManager, config: Partial<StreamConfig>
     }
     return;
   }
-  const same = (config.subjects ?? []).join() === info.config.subjects.join() && info.config.num_replicas === replicas;
+  // Copies are raised, never lowered (see `bucket` in provision).
+  const same = (config.subjects ?? []).join() === info.config.subjects.join() && info.config.num_replicas >= replicas;
   if (same) return;
   try {
-    await jsm.streams.update(config.name, { ...info.config, subjects: config.subjects ?? [], num_replicas: replicas });
+    await jsm.streams.update(config.name, { ...info.config, subjects: config.subjects ?? [], num_replicas: Math.max(replicas, info.config.num_replicas) });
   } catch (err) {
     throw provisionError(`stream ${config.name}`, replicas, err);
   }
