@@ -249,6 +249,7 @@ describe("self-management builtins", () => {
     run.add("RunCancelled", { reason: "cancelled by ann" });
 
     expect(effectsOf(run.state, run.last, NOW)).toEqual([
+      { kind: "cancelled", runId: RUN_ID },
       expect.objectContaining({ event: expect.objectContaining({ type: "RunCancelled", runId: child, data: { reason: `its parent run ${RUN_ID} was cancelled` } }) }),
     ]);
 
@@ -259,6 +260,7 @@ describe("self-management builtins", () => {
       .add("LLMResponded", { step: 1, content: "hi", toolCalls: [], usage: usage(10, 5), model: "m", finishReason: "stop", durationMs: 1, costUsd: 0.002 })
       .add("RunCancelled", { reason: "its parent was cancelled" });
     expect(effectsOf(spawnedChild.state, spawnedChild.last, NOW)).toEqual([
+      { kind: "cancelled", runId: child },
       expect.objectContaining({
         event: expect.objectContaining({ type: "ChildRunEnded", runId: RUN_ID, data: { childRunId: child, status: "Cancelled", error: "its parent was cancelled", spend: { tokens: 15, costUsd: 0.002 } } }),
       }),

@@ -267,8 +267,10 @@ describe("effectsOf", () => {
     it("appends ToolCallFailed to the parent when the child is cancelled", () => {
       const run = child().add("RunCancelled", { reason: "user" });
 
-      const [effect] = effectsOf(run.state, run.last, NOW);
+      const [marked, effect] = effectsOf(run.state, run.last, NOW);
 
+      // The workers hear of it (they drop its commands), and the parent gets the call's failure.
+      expect(marked).toEqual({ kind: "cancelled", runId: run.state.runId });
       expect(effect).toMatchObject({
         kind: "append",
         event: { id: `${RUN_ID}:done:s2c1`, type: "ToolCallFailed", data: { callId: "s2c1", error: "agent calculator_operator was cancelled" } },
