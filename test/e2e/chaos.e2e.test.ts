@@ -10,5 +10,5 @@ describe("chaos", () => {
     process.stdout.write(`${formatReport(report)}\n`);
     assertChaosHeld(report, RUNS);
     expect(report.kills).toBeGreaterThan(10);
-  }, 90_000);
+  }, 150_000);
 });
