@@ -1,6 +1,6 @@
 import { jetstream } from "@nats-io/jetstream";
 import { describe, expect, it } from "vitest";
-import { encode, provision, runRequested, type RunEvent } from "@smallchain/shared";
+import { encode, provision, runRequested, type RecordedEvent, type RunEvent } from "@smallchain/shared";
 import { eventually } from "../support/processes.js";
 import { adderConfig } from "../support/configs.js";
 import { startStack } from "../support/stack.js";
@@ -78,6 +78,58 @@ describe("the projector", () => {
     expect(await stack.client.contextWindow("rfail")).toEqual([
       { role: "system", content: "be brief" },
       { role: "user", content: "hello" },
+    ]);
+  });
+  it("folds an event a killed projector held, when the run's next event arrives before it comes back", async () => {
+    // The chaos run's incident: a projector is killed holding a run's LLMRequested and LLMResponded unacked. The
+    // next incarnation gets LLMRequested back first, then the run's next event (new, the scheduler's reaction
+    // to LLMResponded), then LLMResponded: consumer sequences follow on without a hole throughout.
+    await using stack = await startStack([]);
+    const js = jetstream(stack.nc);
+    const first = await stack.start("projector");
+    const store = stack.client.store;
+    const runId = "rheld";
+    const agent = { name: "a", systemPrompt: "be brief", maxSteps: 5, llm: { name: "m", provider: "openai" as const, model: "m", api_key_env: "OPENAI_API_KEY", parameters: {}, timeout_ms: 1000 }, tools: [] };
+    await store.append(runRequested(runId, 1, { agent: "a", task: "t", input: "hello" }), 0);
+    await store.append({ id: `${runId}:started`, type: "RunStarted", v: 1, runId, at: 2, data: { agent } });
+    await eventually(async () => (await stack.client.getRun(runId))?.status === "Running", 10_000, "the view to show RunStarted");
+    await first.stop();
+    await store.append({ id: `${runId}:llm1`, type: "LLMRequested", v: 1, runId, at: 3, data: { step: 1, llm: "m", messageCount: 2 } });
+    await store.append({
+      id: `${runId}:llm1:done`,
+      type: "LLMResponded",
+      v: 1,
+      runId,
+      at: 4,
+      data: { step: 1, content: "hi there", toolCalls: [], usage: { promptTokens: 3, completionTokens: 2, cachedTokens: 0 }, model: "m", finishReason: "stop", durationMs: 1 },
+    });
+    // The killed incarnation: it pulled both and never acked. Their ack waits run out at different times (here
+    // made short and deterministic with a delayed nak): LLMRequested comes back at once, LLMResponded in 3 s.
+    const consumer = await js.consumers.get(stack.names.eventsStream, stack.names.consumers.projector);
+    const held = await consumer.fetch({ max_messages: 2, expires: 2_000 });
+    const taken = [];
+    for await (const m of held) {
+      taken.push(m);
+      if (taken.length === 2) break;
+    }
+    expect(taken.map((m) => m.seq)).toHaveLength(2);
+    taken[1]!.nak(3_000);
+    taken[0]!.nak();
+    await stack.start("projector");
+    await eventually(async () => ((await stack.client.getRun(runId))?.lastSeq ?? 0) >= taken[0]!.seq, 10_000, "the view to fold LLMRequested again");
+    await store.append({ id: `${runId}:completed`, type: "RunCompleted", v: 1, runId, at: 5, data: { output: "hi there" } });
+    await eventually(async () => (await stack.client.getRun(runId))?.status === "Completed", 10_000, "the view to show RunCompleted");
+    // Past the redelivery of LLMResponded: whatever it did is done.
+    await new Promise((r) => setTimeout(r, 3_500));
+    const events: RecordedEvent[] = await store.readRun(runId);
+    const view = await stack.client.getRun(runId);
+    expect(view?.eventCount).toBe(events.length);
+    expect(view?.messageCount).toBe(3);
+    expect(view?.usage.totalTokens).toBe(5);
+    expect(await stack.client.contextWindow(runId)).toEqual([
+      { role: "system", content: "be brief" },
+      { role: "user", content: "hello" },
+      { role: "assistant", content: "hi there" },
     ]);
   });
 });

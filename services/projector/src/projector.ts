@@ -128,7 +128,7 @@ export async function startProjector(opts: ProjectorOptions): Promise<Service> {
   });
 
   const onEvent = async (msg: JsMsg): Promise<void> => {
-    cache.delivered(msg.info.deliverySequence);
+    cache.delivered(msg.info);
     const event = store.decodeOrTerm(msg, log);
     if (!event) return;
     metrics?.event(event.type);
@@ -140,20 +140,20 @@ export async function startProjector(opts: ProjectorOptions): Promise<Service> {
       const spends: (() => Promise<void>)[] = [];
       // The state before the first event this call folds, if it folds any: the run's status moved from it to ours.
       let first: RunState | undefined;
-      const state = await cache.withEvent(event, (prior, e) => {
-        messagesOf(prior, e).forEach((m, i) => messages.push([contextKey(e.runId, prior.messageCount + i), m]));
-        waitChanges.push(...waitChangesOf(prior, e));
-        requested ||= e.type === "RunRequested";
-        // Priced calls count toward the run's, agent's and task's spend per budget hour (windowed budgets read it).
-        if (e.type === "LLMResponded" && e.data.costUsd !== undefined) {
-          const spend = { tokens: e.data.usage.promptTokens + e.data.usage.completionTokens, costUsd: e.data.costUsd };
-          const where = { runId: e.runId, agent: prior.agentName, task: prior.task };
-          spends.push(() => recordSpend(buckets.spend, where, e.seq, e.at, hourMs, spend));
-        }
-        first ??= prior;
-      });
-      if (first) metrics?.runTransition(first.lastSeq === 0 ? undefined : first.status, state.status);
       try {
+        const state = await cache.withEvent(event, (prior, e) => {
+          messagesOf(prior, e).forEach((m, i) => messages.push([contextKey(e.runId, prior.messageCount + i), m]));
+          waitChanges.push(...waitChangesOf(prior, e));
+          requested ||= e.type === "RunRequested";
+          // Priced calls count toward the run's, agent's and task's spend per budget hour (windowed budgets read it).
+          if (e.type === "LLMResponded" && e.data.costUsd !== undefined) {
+            const spend = { tokens: e.data.usage.promptTokens + e.data.usage.completionTokens, costUsd: e.data.costUsd };
+            const where = { runId: e.runId, agent: prior.agentName, task: prior.task };
+            spends.push(() => recordSpend(buckets.spend, where, e.seq, e.at, hourMs, spend));
+          }
+          first ??= prior;
+        });
+        if (first) metrics?.runTransition(first.lastSeq === 0 ? undefined : first.status, state.status);
         await Promise.all(spends.map((record) => record()));
         for (const [key, entry] of waitChanges) {
           if (entry) await buckets.waits.put(key, encodeWaitEntry(entry));
@@ -172,8 +172,9 @@ export async function startProjector(opts: ProjectorOptions): Promise<Service> {
           unwritten.delete(event.runId);
         }
       } catch (err) {
-        // The fold in memory is ahead of what was stored: forget it, so the redelivered event is folded again
-        // from the stored view and its messages and view are written then (else it would look done already).
+        // The fold in memory may be ahead of what was stored: forget it, so the redelivered event is folded again
+        // from the stored view (proven against the stream) and its messages and view are written then (else it
+        // would look done already, or the run's next event would be folded past it).
         cache.drop(event.runId);
         unwritten.delete(event.runId);
         throw err;

@@ -219,7 +219,7 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
   };
 
   const onEvent = async (msg: JsMsg): Promise<void> => {
-    cache.delivered(msg.info.deliverySequence);
+    cache.delivered(msg.info);
     // Our own decisions come back through the consumer too. Their stored Nats-Msg-Id is the event id, so they
     // are recognised without decoding; in the run's queue, after the decision's effects were carried out.
     const msgId = msg.headers?.get("Nats-Msg-Id");
@@ -231,21 +231,27 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
       const event = store.decodeOrTerm(msg, log);
       if (!event) return;
       metrics?.event(event.type);
-      const before = cache.get(event.runId);
-      const state = await cache.withEvent(event);
-      await inSpan(`scheduler ${event.type}`, state.trace, { "smallchain.run_id": event.runId, "smallchain.seq": event.seq }, async () => {
-        if (state.forkOf && !isCopying(state) && (!before || isCopying(before))) {
-          // A fork's copy just completed (or this process cannot tell whether its effects were carried out): the
-          // effects its copied events held back are carried out now; those already done are skipped or deduplicated.
-          const events = await store.readRun(event.runId);
-          await carryOut(events.flatMap((e) => effectsOf(state, e, now())));
-        } else {
-          await carryOut(effectsOf(state, event, now()));
-        }
-        await advance(state);
-      });
-      const latest = cache.get(event.runId);
-      if (latest && isTerminal(latest)) cache.drop(event.runId);
+      try {
+        const before = cache.get(event.runId);
+        const state = await cache.withEvent(event);
+        await inSpan(`scheduler ${event.type}`, state.trace, { "smallchain.run_id": event.runId, "smallchain.seq": event.seq }, async () => {
+          if (state.forkOf && !isCopying(state) && (!before || isCopying(before))) {
+            // A fork's copy just completed (or this process cannot tell whether its effects were carried out): the
+            // effects its copied events held back are carried out now; those already done are skipped or deduplicated.
+            const events = await store.readRun(event.runId);
+            await carryOut(events.flatMap((e) => effectsOf(state, e, now())));
+          } else {
+            await carryOut(effectsOf(state, event, now()));
+          }
+          await advance(state);
+        });
+        const latest = cache.get(event.runId);
+        if (latest && isTerminal(latest)) cache.drop(event.runId);
+      } catch (err) {
+        // The event comes back: until then the run's next event must not be taken as the one after what we hold.
+        cache.distrust(event.runId);
+        throw err;
+      }
       ackSoon(msg);
     });
   };

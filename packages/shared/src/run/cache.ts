@@ -12,10 +12,21 @@ export type RunCacheOptions = {
   max?: number;
 };
 
+/** What the consumer says of a delivered message (a JsMsg's `info`). */
+export type Delivery = { deliverySequence: number; streamSequence: number; deliveryCount: number };
+
 /**
  * Run states held in memory by the process that folds them, loaded from the run's stream on a miss.
  * The stream stays the truth: an event from elsewhere is folded only after checking that nothing came
  * between it and what we hold (another replica may have handled that), else we catch up from the stream.
+ *
+ * An event is trusted to be the next one of a held state without a read only when both hold:
+ * - the state was proven in the current generation (no hole in the consumer's delivery sequence since), and
+ *   nothing of the run was dropped since (a failed handler drops it);
+ * - the state reaches at least the stream sequence just before the first message this generation received on
+ *   its first delivery. Messages from that one on come here, in stream order; older ones may have gone to a
+ *   replica or to an earlier incarnation of this process that died holding them, and come back as
+ *   redeliveries (with consumer sequences that follow on without a hole) after newer events of their run.
  */
 export class RunCache {
   private readonly states = new Map<string, RunState>();
@@ -23,6 +34,8 @@ export class RunCache {
   private readonly verified = new Map<string, number>();
   private generation = 0;
   private lastDelivery: number | undefined;
+  /** The stream sequence of the first first delivery of the current generation: every newer message comes here in order. */
+  private orderedFrom: number | undefined;
   private readonly max: number;
 
   constructor(
@@ -52,14 +65,27 @@ export class RunCache {
   }
 
   /**
-   * Call with each message's consumer delivery sequence, in the order received. While they follow each other
-   * without a hole, this process sees every event of the consumer in stream order, so an event newer than a
-   * held state is the next one for it. A hole means another replica (or a lost buffer) took some: every held
-   * state must prove itself again before it is trusted.
+   * Keeps the run's state but proves it again before folding its next event: call when handling one of its
+   * events failed, so that event (to be redelivered) cannot be passed over by the next one.
    */
-  delivered(deliverySequence: number): void {
-    if (this.lastDelivery !== undefined && deliverySequence !== this.lastDelivery + 1) this.generation++;
-    this.lastDelivery = deliverySequence;
+  distrust(runId: string): void {
+    this.verified.delete(runId);
+  }
+
+  /**
+   * Call with each message's delivery info, in the order received. While consumer delivery sequences follow
+   * each other without a hole, this process sees every message the consumer hands out, and new messages (first
+   * deliveries) in stream order. A hole means another replica (or a lost buffer) took some: every held state
+   * must prove itself again before it is trusted. Redeliveries carry new consumer sequences (no hole), but may
+   * bring an event older than what was folded since: see the class comment.
+   */
+  delivered(info: Delivery): void {
+    if (this.lastDelivery !== undefined && info.deliverySequence !== this.lastDelivery + 1) {
+      this.generation++;
+      this.orderedFrom = undefined;
+    }
+    this.lastDelivery = info.deliverySequence;
+    if (this.orderedFrom === undefined && info.deliveryCount === 1) this.orderedFrom = info.streamSequence;
   }
 
   /** Folds events this process itself recorded (it knows nothing came between). */
@@ -84,10 +110,11 @@ export class RunCache {
       cached = await this.opts.loadInitial(event.runId);
     }
     if (event.seq <= cached.lastSeq) return cached;
-    if (this.verified.get(event.runId) === this.generation) return this.record(cached, [event], sink);
+    if (this.trusted(cached)) return this.record(cached, [event], sink);
+    const generation = this.generation;
     const next = await this.store.nextEvent(event.runId, cached.lastSeq + 1, this.reportInvalid(event.runId));
     if (next && next.seq === event.seq) {
-      this.verified.set(event.runId, this.generation);
+      this.verified.set(event.runId, generation);
       return this.record(cached, [event], sink);
     }
     return this.catchUp(cached, sink);
@@ -109,6 +136,11 @@ export class RunCache {
     const past = { ...next, lastSeq: skipped };
     this.set(past);
     return past;
+  }
+
+  /** Whether the next event of the run delivered here is the next one in its stream (see the class comment). */
+  private trusted(state: RunState): boolean {
+    return this.verified.get(state.runId) === this.generation && this.orderedFrom !== undefined && state.lastSeq >= this.orderedFrom - 1;
   }
 
   private reportInvalid(runId: string) {
