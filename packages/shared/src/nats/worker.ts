@@ -31,6 +31,12 @@ export type CommandWorkerOptions<S extends z.ZodType> = {
   /** Deliveries before a retryable failure becomes a recorded failure. */
   maxDeliver: number;
   /**
+   * Deliveries beyond `maxDeliver` that may end without a word (a worker killed mid-command, or holding it
+   * unstarted in its buffer) before the command is given up as one that kills its workers. Default 20: most
+   * such deliveries say nothing about the command, so they are not held against it like errors are.
+   */
+  maxLost?: number;
+  /**
    * Does the work; returns the result event, or null when the result comes later from elsewhere (a callback).
    * Throws RetryableError to be tried again later, TerminalError to record a failure at once.
    */
@@ -94,8 +100,9 @@ export async function startCommandWorker<S extends z.ZodType>(opts: CommandWorke
     if (cancelledRun !== undefined && opts.cancelled?.has(cancelledRun)) return drop(msg, cancelledRun, done);
     const heartbeat = setInterval(() => msg.working(), Math.max(1000, opts.ackWaitMs / 3));
     try {
-      if (deliveryCount > opts.maxDeliver) {
-        await appendPatiently(store, opts.failure(command, `gave up after ${opts.maxDeliver} attempts (the last one did not finish)`, true), log);
+      if (deliveryCount > opts.maxDeliver + (opts.maxLost ?? 20)) {
+        const reason = `gave up after ${deliveryCount - 1} deliveries, the last ones ended without a result (did the command kill its workers?)`;
+        await appendPatiently(store, opts.failure(command, reason, true), log);
         msg.term();
         done("failed");
         return;
