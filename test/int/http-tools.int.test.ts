@@ -91,7 +91,7 @@ llms:
 agents:
   - { name: web, llm: mock, tools: [ echo, query, bad, flaky, flaky_once, big, slow, refused ] }
 tools:
-${tool("echo", `{ url: "${web.url}/echo", headers: { Authorization: Bearer t0ken } }`)}
+${tool("echo", `{ url: "${web.url}/echo", headers: { Authorization: "Bearer \${SC_TEST_HTTP_TOKEN}" } }`)}
 ${tool("query", `{ url: "${web.url}/query", method: GET }`)}
 ${tool("bad", `{ url: "${web.url}/bad" }`)}
 ${tool("flaky", `{ url: "${web.url}/flaky", idempotent: true }`)}
@@ -102,8 +102,15 @@ ${tool("refused", `{ url: "${refusing}" }`)}
 tasks:
   - { name: t, user_message: go, agent: web }
 `);
+    // The token comes from the tool-worker's environment when it sends the request: the run's events hold its name.
+    process.env.SC_TEST_HTTP_TOKEN = "t0ken";
     const { runId } = await stack.client.startRun({ task: "t" });
     expect((await stack.client.waitForRun(runId, { timeoutMs: 30_000 })).status).toBe("Completed");
+    delete process.env.SC_TEST_HTTP_TOKEN;
+    // (The echo server sends the header back as the tool's result; the tool's own record holds only the name.)
+    const stored = JSON.stringify((await stack.client.events(runId)).find((e) => e.type === "RunStarted"));
+    expect(stored).toContain("Bearer ${SC_TEST_HTTP_TOKEN}");
+    expect(stored).not.toContain("t0ken");
     const results = Object.fromEntries(
       (await stack.client.events(runId)).flatMap((e) =>
         e.type === "ToolCallCompleted" ? [[e.data.callId, e.data.result]] : e.type === "ToolCallFailed" ? [[e.data.callId, `FAILED ${e.data.error}`]] : [],

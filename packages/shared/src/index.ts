@@ -37,3 +37,4 @@ export * from "./run/replay.js";
 export * from "./admin/rebuild.js";
 export * from "./admin/gc.js";
 export * from "./run/cancelled.js";
+export * from "./secrets.js";

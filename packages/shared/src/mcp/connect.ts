@@ -1,3 +1,4 @@
+import { expandSecrets } from "../secrets.js";
 import type { Client as McpClient } from "@modelcontextprotocol/sdk/client/index.js";
 import type { McpServer } from "../config/schema.js";
 
@@ -44,7 +45,13 @@ export async function connectMcp(server: McpServer, clientName: string): Promise
     transport = stdio;
   } else {
     const { StreamableHTTPClientTransport } = await import("@modelcontextprotocol/sdk/client/streamableHttp.js");
-    transport = new StreamableHTTPClientTransport(new URL(server.url!), { requestInit: { headers: server.headers } });
+    let secretHeaders: Record<string, string>;
+    try {
+      secretHeaders = expandSecrets(server.headers);
+    } catch (err) {
+      throw new McpConnectError(`cannot reach MCP server "${describeMcpServer(server)}": ${(err as Error).message}`, { cause: err });
+    }
+    transport = new StreamableHTTPClientTransport(new URL(server.url!), { requestInit: { headers: secretHeaders } });
   }
   let onClosed!: () => void;
   const closed = new Promise<void>((resolve) => (onClosed = resolve));

@@ -1,4 +1,4 @@
-import { RetryableError, headers, TerminalError, type Names, type NatsConnection, type ToolCommand, type ToolSnapshot } from "@smallchain/shared";
+import { RetryableError, expandSecrets, headers, TerminalError, type Names, type NatsConnection, type ToolCommand, type ToolSnapshot } from "@smallchain/shared";
 
 export type HandOffOptions = {
   nc: NatsConnection;
@@ -45,7 +45,15 @@ export async function handOff(tool: Extract<ToolSnapshot, { kind: "callback" }>,
     opts.nc.publish(tool.callback.subject, body, { headers: h });
     await opts.nc.flush();
   }
-  if (tool.callback.url) await post(tool.callback.url, body, tool.callback.headers, opts);
+  if (tool.callback.url) {
+    let secretHeaders: Record<string, string>;
+    try {
+      secretHeaders = expandSecrets(tool.callback.headers);
+    } catch (err) {
+      throw new TerminalError((err as Error).message);
+    }
+    await post(tool.callback.url, body, secretHeaders, opts);
+  }
 }
 
 async function post(url: string, body: string, headers: Record<string, string>, opts: HandOffOptions): Promise<void> {

@@ -1,4 +1,4 @@
-import { RetryableError, type HttpExecutor } from "@smallchain/shared";
+import { RetryableError, type HttpExecutor, expandSecrets } from "@smallchain/shared";
 import type { ToolOutcome } from "./outcome.js";
 
 export type HttpContext = { idempotencyKey: string; runId: string; callId: string; signal: AbortSignal };
@@ -28,6 +28,12 @@ export async function runHttp(spec: HttpExecutor, args: unknown, ctx: HttpContex
     if (spec.idempotent) throw new RetryableError(message, delayMs, { cause });
     return { ok: false, error: message };
   };
+  let secretHeaders: Record<string, string>;
+  try {
+    secretHeaders = expandSecrets(spec.headers);
+  } catch (err) {
+    return { ok: false, error: (err as Error).message };
+  }
   let response: Response;
   const timeout = AbortSignal.timeout(spec.timeout_ms);
   try {
@@ -39,7 +45,7 @@ export async function runHttp(spec: HttpExecutor, args: unknown, ctx: HttpContex
         "idempotency-key": ctx.idempotencyKey,
         "x-smallchain-run-id": ctx.runId,
         "x-smallchain-call-id": ctx.callId,
-        ...spec.headers,
+        ...secretHeaders,
       },
       ...(body !== undefined && { body }),
       signal: AbortSignal.any([ctx.signal, timeout]),
