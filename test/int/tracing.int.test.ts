@@ -7,8 +7,8 @@ const exporter = new InMemorySpanExporter();
 let tracing: Tracing | undefined;
 
 describe("OpenTelemetry traces", () => {
-  beforeAll(() => {
-    tracing = initTracing("test", { exporter });
+  beforeAll(async () => {
+    tracing = await initTracing("test", { exporter });
   });
   afterAll(async () => {
     await tracing?.shutdown();

@@ -18,7 +18,7 @@ export async function runUntilSignal(
 ): Promise<void> {
   // Traces go out when an OTLP endpoint is configured (OTEL_EXPORTER_OTLP_ENDPOINT); the logger names the service.
   const service = (log.bindings() as { service?: string }).service ?? "service";
-  const tracing = initTracing(service);
+  const tracing = await initTracing(service);
   if (tracing) log.info("sending traces to the OTLP endpoint");
   let running: Running;
   try {

@@ -20,7 +20,7 @@ export async function dev(opts: DevOptions): Promise<void> {
   const nc = await connectNats("smallchain-dev", { servers: url.split(",") });
   const n = names(opts.prefix);
   const log = createLogger("dev", process.env.LOG_LEVEL ?? "warn");
-  const tracing = initTracing("dev");
+  const tracing = await initTracing("dev");
   // Only when SC_METRICS_PORT is set: one registry for the four services, told apart by their `service` label.
   const served = await serveMetricsFromEnv("dev", nc, log);
   const metrics = served?.metrics;

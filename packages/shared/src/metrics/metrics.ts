@@ -1,4 +1,12 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { createRequire } from "node:module";
+import type { Counter, Gauge, Histogram, Registry } from "prom-client";
+
+type PromClient = typeof import("prom-client");
+let loaded: PromClient | undefined;
+/** prom-client is loaded when metrics are first created: the CLI, which never serves them, starts faster. */
+function prom(): PromClient {
+  return (loaded ??= createRequire(import.meta.url)("prom-client") as PromClient);
+}
 import type { Usage } from "../events.js";
 import type { RunStatus } from "../run/state.js";
 
@@ -48,6 +56,7 @@ type Families = ReturnType<typeof families>;
 
 function families(registry: Registry) {
   const registers = [registry];
+  const { Counter, Gauge, Histogram } = prom();
   return {
     commands: new Counter({
       name: "smallchain_commands_handled_total",
@@ -109,6 +118,7 @@ function families(registry: Registry) {
 
 /** Creates the metric families on a new registry; one per process (or per installation in tests). */
 export function createMetrics(opts: MetricsOptions = {}): Metrics {
+  const { Registry, collectDefaultMetrics } = prom();
   const registry = new Registry();
   if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: registry });
   const f = families(registry);
