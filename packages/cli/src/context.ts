@@ -32,7 +32,7 @@ export async function openClient(opts: GlobalOptions): Promise<{ client: Client;
     maxReconnectAttempts: 2,
     timeout: 5000,
   });
-  return { nc, client: await Client.connect(nc, names(opts.prefix)) };
+  return { nc, client: await Client.connect(nc, names(opts.prefix), { bind: true }) };
 }
 
 export async function withClient<T>(opts: GlobalOptions, fn: (client: Client) => Promise<T>): Promise<T> {

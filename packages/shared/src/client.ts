@@ -12,7 +12,7 @@ import { EventStore } from "./eventstore.js";
 import { runRequested, type RecordedEvent } from "./events.js";
 import { deriveRunId, isRunId, newRunId } from "./ids.js";
 import type { Names } from "./names.js";
-import { provision, type Buckets, type ProvisionOptions } from "./nats/provision.js";
+import { openOrProvision, provision, type Buckets, type ProvisionOptions } from "./nats/provision.js";
 import { allValues, decodeRunIndexEntry, decodeView, decodeWaitEntry, getRunView, readContext, type WaitEntry } from "./run/views.js";
 import { isTerminal, type RunState } from "./run/state.js";
 import { ForkError, planFork } from "./run/fork.js";
@@ -34,8 +34,9 @@ export class Client {
     readonly config: ConfigStore,
   ) {}
 
-  static async connect(nc: NatsConnection, names: Names, opts: ProvisionOptions = {}): Promise<Client> {
-    const buckets = await provision(nc, names, opts);
+  /** With `bind`, an existing installation is bound to without checking every stream and bucket (the CLI). */
+  static async connect(nc: NatsConnection, names: Names, opts: ProvisionOptions & { bind?: boolean } = {}): Promise<Client> {
+    const buckets = opts.bind ? await openOrProvision(nc, names, opts) : await provision(nc, names, opts);
     return new Client(nc, names, buckets, await EventStore.open(nc, names), await ConfigStore.open(buckets.config));
   }
 

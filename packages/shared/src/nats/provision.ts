@@ -128,6 +128,25 @@ export async function provision(nc: NatsConnection, n: Names, opts: ProvisionOpt
   return { runs, context, config, effects, timers, waits, spend, cancelled };
 }
 
+/**
+ * For clients (the CLI): binds to an installation that exists with one request, and provisions one that does
+ * not. Creating or checking every stream and bucket takes a few dozen requests, too slow for `get runs`.
+ */
+export async function openOrProvision(nc: NatsConnection, n: Names, opts: ProvisionOptions = {}): Promise<Buckets> {
+  const jsm = await jetstreamManager(nc);
+  try {
+    await jsm.streams.info(n.eventsStream);
+  } catch (err) {
+    if (err instanceof JetStreamApiError && err.code === 10059) return provision(nc, n, opts);
+    throw err;
+  }
+  const kvm = new Kvm(jetstream(nc));
+  const [runs, context, config, effects, timers, waits, spend, cancelled] = await Promise.all(
+    [n.runsBucket, n.contextBucket, n.configBucket, n.effectsBucket, n.timersBucket, n.waitsBucket, n.spendBucket, n.cancelledBucket].map((b) => kvm.open(b)),
+  );
+  return { runs: runs!, context: context!, config: config!, effects: effects!, timers: timers!, waits: waits!, spend: spend!, cancelled: cancelled! };
+}
+
 async function ensureStream(jsm: JetStreamManager, config: Partial<StreamConfig> & { name: string }): Promise<void> {
   const replicas = config.num_replicas ?? 1;
   let info;
