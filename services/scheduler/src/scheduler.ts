@@ -69,6 +69,9 @@ export type SchedulerOptions = {
 };
 
 const MAX_DECIDE_ATTEMPTS = 8;
+const SWEEP_EVERY_MS = 2_000;
+const FIRST_CHECK_MS = 10_000;
+const MAX_QUIET_MS = 10 * 60_000;
 
 /** A set that forgets its oldest entries: an echo another replica received is never deleted here. */
 class BoundedSet {
@@ -246,7 +249,12 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
           await advance(state);
         });
         const latest = cache.get(event.runId);
-        if (latest && isTerminal(latest)) cache.drop(event.runId);
+        if (latest && isTerminal(latest)) {
+          cache.drop(event.runId);
+          quiet.delete(event.runId);
+        } else {
+          quiet.set(event.runId, { since: now(), checkAt: now() + FIRST_CHECK_MS });
+        }
       } catch (err) {
         // The event comes back: until then the run's next event must not be taken as the one after what we hold.
         cache.distrust(event.runId);
@@ -255,6 +263,40 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
       ackSoon(msg);
     });
   };
+
+  /**
+   * A safety net for an event no delivery brings (seen once when a cluster node died holding the consumer's
+   * state): a run of ours that has been quiet is read once past what we hold, after 10 s, then ever more rarely
+   * (20 s, 40 s, ... up to 10 min of quiet). Newer events found are folded, their effects carried out (again,
+   * deduplicated by id) and the run decided. A run that waits for a model, a person or a timer costs a handful
+   * of direct gets per quiet spell.
+   */
+  const quiet = new Map<string, { since: number; checkAt: number }>();
+  const sweep = setInterval(() => {
+    const t = now();
+    for (const [runId, q] of quiet) {
+      if (t < q.checkAt) continue;
+      const held = cache.get(runId);
+      if (!held || isTerminal(held) || t - q.since > MAX_QUIET_MS) {
+        quiet.delete(runId);
+        continue;
+      }
+      quiet.set(runId, { since: q.since, checkAt: t + Math.max(FIRST_CHECK_MS, (t - q.since) * 2) });
+      void queue
+        .run(runId, async () => {
+          const before = cache.get(runId);
+          if (!before) return;
+          const state = await cache.catchUp(before);
+          if (state.lastSeq === before.lastSeq) return;
+          const fresh = await store.readRun(runId, before.lastSeq + 1);
+          log.warn({ runId, from: before.lastSeq, to: state.lastSeq }, "found events of a quiet run that no delivery brought; deciding on them");
+          await carryOut(fresh.flatMap((e) => effectsOf(state, e, now())));
+          await advance(state);
+        })
+        .catch((err: unknown) => log.warn({ err, runId }, "checking a quiet run failed; trying again later"));
+    }
+  }, SWEEP_EVERY_MS);
+  sweep.unref();
 
   /** A timer is due: decide the run again (the decision sees the deadline passed), then forget the timer. */
   const wake = async (w: WakeUp, key: string): Promise<void> => {
@@ -360,6 +402,7 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
   return {
     async stop() {
       wakeUps.stop();
+      clearInterval(sweep);
       for (const sub of controlSubs) sub.unsubscribe();
       await Promise.all(loops.map((l) => l.stop()));
     },
