@@ -181,7 +181,8 @@ export class Client {
   /** Resolves with the run's view once `until` holds (by default: the run has ended). */
   async waitForRun(runId: string, { timeoutMs = 60_000, until = isTerminal }: { timeoutMs?: number; until?: (s: RunState) => boolean } = {}): Promise<RunState> {
     const deadline = Date.now() + timeoutMs;
-    // A watch can fail while JetStream is briefly unavailable (a cluster electing a new leader): watch again.
+    // A watch can fail, or fall silent, while JetStream is briefly unavailable (a cluster electing a new
+    // leader): watch again, and at least every 5 s (a new watch starts with the view's current value).
     while (Date.now() < deadline) {
       let watch;
       try {
@@ -190,7 +191,7 @@ export class Client {
         await new Promise((r) => setTimeout(r, 250));
         continue;
       }
-      const timer = setTimeout(() => watch.stop(), Math.max(0, deadline - Date.now()));
+      const timer = setTimeout(() => watch.stop(), Math.max(0, Math.min(deadline, Date.now() + 5_000) - Date.now()));
       try {
         for await (const e of watch) {
           if (e.operation !== "PUT") continue;
