@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { startFakeOpenAI, type FakeOpenAI } from "../support/fake-openai.js";
-import { eventually, spawnService, started, type ServiceProcess } from "../support/processes.js";
+import { eventually, spawnAll as spawnTracked, type ServiceProcess } from "../support/processes.js";
 import { startStack, type ServiceName, type Stack } from "../support/stack.js";
 
 const ACK_WAIT_MS = "1500";
@@ -13,12 +13,7 @@ describe("crash safety with real worker processes", () => {
   let fake: FakeOpenAI | undefined;
   const procs: ServiceProcess[] = [];
 
-  const spawnAll = async (names: ServiceName[], env: NodeJS.ProcessEnv) => {
-    const ps = names.map((n) => spawnService(n, env));
-    procs.push(...ps);
-    await Promise.all(ps.map((p) => started(p)));
-    return ps;
-  };
+  const spawnAll = (names: ServiceName[], env: NodeJS.ProcessEnv) => spawnTracked(procs, names, env);
 
   afterEach(async () => {
     await Promise.all(procs.splice(0).map((p) => p.kill("SIGKILL")));

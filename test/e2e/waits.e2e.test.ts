@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from "vitest";
-import { spawnService, started, eventually, type ServiceName, type ServiceProcess } from "../support/processes.js";
+import { eventually, spawnAll as spawnTracked, type ServiceName, type ServiceProcess } from "../support/processes.js";
 import { startStack, type Stack } from "../support/stack.js";
 
 const TOKEN = "e2e-gateway-token";
@@ -9,12 +9,7 @@ describe("waiting runs across restarts (services as processes)", () => {
   let stack: Stack | undefined;
   const procs: ServiceProcess[] = [];
 
-  const spawnAll = async (names: ServiceName[], env: NodeJS.ProcessEnv) => {
-    const ps = names.map((n) => spawnService(n, env));
-    procs.push(...ps);
-    await Promise.all(ps.map((p) => started(p)));
-    return ps;
-  };
+  const spawnAll = (names: ServiceName[], env: NodeJS.ProcessEnv) => spawnTracked(procs, names, env);
   const killAll = async () => Promise.all(procs.splice(0).map((p) => p.kill("SIGKILL")));
 
   afterEach(async () => {

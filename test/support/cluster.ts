@@ -1,30 +1,10 @@
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
-
-/** The nats-server binary: $NATS_SERVER_BIN, else one on PATH, else Debian's. */
-export function natsServerBinary(): string {
-  const candidates = [process.env.NATS_SERVER_BIN, "nats-server", "/usr/sbin/nats-server", "/usr/local/bin/nats-server"].filter((c): c is string => !!c);
-  for (const c of candidates) {
-    if (c.includes("/") ? existsSync(c) : spawnSync(c, ["--version"], { stdio: "ignore" }).status === 0) return c;
-  }
-  throw new Error("no nats-server binary (set NATS_SERVER_BIN, or install nats-server): the cluster tests start three of them");
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
-}
+import { freePort, natsServerBinary } from "./nats-server.js";
 
 export type ClusterNode = { name: string; port: number; clusterPort: number; dir: string; proc?: ChildProcess; log: string };
 

@@ -17,7 +17,8 @@ export type PrivateNats = {
   dispose(): Promise<void>;
 };
 
-function natsServerBinary(): string {
+/** The nats-server binary: $NATS_SERVER_BIN, else one on PATH or in /usr/sbin or /usr/local/bin. */
+export function natsServerBinary(): string {
   if (process.env.NATS_SERVER_BIN) return process.env.NATS_SERVER_BIN;
   for (const dir of [...(process.env.PATH ?? "").split(":"), "/usr/sbin", "/usr/local/bin"]) {
     if (dir && existsSync(join(dir, "nats-server"))) return join(dir, "nats-server");
@@ -25,7 +26,8 @@ function natsServerBinary(): string {
   throw new Error("this test needs a nats-server binary: put it on PATH or set NATS_SERVER_BIN");
 }
 
-async function freePort(): Promise<number> {
+/** A TCP port on 127.0.0.1 that nothing listens on right now. */
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer();
     srv.once("error", reject);

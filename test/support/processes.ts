@@ -72,3 +72,11 @@ export async function eventually<T>(check: () => Promise<T | undefined | false> 
     await new Promise((r) => setTimeout(r, 50));
   }
 }
+
+/** Starts services as processes, adds them to `procs` (which the test kills afterwards), and waits until each has started. */
+export async function spawnAll(procs: ServiceProcess[], names: ServiceName[], env: NodeJS.ProcessEnv): Promise<ServiceProcess[]> {
+  const ps = names.map((n) => spawnService(n, env));
+  procs.push(...ps);
+  await Promise.all(ps.map((p) => started(p)));
+  return ps;
+}

@@ -1,4 +1,4 @@
-import { assertNever, displayStatus, totalSpend, type LiveMessage, type Spend, type RecordedEvent, type RunState, type WaitEntry } from "@smallchain/shared";
+import { assertNever, displayStatus, totalSpend, type ChatMessage, type LiveMessage, type Spend, type RecordedEvent, type RunState, type WaitEntry } from "@smallchain/shared";
 
 const MAX = 160;
 
@@ -173,4 +173,15 @@ export function liveLine(live: LiveMessage, { color = false }: { color?: boolean
       ? `${"tokens".padEnd(17)} step ${live.step} ${JSON.stringify(live.text)}`
       : `${"tool".padEnd(17)} ${live.callId} ${live.tool} ${live.status}${live.durationMs !== undefined ? ` (${live.durationMs}ms)` : ""}`;
   return `${dim}${time}  ${live.runId}  ~      ${what}${reset}`;
+}
+
+/** One message of a context window, numbered, continuation lines indented under its body (describe, replay). */
+export function messageLine(m: ChatMessage, i: number): string {
+  const body =
+    m.role === "assistant"
+      ? [m.content ?? "", ...(m.tool_calls ?? []).map((c) => `-> ${c.name}(${c.arguments}) [${c.id}]`)].filter(Boolean).join("\n")
+      : m.role === "tool"
+        ? `[${m.tool_call_id}] ${m.content}`
+        : m.content;
+  return `  ${String(i).padStart(3)} ${m.role.padEnd(9)} ${body.split("\n").join("\n                ")}`;
 }

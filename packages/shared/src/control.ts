@@ -4,7 +4,7 @@ import { z } from "zod";
 import { ConcurrencyError } from "./errors.js";
 import type { EventStore } from "./eventstore.js";
 import type { RecordedEvent, RunEvent } from "./events.js";
-import { argsDigest, evolve, findCall, initialState, isTerminal, tokenDigest, type CallState, type RunState } from "./run/state.js";
+import { argsDigest, callArguments, evolve, findCall, initialState, isTerminal, tokenDigest, type CallState, type RunState } from "./run/state.js";
 import { getRunView } from "./run/views.js";
 import { LimitRaise } from "./run/budget.js";
 
@@ -70,7 +70,7 @@ export class Control {
   async approval(runId: string, callId: string, input: ApprovalInput): Promise<Accepted> {
     return this.appendTo(runId, (state) => {
       const call = this.openCall(state, callId, "awaitingApproval", "awaiting approval");
-      if (input.digest !== undefined && input.digest !== argsDigest(parseArgs(call.arguments))) {
+      if (input.digest !== undefined && input.digest !== argsDigest(callArguments(call.arguments))) {
         throw new ControlError("conflict", `call ${callId} of run ${runId} has other arguments than the ones approved (digest ${input.digest} does not match)`);
       }
       const base = { v: 1 as const, runId, at: Date.now() };
@@ -193,12 +193,4 @@ function parseToken(token: string): { runId: string; callId: string } | undefine
   const callId = parts[parts.length - 2]!;
   const runId = parts.slice(0, -2).join("-");
   return runId && /^s\d+c\d+$/.test(callId) ? { runId, callId } : undefined;
-}
-
-function parseArgs(text: string): unknown {
-  try {
-    return text.trim() === "" ? {} : JSON.parse(text);
-  } catch {
-    return text;
-  }
 }

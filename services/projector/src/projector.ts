@@ -14,6 +14,7 @@ import {
   messagesOf,
   provision,
   startConsumerLoop,
+  callArguments,
   callKey,
   encodeWaitEntry,
   findCall,
@@ -52,7 +53,7 @@ function waitChangesOf(prior: RunState, event: RecordedEvent): WaitChange[] {
   switch (event.type) {
     case "ToolCallAwaitingApproval": {
       const d = event.data;
-      const args = parseJson(findCall(prior, d.callId)?.arguments ?? "");
+      const args = callArguments(findCall(prior, d.callId)?.arguments ?? "");
       return [[callKey(event.runId, d.callId), { ...base(d.callId), kind: "approval", args, digest: d.digest, ...(d.dueAt !== undefined && { dueAt: d.dueAt }) }]];
     }
     case "HumanInputRequested": {
@@ -76,14 +77,6 @@ function waitChangesOf(prior: RunState, event: RecordedEvent): WaitChange[] {
       return prior.turn.phase === "tools" ? prior.turn.calls.filter((c) => waitingIn(c.callId)).map((c): WaitChange => [callKey(event.runId, c.callId), null]) : [];
     default:
       return [];
-  }
-}
-
-function parseJson(text: string): unknown {
-  try {
-    return text.trim() === "" ? {} : JSON.parse(text);
-  } catch {
-    return text;
   }
 }
 

@@ -3,6 +3,7 @@ import {
   assertNever,
   deriveRunId,
   isCallDone,
+  parseCallArguments,
   totalSpend,
   windowOf,
   type ChildState,
@@ -220,7 +221,7 @@ function planCall(agent: AgentSnapshot, call: CallState): Plan {
     const names = agent.tools.map((t) => t.name).join(", ") || "none";
     return { ok: false, error: `unknown tool "${call.tool}" (tools of agent ${agent.name}: ${names})` };
   }
-  const args = parseArguments(call.arguments);
+  const args = parseCallArguments(call.arguments);
   return args.ok ? { ok: true, tool, args: args.value } : args;
 }
 
@@ -420,15 +421,6 @@ function childRun(state: RunState, call: CallState, tool: Extract<ToolSnapshot, 
 
 export function childRunId(parentRunId: string, callId: string): string {
   return deriveRunId("child", parentRunId, callId);
-}
-
-function parseArguments(text: string): { ok: true; value: unknown } | { ok: false; error: string } {
-  if (text.trim() === "") return { ok: true, value: {} };
-  try {
-    return { ok: true, value: JSON.parse(text) };
-  } catch (err) {
-    return { ok: false, error: `arguments are not valid JSON (${(err as Error).message}): ${text.slice(0, 200)}` };
-  }
 }
 
 type EventFactory = <T extends RunEvent["type"]>(type: T, key: string, data: Extract<RunEvent, { type: T }>["data"]) => RunEvent;

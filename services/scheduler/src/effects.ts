@@ -1,5 +1,5 @@
 import { BUDGET_TIMER } from "./decide.js";
-import { findCall, isCopying, isTerminal, runsInToolWorker, totalSpend, type ChatMessage, type LlmCommand, type RecordedEvent, type RunEvent, type RunState, type ToolCommand } from "@smallchain/shared";
+import { callArguments, findCall, isCopying, isTerminal, runsInToolWorker, totalSpend, type ChatMessage, type LlmCommand, type RecordedEvent, type RunEvent, type RunState, type ToolCommand } from "@smallchain/shared";
 
 /** Above this many characters the newest messages stay out of the LLM command (NATS payloads are capped). */
 const MAX_DELTA_CHARS = 256 * 1024;
@@ -61,7 +61,7 @@ export function effectsOf(state: RunState, event: RecordedEvent, now: number): E
       const tool = agent?.tools.find((t) => t.name === call?.tool);
       const effects: Effect[] = [{ kind: "untimer", runId: state.runId, callId: event.data.callId }];
       if (!call || call.status !== "approved" || !tool || !runsInToolWorker(tool) || state.turn.phase !== "tools") return effects;
-      const command: ToolCommand = { id: `${state.runId}:tool:${call.callId}`, runId: state.runId, callId: call.callId, step: state.turn.step, tool, args: parseArgs(call.arguments) };
+      const command: ToolCommand = { id: `${state.runId}:tool:${call.callId}`, runId: state.runId, callId: call.callId, step: state.turn.step, tool, args: callArguments(call.arguments) };
       return [...effects, { kind: "tool", command }];
     }
     case "ToolCallAwaitingApproval":
@@ -78,7 +78,7 @@ export function effectsOf(state: RunState, event: RecordedEvent, now: number): E
         callId: call.callId,
         step: state.turn.step,
         tool,
-        args: parseArgs(call.arguments),
+        args: callArguments(call.arguments),
         token: event.data.token,
       };
       return [...timerOf(state, call.callId), { kind: "tool", command }];
@@ -202,12 +202,4 @@ function cancelRun(runId: string, reason: string, causationId: string, now: numb
 function timerOf(state: RunState, callId: string): Effect[] {
   const call = findCall(state, callId);
   return call?.deadline ? [{ kind: "timer", runId: state.runId, callId, dueAt: call.deadline.dueAt }] : [];
-}
-
-function parseArgs(text: string): unknown {
-  try {
-    return text.trim() === "" ? {} : JSON.parse(text);
-  } catch {
-    return text;
-  }
 }

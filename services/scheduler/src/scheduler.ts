@@ -12,6 +12,7 @@ import {
   Control,
   ControlError,
   HumanAnswer,
+  callArguments,
   callKey,
   encodeWakeUp,
   findCall,
@@ -149,7 +150,7 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
     if (checks.length > 0) {
       next.spendSince = {};
       for (const c of checks) {
-        const time = (parseJsonArgs(c.arguments) as { time?: unknown } | null)?.time;
+        const time = (callArguments(c.arguments) as { time?: unknown } | null)?.time;
         const since = typeof time === "string" ? Date.parse(time) : typeof time === "number" ? time : Number.NaN;
         if (!Number.isFinite(since)) continue;
         const [run, ofAgent] = await Promise.all([spendOf("run", state.runId, since, t), spendOf("agent", agent.name, since, t)]);
@@ -159,7 +160,7 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
     if (spawns.length > 0) {
       next.taskAgents = {};
       for (const c of spawns) {
-        const task = (parseJsonArgs(c.arguments) as { task?: unknown } | null)?.task;
+        const task = (callArguments(c.arguments) as { task?: unknown } | null)?.task;
         if (typeof task === "string") next.taskAgents[task] = (await config.fetch("task", task))?.agent;
       }
     }
@@ -286,9 +287,9 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
         .run(runId, async () => {
           const before = cache.get(runId);
           if (!before) return;
-          const state = await cache.catchUp(before);
-          if (state.lastSeq === before.lastSeq) return;
-          const fresh = await store.readRun(runId, before.lastSeq + 1);
+          const fresh: RecordedEvent[] = [];
+          const state = await cache.catchUp(before, (_prior, e) => fresh.push(e));
+          if (fresh.length === 0) return;
           log.warn({ runId, from: before.lastSeq, to: state.lastSeq }, "found events of a quiet run that no delivery brought; deciding on them");
           await carryOut(fresh.flatMap((e) => effectsOf(state, e, now())));
           await advance(state);
@@ -441,13 +442,5 @@ async function perform(store: EventStore, n: Names, buckets: { timers: KV; cance
         if (!(effect.expectNew && err instanceof ConcurrencyError)) throw err;
       }
       return;
-  }
-}
-
-function parseJsonArgs(text: string): unknown {
-  try {
-    return text.trim() === "" ? {} : JSON.parse(text);
-  } catch {
-    return undefined;
   }
 }

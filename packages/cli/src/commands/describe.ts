@@ -1,5 +1,5 @@
 import { displayStatus, totalSpend, type RecordedEvent } from "@smallchain/shared";
-import { usd } from "../format.js";
+import { messageLine, usd } from "../format.js";
 import { UserError, withClient, type GlobalOptions } from "../context.js";
 
 export async function describeRun(runId: string, opts: GlobalOptions & { output?: string }): Promise<void> {
@@ -41,15 +41,7 @@ export async function describeRun(runId: string, opts: GlobalOptions & { output?
     field("Output", view.output);
     field("Error", view.error);
     out.push("", `Context window (${messages.length} messages):`);
-    messages.forEach((m, i) => {
-      const body =
-        m.role === "assistant"
-          ? [m.content ?? "", ...(m.tool_calls ?? []).map((c) => `-> ${c.name}(${c.arguments}) [${c.id}]`)].filter(Boolean).join("\n")
-          : m.role === "tool"
-            ? `[${m.tool_call_id}] ${m.content}`
-            : m.content;
-      out.push(`  ${String(i).padStart(3)} ${m.role.padEnd(9)} ${body.split("\n").join("\n               ")}`);
-    });
+    messages.forEach((m, i) => out.push(messageLine(m, i)));
     out.push("", `Tool calls (${calls.length}):`);
     for (const c of calls) {
       out.push(`  ${c.callId.padEnd(8)} ${c.tool}(${JSON.stringify(c.args)})${c.childRunId ? ` child=${c.childRunId}` : ""}`);

@@ -1,4 +1,5 @@
-import { replayLlmCalls, type ChatMessage } from "@smallchain/shared";
+import { replayLlmCalls } from "@smallchain/shared";
+import { messageLine } from "../format.js";
 import { UserError, withClient, type GlobalOptions } from "../context.js";
 
 /** Prints a run step by step as the model saw it: at each LLM call, the messages it was sent and its answer. */
@@ -35,16 +36,6 @@ export async function replay(runId: string, opts: GlobalOptions & { output?: str
     else if (last.type === "RunCancelled") out.push(`=== cancelled${last.data.reason ? `: ${last.data.reason}` : ""}`);
     process.stdout.write(`${out.join("\n")}\n`);
   });
-}
-
-function messageLine(m: ChatMessage, i: number): string {
-  const body =
-    m.role === "assistant"
-      ? [m.content ?? "", ...(m.tool_calls ?? []).map((c) => `-> ${c.name}(${c.arguments}) [${c.id}]`)].filter(Boolean).join("\n")
-      : m.role === "tool"
-        ? `[${m.tool_call_id}] ${m.content}`
-        : m.content;
-  return `  ${String(i).padStart(3)} ${m.role.padEnd(9)} ${body.split("\n").join("\n                ")}`;
 }
 
 function indent(text: string): string {

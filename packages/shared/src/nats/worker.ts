@@ -96,8 +96,8 @@ export async function startCommandWorker<S extends z.ZodType>(opts: CommandWorke
       throw err;
     }
     const deliveryCount = msg.info.deliveryCount;
-    const cancelledRun = runIdOf(command);
-    if (cancelledRun !== undefined && opts.cancelled?.has(cancelledRun)) return drop(msg, cancelledRun, done);
+    const runId = runIdOf(command);
+    if (runId !== undefined && opts.cancelled?.has(runId)) return drop(msg, runId, done);
     const heartbeat = setInterval(() => msg.working(), Math.max(1000, opts.ackWaitMs / 3));
     try {
       if (deliveryCount > opts.maxDeliver + (opts.maxLost ?? 20)) {
@@ -107,30 +107,36 @@ export async function startCommandWorker<S extends z.ZodType>(opts: CommandWorke
         done("failed");
         return;
       }
-      await attempt(msg, command, deliveryCount, done);
+      await attempt(msg, command, runId, deliveryCount, done);
     } finally {
       clearInterval(heartbeat);
     }
   };
 
-  const attempt = async (msg: JsMsg, command: z.infer<S>, deliveryCount: number, done: (outcome: CommandOutcome) => void): Promise<void> => {
+  /** One attempt, registered under its run so that a cancel can stop it. */
+  const attempt = async (
+    msg: JsMsg,
+    command: z.infer<S>,
+    runId: string | undefined,
+    deliveryCount: number,
+    done: (outcome: CommandOutcome) => void,
+  ): Promise<void> => {
     const controller = new AbortController();
-    const runIdForCancel = runIdOf(command);
-    if (runIdForCancel === undefined) return attemptWith(controller, undefined, msg, command, deliveryCount, done);
-    const set = running.get(runIdForCancel) ?? new Set();
+    if (runId === undefined) return attemptWith(controller, undefined, msg, command, deliveryCount, done);
+    const set = running.get(runId) ?? new Set();
     set.add(controller);
-    running.set(runIdForCancel, set);
+    running.set(runId, set);
     try {
-      await attemptWith(controller, runIdForCancel, msg, command, deliveryCount, done);
+      await attemptWith(controller, runId, msg, command, deliveryCount, done);
     } finally {
       set.delete(controller);
-      if (set.size === 0) running.delete(runIdForCancel);
+      if (set.size === 0) running.delete(runId);
     }
   };
 
   const attemptWith = async (
     controller: AbortController,
-    runIdForCancel: string | undefined,
+    runId: string | undefined,
     msg: JsMsg,
     command: z.infer<S>,
     deliveryCount: number,
@@ -138,18 +144,17 @@ export async function startCommandWorker<S extends z.ZodType>(opts: CommandWorke
   ): Promise<void> => {
     let event: RunEvent | null;
     try {
-      const runId = (command as { runId?: unknown }).runId;
       event = await inSpan(
         `${opts.what} ${msg.subject}`,
         msg.headers?.get("traceparent") || undefined,
-        { "smallchain.run_id": typeof runId === "string" ? runId : "", "smallchain.delivery": deliveryCount },
+        { "smallchain.run_id": runId ?? "", "smallchain.delivery": deliveryCount },
         () => opts.execute(command, { signal: controller.signal, deliveryCount }),
       );
     } catch (raw) {
       // Stop whatever the failed attempt left running (a subprocess, an HTTP request).
       controller.abort();
       // Stopped because its run was cancelled: nothing to record or retry.
-      if (runIdForCancel !== undefined && opts.cancelled?.has(runIdForCancel)) return drop(msg, runIdForCancel, done);
+      if (runId !== undefined && opts.cancelled?.has(runId)) return drop(msg, runId, done);
       const err = ensureError(raw);
       const retryable = !(err instanceof TerminalError);
       if (retryable && deliveryCount < opts.maxDeliver) {
@@ -167,7 +172,7 @@ export async function startCommandWorker<S extends z.ZodType>(opts: CommandWorke
       return;
     }
     // Stopped halfway because its run was cancelled (a killed tool reports a failure): nothing to record.
-    if (controller.signal.aborted && runIdForCancel !== undefined && opts.cancelled?.has(runIdForCancel)) return drop(msg, runIdForCancel, done);
+    if (controller.signal.aborted && runId !== undefined && opts.cancelled?.has(runId)) return drop(msg, runId, done);
     // The work is done: storing its result is retried here, not by running the work (an LLM call, a tool) again.
     if (event) await appendPatiently(store, event, log);
     ackSoon(msg);

@@ -399,6 +399,22 @@ function withCall(state: RunState, callId: string, update: (call: CallState) => 
   return { ...state, turn: { ...state.turn, calls } };
 }
 
+/** A call's arguments as the model wrote them: JSON, or empty for none. The error quotes what was wrong. */
+export function parseCallArguments(text: string): { ok: true; value: unknown } | { ok: false; error: string } {
+  if (text.trim() === "") return { ok: true, value: {} };
+  try {
+    return { ok: true, value: JSON.parse(text) };
+  } catch (err) {
+    return { ok: false, error: `arguments are not valid JSON (${(err as Error).message}): ${text.slice(0, 200)}` };
+  }
+}
+
+/** A recorded call's arguments, parsed; the text itself when it is not JSON. */
+export function callArguments(text: string): unknown {
+  const parsed = parseCallArguments(text);
+  return parsed.ok ? parsed.value : text;
+}
+
 /** Updates a call that has no result yet (a late event for a finished call changes nothing). */
 function withOpenCall(state: RunState, callId: string, update: (call: CallState) => CallState): RunState {
   return withCall(state, callId, (c) => (isCallDone(c) ? c : update(c)));
