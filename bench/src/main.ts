@@ -7,6 +7,9 @@ import { startFakeOpenAI, type FakeOpenAI } from "../../test/support/fake-openai
 import { rawChain, type ChainResult } from "./raw-chain.js";
 import { Observer, applyConfig, benchConfig, measureStarts, measureSteps, startServices, type Llm, type Mode, type StepResult } from "./smallchain.js";
 import { round, summarize } from "./stats.js";
+import { cpuMeter, natsServerPid } from "./cpu.js";
+
+const natsPid = natsServerPid();
 
 const STEPS = 10;
 const url = process.env.NATS_URL ?? "nats://127.0.0.1:4222";
@@ -27,7 +30,9 @@ function prefix(label: string): string {
   return `b${label}${Math.random().toString(36).slice(2, 7)}`;
 }
 
-type Scenario = { mode: Mode; llm: Llm; c1: StepResult; c64: StepResult; rssMb: Record<string, number> };
+/** CPU ms per step at c64, per process (the NATS server's too when it runs on this machine). */
+type CpuPerStep = Record<string, number>;
+type Scenario = { mode: Mode; llm: Llm; c1: StepResult; c64: StepResult; rssMb: Record<string, number>; cpuMsPerStep: CpuPerStep };
 
 async function scenario(nc: NatsConnection, mode: Mode, llm: Llm, fake: FakeOpenAI): Promise<Scenario> {
   const p = prefix("s");
@@ -37,10 +42,12 @@ async function scenario(nc: NatsConnection, mode: Mode, llm: Llm, fake: FakeOpen
     await applyConfig(inst.client, benchConfig(llm, STEPS, fake.url));
     await measureSteps(inst, obs, 8, 16, STEPS); // warm-up
     const c1 = await measureSteps(inst, obs, 1, quick ? 5 : 10, STEPS);
+    const meter = cpuMeter({ ...inst.pids(), ...(mode === "processes" && { bench: process.pid }), "nats-server": natsPid });
     const c64 = await measureSteps(inst, obs, 64, quick ? 128 : 384, STEPS);
+    const cpuMsPerStep = meter()(c64.steps);
     const rssMb = inst.rss();
-    log(`  ${mode}/${llm}: c1 p50 ${c1.latencyMs.p50} ms, c64 ${c64.stepsPerSecond} steps/s`);
-    return { mode, llm, c1, c64, rssMb };
+    log(`  ${mode}/${llm}: c1 p50 ${c1.latencyMs.p50} ms, c64 ${c64.stepsPerSecond} steps/s, CPU ms per step at c64 ${JSON.stringify(cpuMsPerStep)}`);
+    return { mode, llm, c1, c64, rssMb, cpuMsPerStep };
   } finally {
     obs.close();
     await inst.stop();
@@ -60,8 +67,11 @@ async function main() {
   log("raw JetStream chain (the baseline)...");
   const rawP = prefix("r");
   const raw1: ChainResult = await rawChain(nc, rawP, 1, quick ? 100 : 300, 1);
+  const rawMeter = cpuMeter({ bench: process.pid, "nats-server": natsPid });
   const raw64: ChainResult = await rawChain(nc, `${rawP}x`, 64, quick ? 20 : 60, 64);
-  results.raw = { c1: raw1, c64: raw64 };
+  const rawCpu = rawMeter()(raw64.steps);
+  log(`  raw: c1 p50 ${raw1.latencyMs.p50} ms, c64 ${raw64.stepsPerSecond} steps/s, CPU ms per step at c64 ${JSON.stringify(rawCpu)}`);
+  results.raw = { c1: raw1, c64: raw64, cpuMsPerStep: rawCpu };
 
   log("smallchain...");
   const scenarios: Scenario[] = [];
@@ -143,6 +153,7 @@ async function main() {
   console.log(`ratios (smallchain processes/mock vs raw): throughput at 64 = ${(results.ratios as { throughputC64: number }).throughputC64} (target >= 0.5), p50 latency at 1 = ${(results.ratios as { latencyP50C1: number }).latencyP50C1} (target <= 2)`);
   console.log(`runs started: ${starts.runsStartedPerSecond}/s; 200-step run: step p50 first 10 ${flat.first10.p50} ms, last 10 ${flat.last10.p50} ms`);
   console.log(`backlog of ${BACKLOG}: drained in ${round(drainSeconds, 1)} s, peak RSS MB ${JSON.stringify(peak)}; get runs: a page of ${pageSize} in ${round(getRunsMs, 0)} ms, all ${page.length} in ${round(allRunsMs, 0)} ms, the CLI process (first page of 500) ${round(cliMs, 0)} ms`);
+  console.log(`CPU ms per step at c64: raw ${JSON.stringify(rawCpu)}; ${scenarios.map((s) => `${s.mode}/${s.llm} ${JSON.stringify(s.cpuMsPerStep)}`).join("; ")}`);
   console.log(`service RSS MB after the steps scenarios: ${scenarios.map((s) => `${s.mode}/${s.llm} ${JSON.stringify(s.rssMb)}`).join("; ")}`);
   writeFileSync(new URL("../../../results.json", import.meta.url), `${JSON.stringify(results, null, 2)}\n`);
   console.log(`bench/results.json written (${results.seconds} s)`);

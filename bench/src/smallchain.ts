@@ -20,6 +20,8 @@ export type Installation = {
   stop(): Promise<void>;
   /** Resident memory of each service, MB. */
   rss(): Record<string, number>;
+  /** Process ids of the services (in-process: this process, which also runs the observer). */
+  pids(): Record<string, number | undefined>;
 };
 
 export async function startServices(nc: NatsConnection, prefix: string, mode: Mode, env: NodeJS.ProcessEnv = {}): Promise<Installation> {
@@ -37,11 +39,12 @@ export async function startServices(nc: NatsConnection, prefix: string, mode: Mo
       client,
       stop: async () => void (await Promise.all(services.map((s) => s.stop()))),
       rss: () => ({ "all (one process)": Math.round(process.memoryUsage().rss / 2 ** 20) }),
+      pids: () => ({ "all (one process)": process.pid }),
     };
   }
   const children = new Map<string, ChildProcess>();
   await Promise.all(
-    SERVICES.map(
+    SERVICES.filter((s) => !(process.env.BENCH_SKIP ?? "").split(",").includes(s)).map(
       (name) =>
         new Promise<void>((resolve, reject) => {
           // BENCH_PROFILE_DIR=dir writes a CPU profile of each service process (node --cpu-prof) there.
@@ -75,6 +78,7 @@ export async function startServices(nc: NatsConnection, prefix: string, mode: Mo
       );
     },
     rss: () => Object.fromEntries([...children].map(([name, c]) => [name, rssOf(c.pid)])),
+    pids: () => Object.fromEntries([...children].map(([name, c]) => [name, c.pid])),
   };
 }
 

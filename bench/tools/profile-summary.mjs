@@ -17,7 +17,8 @@ for (const file of readdirSync(dir).filter((f) => f.endsWith(".cpuprofile"))) {
   });
   const total = [...self.values()].reduce((a, b) => a + b, 0);
   const idle = self.get("(idle) :-1") ?? 0;
-  console.log(`\n== ${file}: ${(total / 1e6).toFixed(1)} s sampled, ${(((total - idle) / total) * 100).toFixed(0)}% busy`);
+  const main = profile.nodes.map((n) => /services\/([a-z-]+)\/dist\/main\.js/.exec(n.callFrame.url)?.[1]).find(Boolean) ?? "?";
+  console.log(`\n== ${main} ${file}: ${(total / 1e6).toFixed(1)} s sampled, ${(((total - idle) / total) * 100).toFixed(0)}% busy`);
   for (const [k, v] of [...self].sort((a, b) => b[1] - a[1]).slice(0, top)) {
     console.log(`${((v / total) * 100).toFixed(1).padStart(5)}%  ${k}`);
   }

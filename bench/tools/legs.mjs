@@ -1,0 +1,53 @@
+// Where a step's time goes at concurrency 1: median gap between consecutive events of a run, by transition,
+// from JetStream's own store timestamps (ns). node bench/tools/legs.mjs [processes|in-process] [runs]
+import { connect } from "@nats-io/transport-node";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { decode, RunEvent, names } from "@smallchain/shared";
+import { Observer, applyConfig, benchConfig, startServices } from "../dist/bench/src/smallchain.js";
+
+/** ns since the epoch from an RFC 3339 timestamp with up to 9 fraction digits. */
+function nanos(ts) {
+  const m = /^(.*?)(?:\.(\d+))?Z$/.exec(ts);
+  return Date.parse(`${m[1]}Z`) * 1e6 + Number((m[2] ?? "").padEnd(9, "0"));
+}
+
+const [mode = "processes", count = "20"] = process.argv.slice(2);
+const prefix = `blegs${Math.random().toString(36).slice(2, 7)}`;
+const nc = await connect({ servers: process.env.NATS_URL ?? "nats://127.0.0.1:4222" });
+const inst = await startServices(nc, prefix, mode);
+await applyConfig(inst.client, benchConfig("mock", 10));
+const obs = new Observer(nc, prefix);
+const ids = [];
+for (let i = 0; i < Number(count); i++) {
+  const { runId } = await inst.client.startRun({ task: "steps" });
+  await obs.done(runId);
+  ids.push(runId);
+}
+const jsm = await jetstreamManager(nc);
+const n = names(prefix);
+const gaps = new Map();
+for (const id of ids.slice(2)) {
+  let prev;
+  for (let seq = 1; ; ) {
+    const sm = await jsm.direct.getMessage(n.eventsStream, { seq, next_by_subj: n.runSubject(id) });
+    if (!sm) break;
+    seq = sm.seq + 1;
+    const e = decode(RunEvent, sm.data, "event");
+    const tns = nanos(sm.timestamp);
+    if (prev) {
+      const k = `${prev.type} -> ${e.type}`;
+      const l = gaps.get(k) ?? [];
+      l.push((tns - prev.tns) / 1e6);
+      gaps.set(k, l);
+    }
+    prev = { type: e.type, tns };
+  }
+}
+for (const [k, l] of gaps) {
+  l.sort((a, b) => a - b);
+  console.log(`${k.padEnd(45)} n=${String(l.length).padStart(4)} p50 ${l[Math.floor(l.length / 2)].toFixed(3)} ms`);
+}
+obs.close();
+await inst.stop();
+for await (const s of jsm.streams.names()) if (s.startsWith(prefix.toUpperCase() + "_") || s.startsWith(`KV_${prefix}_`)) await jsm.streams.delete(s);
+await nc.close();
