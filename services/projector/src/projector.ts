@@ -1,17 +1,15 @@
-import type { JsMsg } from "@nats-io/jetstream";
+import { JetStreamApiError, type JsMsg } from "@nats-io/jetstream";
 import {
   EventStore,
   KeyedQueue,
   RunCache,
   ackSoon,
-  contextKey,
-  encodeMessage,
   encodeRunIndexEntry,
   encodeView,
   ensureConsumer,
-  getRunView,
+  decodeView,
   initialState,
-  messagesOf,
+  isTerminal,
   provision,
   startConsumerLoop,
   callArguments,
@@ -20,7 +18,6 @@ import {
   findCall,
   budgetHourMs,
   recordSpend,
-  type ChatMessage,
   type RecordedEvent,
   type WaitEntry,
   type Logger,
@@ -89,12 +86,28 @@ export type ProjectorOptions = {
   metrics?: Metrics | undefined;
   /** Length of a budget "hour" (default: an hour, scaled by SC_BUDGET_WINDOW_SCALE); the scheduler's must match. */
   budgetHourMs?: number;
+  /** How long a run's stored view may trail its events (default SC_VIEW_DELAY_MS, else 50 ms); see below. */
+  viewDelayMs?: number;
 };
 
+/** Default of `viewDelayMs`. */
+export function viewDelayMs(env: NodeJS.ProcessEnv = process.env): number {
+  const ms = Number(env.SC_VIEW_DELAY_MS ?? 50);
+  return Number.isFinite(ms) && ms >= 0 ? ms : 50;
+}
+
 /**
- * Folds every run's events into the KV views: `runs` (one run view per run) and `context` (one entry per
- * message of the context window). Idempotent by sequence: a view records the last sequence folded into it,
- * and a message's key is its index, so a redelivered event rewrites the same values.
+ * Folds every run's events into the KV views: `runs` (one run view per run), `waits`, `spend` and the run index.
+ * Idempotent by sequence: a view records the last sequence folded into it, so a redelivered event changes
+ * nothing. (The context window is not a view: whoever needs it folds it from the run's stream.)
+ *
+ * A busy run's view is written at most once per `viewDelayMs`, with everything folded by then, and its events
+ * are acked only once the view holding them is stored: a crash loses nothing, the events come back and are
+ * folded again from the stored view. Writing the view at every event was most of the projector's work and a
+ * third of what the NATS server stored per agent step.
+ *
+ * A view is written only over the revision it was folded from (KV's last-sequence guard), so replicas racing
+ * on one run never store an older view over a newer one: the loser folds again from the stored view.
  */
 export async function startProjector(opts: ProjectorOptions): Promise<Service> {
   const { nc, names: n, log } = opts;
@@ -103,12 +116,77 @@ export async function startProjector(opts: ProjectorOptions): Promise<Service> {
   const store = await EventStore.open(nc, n);
   const queue = new KeyedQueue();
   const hourMs = opts.budgetHourMs ?? budgetHourMs();
-  // Runs whose view in memory is ahead of the stored one.
-  const unwritten = new Set<string>();
   // A KV put is a publish on the bucket's subject; the event store's publisher does it without per-request overhead.
-  const put = (bucket: string, key: string, value: Uint8Array) => store.publisher.publish(`$KV.${bucket}.${key}`, value);
+  const put = (bucket: string, key: string, value: Uint8Array, expectedRevision?: number) =>
+    store.publisher.publish(`$KV.${bucket}.${key}`, value, expectedRevision === undefined ? {} : { expectedLastSubjectSequence: expectedRevision });
+  const delayMs = opts.viewDelayMs ?? viewDelayMs();
+  // Runs whose view in memory is ahead of the stored one, with the events it holds (acked once it is stored).
+  const dirty = new Map<string, { state: RunState; msgs: JsMsg[] }>();
+  // Views being stored now (one write per run at a time): an event folded already waits for it too.
+  const writing = new Set<string>();
+  // The stored revision of each view held in memory: the next write expects it (0: no view yet).
+  const revisions = new Map<string, number>();
+  let timer: NodeJS.Timeout | undefined;
+  let stopped = false;
+  const write = async (runId: string, entry: { state: RunState; msgs: JsMsg[] }): Promise<void> => {
+    writing.add(runId);
+    try {
+      const expected = revisions.get(runId);
+      const ack = await put(n.runsBucket, runId, encodeView(entry.state), expected);
+      revisions.set(runId, ack.seq);
+      for (const m of entry.msgs) ackSoon(m);
+      // An ended run is done with: a late event (a cancel after the end) loads its view again.
+      if (isTerminal(entry.state) && !dirty.has(runId)) {
+        revisions.delete(runId);
+        cache.drop(runId);
+      }
+    } catch (err) {
+      if (err instanceof JetStreamApiError && err.code === 10071) {
+        // Another replica stored a view of this run since we loaded it: fold again from that one. Our events
+        // come back (nak) and find it.
+        log.info({ runId }, "the run's view was stored elsewhere meanwhile; folding again from it");
+        await queue.run(runId, async () => {
+          cache.drop(runId);
+          revisions.delete(runId);
+          const later = dirty.get(runId);
+          dirty.delete(runId);
+          for (const m of [...entry.msgs, ...(later?.msgs ?? [])]) m.nak();
+        });
+        return;
+      }
+      // Kept for the next write: the fold in memory is right, storing it failed (NATS is away). Should we die
+      // first, the events were not acked and come back.
+      log.warn({ runId, err: (err as Error).message }, "storing a run view failed; trying again");
+      const later = dirty.get(runId);
+      dirty.set(runId, { state: later?.state ?? entry.state, msgs: [...entry.msgs, ...(later?.msgs ?? [])] });
+      schedule();
+    } finally {
+      writing.delete(runId);
+    }
+  };
+  const flush = async (): Promise<void> => {
+    timer = undefined;
+    const batch = [...dirty].filter(([runId]) => !writing.has(runId));
+    for (const [runId] of batch) dirty.delete(runId);
+    // A run whose previous write is still out waits for the next round.
+    if (dirty.size > 0) schedule();
+    await Promise.all(batch.map(([runId, entry]) => write(runId, entry)));
+  };
+  const schedule = () => {
+    if (timer === undefined && !stopped) timer = setTimeout(() => void flush(), delayMs);
+  };
   const cache = new RunCache(store, log, {
-    loadInitial: async (runId) => (await getRunView(buckets.runs, runId)) ?? initialState(runId),
+    // A run's first event, delivered for the first time: there is no view yet (should there be one, the write
+    // expecting none fails and the event comes back to be folded over it).
+    loadInitial: async (runId, firstEvent) => {
+      if (firstEvent) {
+        revisions.set(runId, 0);
+        return initialState(runId);
+      }
+      const entry = await buckets.runs.get(runId);
+      revisions.set(runId, entry?.revision ?? 0);
+      return entry?.operation === "PUT" ? decodeView(entry.value) : initialState(runId);
+    },
     max: 20_000,
   });
 
@@ -127,7 +205,6 @@ export async function startProjector(opts: ProjectorOptions): Promise<Service> {
     metrics?.event(event.type);
     await queue.run(event.runId, async () => {
       const before = cache.get(event.runId);
-      const messages: [string, ChatMessage][] = [];
       const waitChanges: WaitChange[] = [];
       let requested = false;
       const spends: (() => Promise<void>)[] = [];
@@ -135,7 +212,6 @@ export async function startProjector(opts: ProjectorOptions): Promise<Service> {
       let first: RunState | undefined;
       try {
         const state = await cache.withEvent(event, (prior, e) => {
-          messagesOf(prior, e).forEach((m, i) => messages.push([contextKey(e.runId, prior.messageCount + i), m]));
           waitChanges.push(...waitChangesOf(prior, e));
           requested ||= e.type === "RunRequested";
           // Priced calls count toward the run's, agent's and task's spend per budget hour (windowed budgets read it).
@@ -145,7 +221,7 @@ export async function startProjector(opts: ProjectorOptions): Promise<Service> {
             spends.push(() => recordSpend(buckets.spend, where, e.seq, e.at, hourMs, spend));
           }
           first ??= prior;
-        });
+        }, msg.info.deliveryCount === 1);
         if (first) metrics?.runTransition(first.lastSeq === 0 ? undefined : first.status, state.status);
         await Promise.all(spends.map((record) => record()));
         for (const [key, entry] of waitChanges) {
@@ -155,23 +231,21 @@ export async function startProjector(opts: ProjectorOptions): Promise<Service> {
         if (requested) {
           await store.publisher.publish(n.runIndexSubject, encodeRunIndexEntry({ runId: event.runId, at: state.createdAt }), { msgID: `index:${event.runId}` });
         }
-        // Messages first: a view never points past messages that are not there yet.
-        await Promise.all(messages.map(([key, m]) => put(n.contextBucket, key, encodeMessage(m))));
-        if (state !== before) unwritten.add(event.runId);
-        // With more of this run's events queued, the last of them writes the view. Should we die first, that
-        // event comes back, finds the stored view behind, and catches up from the stream.
-        if (unwritten.has(event.runId) && queue.waiting(event.runId) === 0) {
-          await put(n.runsBucket, event.runId, encodeView(state));
-          unwritten.delete(event.runId);
+        const pending = dirty.get(event.runId);
+        if (state !== before || pending || writing.has(event.runId)) {
+          // The view to store holds this event: the event is acked when it is stored.
+          dirty.set(event.runId, { state, msgs: [...(pending?.msgs ?? []), msg] });
+          schedule();
+          return;
         }
       } catch (err) {
         // The fold in memory may be ahead of what was stored: forget it, so the redelivered event is folded again
-        // from the stored view (proven against the stream) and its messages and view are written then (else it
-        // would look done already, or the run's next event would be folded past it).
+        // from the stored view (proven against the stream) and its side entries and view are written then (else
+        // it would look done already, or the run's next event would be folded past it).
         cache.drop(event.runId);
-        unwritten.delete(event.runId);
         throw err;
       }
+      // Folded before, and its view stored since.
       ackSoon(msg);
     });
   };
@@ -184,6 +258,14 @@ export async function startProjector(opts: ProjectorOptions): Promise<Service> {
     log,
     metrics,
   });
-  log.info({ prefix: n.prefix }, "projector started");
-  return { stop: () => loop.stop() };
+  log.info({ prefix: n.prefix, viewDelayMs: delayMs }, "projector started");
+  return {
+    async stop() {
+      await loop.stop();
+      // Every view folded so far is stored before we go: nothing waits for a redelivery.
+      stopped = true;
+      clearTimeout(timer);
+      await flush();
+    },
+  };
 }

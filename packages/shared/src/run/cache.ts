@@ -7,8 +7,11 @@ import { evolve, initialState, type RunState } from "./state.js";
 export type FoldSink = (before: RunState, event: RecordedEvent) => void;
 
 export type RunCacheOptions = {
-  /** Where a run not in memory starts from: by default nothing, then its whole stream is folded. */
-  loadInitial?: (runId: string) => Promise<RunState>;
+  /**
+   * Where a run not in memory starts from: by default nothing, then its whole stream is folded. `firstEvent`: the
+   * event to fold is the run's first (a RunRequested on its first delivery), so there is likely nothing to load.
+   */
+  loadInitial?: (runId: string, firstEvent: boolean) => Promise<RunState>;
   max?: number;
 };
 
@@ -95,19 +98,24 @@ export class RunCache {
     return next;
   }
 
-  /** The run's state including `event` (and anything before it). */
-  async withEvent(event: RecordedEvent, sink?: FoldSink): Promise<RunState> {
+  /**
+   * The run's state including `event` (and anything before it). `firstDelivery`: the consumer delivers `event`
+   * for the first time (a redelivered RunRequested may belong to a run that moved on since).
+   */
+  async withEvent(event: RecordedEvent, sink?: FoldSink, firstDelivery = false): Promise<RunState> {
     let cached = this.states.get(event.runId);
     if (!cached) {
       if (!this.opts.loadInitial) {
-        // A run's first event needs no read: nothing comes before it (it is appended expecting sequence 0).
-        if (event.type === "RunRequested") {
-          this.verified.set(event.runId, this.generation);
-          return this.record(initialState(event.runId), [event], sink);
-        }
-        return this.catchUp(initialState(event.runId), sink);
+        if (event.type !== "RunRequested") return this.catchUp(initialState(event.runId), sink);
+        cached = initialState(event.runId);
+      } else {
+        cached = await this.opts.loadInitial(event.runId, firstDelivery && event.type === "RunRequested");
       }
-      cached = await this.opts.loadInitial(event.runId);
+    }
+    // A run's first event needs no read: nothing comes before it (it is appended expecting sequence 0).
+    if (cached.lastSeq === 0 && event.type === "RunRequested") {
+      this.verified.set(event.runId, this.generation);
+      return this.record(cached, [event], sink);
     }
     if (event.seq <= cached.lastSeq) return cached;
     if (this.trusted(cached)) return this.record(cached, [event], sink);
