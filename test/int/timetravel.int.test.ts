@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ForkError, collectGarbage, contextKey, encodeView, rebuildViews, replayLlmCalls, type RecordedEvent } from "@smallchain/shared";
+import { ForkError, collectGarbage, encodeView, rebuildViews, replayLlmCalls, type RecordedEvent } from "@smallchain/shared";
 import { cli } from "../support/processes.js";
 import { startStack, type Stack } from "../support/stack.js";
 
@@ -124,13 +124,13 @@ describe("smallchain project --rebuild", () => {
 
     const view = (await stack.client.getRun(a.runId))!;
     await stack.client.buckets.runs.put(a.runId, encodeView({ ...view, status: "Failed", step: 7 }));
-    await stack.client.buckets.context.delete(contextKey(b.runId, 1));
+    await stack.client.buckets.runs.delete(b.runId);
     await stack.client.buckets.runs.put("rghost", encodeView({ ...view, runId: "rghost" }));
 
     const r = await cli(["--prefix", stack.prefix, "project", "--rebuild"]);
     expect(r.code).toBe(1);
     expect(r.stdout).toContain(`${a.runId}: view differs in status, step`);
-    expect(r.stdout).toContain(`${b.runId}: context messages 1 differ or are missing`);
+    expect(r.stdout).toContain(`${b.runId}: no view`);
     expect(r.stdout).toContain("rghost: view of a run with no events");
     expect(r.stdout).toContain("2 runs folded again: 3 differ (--write fixes them)");
 
@@ -138,6 +138,7 @@ describe("smallchain project --rebuild", () => {
     expect(w.code).toBe(0);
     expect(await rebuildViews(stack.client)).toEqual({ runs: 2, differences: [], fixed: 0 });
     expect((await stack.client.getRun(a.runId))?.status).toBe("Completed");
+    expect(await stack.client.getRun(b.runId)).toMatchObject({ status: "Completed", output: "sum 3", lastSeq: b.events.at(-1)!.seq });
     expect(await stack.client.getRun("rghost")).toBeUndefined();
   });
 });
@@ -161,7 +162,7 @@ describe("smallchain gc", () => {
     expect(r.stdout).toContain("removed 1 run(s)");
     expect(await stack.client.events(done.runId)).toEqual([]);
     expect(await stack.client.getRun(done.runId)).toBeUndefined();
-    expect(await stack.client.buckets.context.get(contextKey(done.runId, 0))).toBeNull();
+    expect(await stack.client.contextWindow(done.runId)).toEqual([]);
     // The waiting run keeps everything; listings skip the removed run although the run index still names it.
     expect((await stack.client.getRun(waiting))?.status).toBe("Running");
     expect((await stack.client.listRuns({ limit: 10 })).runs.map((v) => v.runId)).toEqual([waiting]);

@@ -13,9 +13,10 @@ import { runRequested, type RecordedEvent } from "./events.js";
 import { deriveRunId, isRunId, newRunId } from "./ids.js";
 import type { Names } from "./names.js";
 import { openOrProvision, provision, type Buckets, type ProvisionOptions } from "./nats/provision.js";
-import { allValues, decodeRunIndexEntry, decodeView, decodeWaitEntry, getRunView, readContext, type WaitEntry } from "./run/views.js";
+import { allValues, decodeRunIndexEntry, decodeView, decodeWaitEntry, getRunView, type WaitEntry } from "./run/views.js";
 import { isTerminal, type RunState } from "./run/state.js";
 import { ForkError, planFork } from "./run/fork.js";
+import { contextWindowOf } from "./run/window.js";
 import type { ChatMessage } from "./run/messages.js";
 import { budgetHourMs, type Limits, type Spend } from "./run/budget.js";
 import { spendBetween, type SpendKind } from "./run/spend.js";
@@ -171,11 +172,9 @@ export class Client {
     return this.store.readRun(runId);
   }
 
+  /** The run's context window now: folded from its event stream (empty for a run without events). */
   async contextWindow(runId: string): Promise<ChatMessage[]> {
-    const view = await this.getRun(runId);
-    if (!view) return [];
-    const messages = await readContext(this.buckets.context, runId, view.messageCount);
-    return messages.filter((m): m is ChatMessage => m !== undefined);
+    return contextWindowOf(runId, await this.store.readRun(runId));
   }
 
   /** Resolves with the run's view once `until` holds (by default: the run has ended). */

@@ -18,8 +18,8 @@ export const LlmCommand = z.object({
   llm: LlmConfig,
   tools: z.array(z.object({ name: z.string(), description: z.string(), parameters: z.record(z.string(), z.unknown()) })),
   /**
-   * The window's newest messages (those since the previous LLM call), when small: a worker that read the rest
-   * before needs no read, and none has to wait for the projector to store them.
+   * The window's newest messages (those since the previous LLM call), when small: a worker that has the rest
+   * of the window needs no read of the run's stream.
    */
   delta: z.array(ChatMessage).optional(),
 });

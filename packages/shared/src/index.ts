@@ -34,6 +34,7 @@ export * from "./mcp/connect.js";
 export * from "./mcp/discover.js";
 export * from "./run/fork.js";
 export * from "./run/replay.js";
+export * from "./run/window.js";
 export * from "./admin/rebuild.js";
 export * from "./admin/gc.js";
 export * from "./run/cancelled.js";

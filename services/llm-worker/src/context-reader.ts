@@ -1,46 +1,65 @@
-import type { KV } from "@nats-io/kv";
-import { RetryableError, readContext, type ChatMessage } from "@smallchain/shared";
+import { RetryableError, TerminalError, emptyWindow, foldWindow, type ChatMessage, type EventStore, type FoldedWindow, type Logger } from "@smallchain/shared";
 
-const WAITS_MS = [5, 10, 20, 50, 100, 200, 400, 800, 1000];
+/** What the reader needs of the event store (a fake in unit tests). */
+export type RunReader = Pick<EventStore, "readRun">;
 
 /**
- * Reads a run's context window from the `context` bucket. Keeps the windows it has read, so a step reads
- * only the messages added since the last one. The projector may be a few milliseconds behind the scheduler:
- * missing messages are awaited briefly, then the command is retried later.
+ * Serves the context window of an LLM command from the run's event stream. Per run it keeps the fold of the
+ * events read so far and the window, message by message at its index. A command's `delta` (its newest
+ * messages) extends the window without a read; only when messages before the delta are missing does it read
+ * the run's events after the last one folded (never the whole stream again), so a step costs the same early
+ * and late in a run. A worker that never saw the run reads its stream once.
  */
 export class ContextReader {
-  private readonly windows = new Map<string, ChatMessage[]>();
+  /** By run, least recently used first. */
+  private readonly windows = new Map<string, FoldedWindow>();
 
   constructor(
-    private readonly context: KV,
+    private readonly store: RunReader,
+    private readonly log: Logger,
     private readonly max = 2_000,
   ) {}
 
-  /** The first `count` messages; `delta`, when given, are the last of them. */
+  /**
+   * The first `count` messages of the run's window; `delta`, when given, are the last of them. The array
+   * returned is the one kept for the run when it holds exactly those messages (the usual case): use it for
+   * this command only.
+   */
   async read(runId: string, count: number, delta: ChatMessage[] = []): Promise<ChatMessage[]> {
     const stored = count - delta.length;
-    const cached = this.windows.get(runId) ?? [];
-    const window = cached.slice(0, stored);
-    for (let attempt = 0; window.length < stored; attempt++) {
-      const fetched = await readContext(this.context, runId, stored, window.length);
-      for (const m of fetched) {
-        if (!m) break;
-        window.push(m);
-      }
-      if (window.length === stored) break;
-      const wait = WAITS_MS[attempt];
-      if (wait === undefined) {
-        throw new RetryableError(`context window of run ${runId} is not projected yet (${window.length} of ${stored} messages)`, 1000);
-      }
-      await new Promise((r) => setTimeout(r, wait));
+    if (stored < 0) throw new TerminalError(`command of run ${runId} carries ${delta.length} new messages of a window of ${count}`);
+    const window = this.windows.get(runId) ?? emptyWindow(runId);
+    this.remember(runId, window);
+    if (window.messages.length < stored) await this.catchUp(runId, window);
+    if (window.messages.length < stored) {
+      // The decision that sent the command is in the stream before the command: a slow replica, if anything.
+      throw new RetryableError(
+        `context window of run ${runId}: its stream up to #${window.state.lastSeq} has ${window.messages.length} messages, the command needs ${stored} before its ${delta.length} new ones`,
+        1000,
+      );
     }
-    window.push(...delta);
+    // The delta's messages are those at `stored` on: set them there (equal to what a fold put there, if anything).
+    delta.forEach((m, i) => {
+      window.messages[stored + i] = m;
+    });
+    return window.messages.length === count ? window.messages : window.messages.slice(0, count);
+  }
+
+  /** Folds the run's events after the last one folded. */
+  private async catchUp(runId: string, window: FoldedWindow): Promise<void> {
+    const events = await this.store.readRun(runId, window.state.lastSeq + 1, (err, seq) =>
+      this.log.warn({ runId, seq, err: err.message }, "skipping an invalid event of the run's stream"),
+    );
+    // Another command of the run may have folded some of them meanwhile: foldWindow skips those.
+    foldWindow(window, events);
+  }
+
+  private remember(runId: string, window: FoldedWindow): void {
     this.windows.delete(runId);
     this.windows.set(runId, window);
     if (this.windows.size > this.max) {
       const oldest = this.windows.keys().next().value;
       if (oldest !== undefined) this.windows.delete(oldest);
     }
-    return window;
   }
 }

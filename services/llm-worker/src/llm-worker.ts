@@ -37,7 +37,8 @@ export async function startLlmWorker(opts: LlmWorkerOptions): Promise<Service> {
   const buckets = await provision(nc, n);
   const cancelled = await CancelledRuns.watch(buckets.cancelled, log);
   const store = await EventStore.open(nc, n);
-  const contexts = new ContextReader(buckets.context);
+  // Context windows are folded from the runs' streams.
+  const contexts = new ContextReader(store, log);
   const metrics = opts.metrics?.service("llm-worker");
   const providers: Record<"openai" | "mock", Provider> = { openai: openAIProvider(opts.env), mock: mockProvider() };
 

@@ -1,4 +1,4 @@
-import { displayStatus, totalSpend, type RecordedEvent } from "@smallchain/shared";
+import { contextWindowOf, displayStatus, totalSpend, type RecordedEvent } from "@smallchain/shared";
 import { messageLine, usd } from "../format.js";
 import { UserError, withClient, type GlobalOptions } from "../context.js";
 
@@ -6,7 +6,8 @@ export async function describeRun(runId: string, opts: GlobalOptions & { output?
   await withClient(opts, async (client) => {
     const view = await client.getRun(runId);
     if (!view) throw new UserError(`run ${runId} not found (see: smallchain get runs)`);
-    const [messages, events] = await Promise.all([client.contextWindow(runId), client.events(runId)]);
+    const events = await client.events(runId);
+    const messages = contextWindowOf(runId, events);
     const calls = toolCalls(events);
     const started = events.find((e) => e.type === "RunStarted");
     const agent = started?.type === "RunStarted" ? started.data.agent : undefined;

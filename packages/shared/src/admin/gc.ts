@@ -16,7 +16,7 @@ export type GcOptions = {
 
 /**
  * Removes runs that ended (completed, failed, cancelled) and have not changed for `olderThanMs`: their events,
- * view, context window and any leftover waits, timers and remembered effects. Running runs are never touched.
+ * view and any leftover waits, timers and remembered effects. Running runs are never touched.
  * The run index keeps their entries; listings skip runs without a view.
  */
 export async function collectGarbage(client: Client, opts: GcOptions): Promise<RemovedRun[]> {
@@ -35,7 +35,7 @@ export async function collectGarbage(client: Client, opts: GcOptions): Promise<R
       // Events first, the view last: a gc that dies half-way finds the run again next time.
       const purged = await jsm.streams.purge(n.eventsStream, { filter: n.runSubject(view.runId) });
       entry.events = purged.purged;
-      for (const bucket of [n.contextBucket, n.waitsBucket, n.timersBucket, n.effectsBucket]) {
+      for (const bucket of [n.waitsBucket, n.timersBucket, n.effectsBucket]) {
         await jsm.streams.purge(`KV_${bucket}`, { filter: `$KV.${bucket}.${view.runId}.>` });
       }
       await jsm.streams.purge(`KV_${n.runsBucket}`, { filter: `$KV.${n.runsBucket}.${view.runId}` });

@@ -2,24 +2,19 @@ import { isDeepStrictEqual } from "node:util";
 import { jetstreamManager } from "@nats-io/jetstream";
 import type { Client } from "../client.js";
 import type { RecordedEvent } from "../events.js";
-import type { ChatMessage } from "../run/messages.js";
-import { evolve, initialState, messagesOf, type RunState } from "../run/state.js";
-import { allValues, contextKey, decodeView, encodeMessage, encodeView, readContext } from "../run/views.js";
+import { evolve, initialState, type RunState } from "../run/state.js";
+import { allValues, decodeView, encodeView } from "../run/views.js";
 
 /** Where a stored view differs from the fold of its run's stream. */
 export type ViewDifference = { runId: string; what: string };
 
 export type RebuildReport = { runs: number; differences: ViewDifference[]; fixed: number };
 
-/** The run view and context window the projector should have stored: a fold of the run's events. */
-export function foldRun(runId: string, events: RecordedEvent[]): { view: RunState; messages: ChatMessage[] } {
+/** The run view the projector should have stored: a fold of the run's events. */
+export function foldRun(runId: string, events: RecordedEvent[]): RunState {
   let view = initialState(runId);
-  const messages: ChatMessage[] = [];
-  for (const e of events) {
-    messages.push(...messagesOf(view, e));
-    view = evolve(view, e);
-  }
-  return { view, messages };
+  for (const e of events) view = evolve(view, e);
+  return view;
 }
 
 /** Every run with events in the EVENTS stream. */
@@ -30,38 +25,26 @@ export async function runIdsInStream(client: Client): Promise<string[]> {
 }
 
 /**
- * Folds every run's stream again and compares the result with the views in KV (run view and context window,
- * message by message); with `write`, stores the fold where they differ and removes views of runs that have no
- * events. Runs that move while this runs may show as differences (the projector is a few ms behind).
+ * Folds every run's stream again and compares the result with the run views in KV; with `write`, stores the
+ * fold where they differ and removes views of runs that have no events. Runs that move while this runs may
+ * show as differences (the projector is a few ms behind). Context windows are not stored anywhere: whoever
+ * needs one folds it from the stream, so there is nothing of theirs to compare.
  */
 export async function rebuildViews(client: Client, { write = false, concurrency = 16 } = {}): Promise<RebuildReport> {
-  const { runs, context } = client.buckets;
+  const { runs } = client.buckets;
   const inStream = await runIdsInStream(client);
   const differences: ViewDifference[] = [];
   let fixed = 0;
   const queue = [...inStream];
   const check = async (runId: string): Promise<void> => {
-    const events = await client.events(runId);
-    const { view, messages } = foldRun(runId, events);
+    const view = foldRun(runId, await client.events(runId));
     // The stored form leaves some fields out: compare what a view looks like once stored and read.
     const expected = decodeView(encodeView(view));
     const stored = await client.getRun(runId);
-    const found: string[] = [];
-    if (!stored) found.push("no view");
-    else if (!isDeepStrictEqual(stored, expected)) {
-      const keys = new Set([...Object.keys(stored), ...Object.keys(expected)]) as Set<keyof RunState>;
-      const fields = [...keys].filter((k) => !isDeepStrictEqual(stored[k], expected[k]));
-      found.push(`view differs in ${fields.join(", ")}${fields.includes("lastSeq") ? ` (stored at #${stored.lastSeq}, stream at #${view.lastSeq})` : ""}`);
-    }
-    const count = Math.max(messages.length, stored?.messageCount ?? 0);
-    const storedMessages = await readContext(context, runId, count + 1);
-    const wrong = storedMessages.flatMap((m, i) => (isDeepStrictEqual(m, messages[i]) ? [] : [i]));
-    if (wrong.length > 0) found.push(`context messages ${wrong.join(", ")} differ or are missing`);
-    if (found.length === 0) return;
-    differences.push(...found.map((what) => ({ runId, what })));
+    const what = stored ? differenceOf(stored, expected) : "no view";
+    if (what === undefined) return;
+    differences.push({ runId, what });
     if (!write) return;
-    await Promise.all(messages.map((m, i) => (wrong.includes(i) ? context.put(contextKey(runId, i), encodeMessage(m)) : undefined)));
-    await Promise.all(wrong.filter((i) => i >= messages.length).map((i) => context.purge(contextKey(runId, i))));
     await runs.put(runId, encodeView(view));
     fixed++;
   };
@@ -81,4 +64,12 @@ export async function rebuildViews(client: Client, { write = false, concurrency 
     }
   }
   return { runs: inStream.length, differences, fixed };
+}
+
+/** How a stored view differs from the expected one (both in stored form), or undefined if they are equal. */
+function differenceOf(stored: RunState, expected: RunState): string | undefined {
+  if (isDeepStrictEqual(stored, expected)) return undefined;
+  const keys = new Set([...Object.keys(stored), ...Object.keys(expected)]) as Set<keyof RunState>;
+  const fields = [...keys].filter((k) => !isDeepStrictEqual(stored[k], expected[k]));
+  return `view differs in ${fields.join(", ")}${fields.includes("lastSeq") ? ` (stored at #${stored.lastSeq}, stream at #${expected.lastSeq})` : ""}`;
 }

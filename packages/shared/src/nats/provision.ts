@@ -44,7 +44,7 @@ function provisionError(what: string, replicas: number, err: unknown): Error {
   return new ProvisionError(`cannot provision ${what} with ${replicas} replica(s): ${err.message}${hint}`, { cause: err });
 }
 
-export type Buckets = { runs: KV; context: KV; config: KV; effects: KV; timers: KV; waits: KV; spend: KV; cancelled: KV };
+export type Buckets = { runs: KV; config: KV; effects: KV; timers: KV; waits: KV; spend: KV; cancelled: KV };
 
 /** How long a finished tool call is remembered, so a late redelivery of its command does not run it again. */
 const EFFECTS_TTL_MS = 7 * 24 * 3600 * 1000;
@@ -114,8 +114,9 @@ export async function provision(nc: NatsConnection, n: Names, opts: ProvisionOpt
     }
     return kv;
   };
-  const [runs, context, config, effects, timers, waits, spend, cancelled] = await Promise.all([
+  const [runs, , config, effects, timers, waits, spend, cancelled] = await Promise.all([
     bucket(n.runsBucket, { history: 1 }),
+    // context bucket: no longer read; removed once the projector stops writing it
     bucket(n.contextBucket, { history: 1 }),
     bucket(n.configBucket, { history: 10 }),
     // Bucket-wide max age works on NATS 2.9 (per-key TTLs do not).
@@ -125,7 +126,7 @@ export async function provision(nc: NatsConnection, n: Names, opts: ProvisionOpt
     bucket(n.spendBucket, { history: 1 }),
     bucket(n.cancelledBucket, { history: 1, ttl: CANCELLED_TTL_MS }),
   ]);
-  return { runs, context, config, effects, timers, waits, spend, cancelled };
+  return { runs, config, effects, timers, waits, spend, cancelled };
 }
 
 /**
@@ -141,10 +142,10 @@ export async function openOrProvision(nc: NatsConnection, n: Names, opts: Provis
     throw err;
   }
   const kvm = new Kvm(jetstream(nc));
-  const [runs, context, config, effects, timers, waits, spend, cancelled] = await Promise.all(
-    [n.runsBucket, n.contextBucket, n.configBucket, n.effectsBucket, n.timersBucket, n.waitsBucket, n.spendBucket, n.cancelledBucket].map((b) => kvm.open(b)),
+  const [runs, config, effects, timers, waits, spend, cancelled] = await Promise.all(
+    [n.runsBucket, n.configBucket, n.effectsBucket, n.timersBucket, n.waitsBucket, n.spendBucket, n.cancelledBucket].map((b) => kvm.open(b)),
   );
-  return { runs: runs!, context: context!, config: config!, effects: effects!, timers: timers!, waits: waits!, spend: spend!, cancelled: cancelled! };
+  return { runs: runs!, config: config!, effects: effects!, timers: timers!, waits: waits!, spend: spend!, cancelled: cancelled! };
 }
 
 async function ensureStream(jsm: JetStreamManager, config: Partial<StreamConfig> & { name: string }): Promise<void> {

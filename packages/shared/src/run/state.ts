@@ -426,8 +426,9 @@ export function findCall(state: RunState, callId: string): CallState | undefined
 }
 
 /**
- * The context-window messages one event adds, given the state before it. The projector stores them,
- * one KV entry each; the scheduler counts them. A result for a call that is no longer open adds nothing.
+ * The context-window messages one event adds, given the state before it: whoever needs a run's window folds
+ * them from its stream (see run/window.ts); the scheduler counts them. A result for a call that is no longer
+ * open adds nothing.
  */
 export function messagesOf(state: RunState, event: RunEvent): ChatMessage[] {
   switch (event.type) {

@@ -57,7 +57,7 @@ function fold(events: readonly RecordedEvent[], from: RunState = initialState(RU
   return events.reduce(evolve, from);
 }
 
-/** The context window the events build, message by message, as the projector stores it. */
+/** The context window the events build, message by message. */
 function windowOf(events: readonly RecordedEvent[]): ChatMessage[] {
   const messages: ChatMessage[] = [];
   let state = initialState(RUN_ID);

@@ -1,20 +1,23 @@
 import type { KV } from "@nats-io/kv";
 import { Packr } from "msgpackr";
 import { z } from "zod";
-import { decode, encode } from "../codec.js";
-import { ChatMessage } from "./messages.js";
+import { encode } from "../codec.js";
+import type { ChatMessage } from "./messages.js";
 import type { RunState } from "./state.js";
 import { NO_SPEND } from "./budget.js";
 
 const packr = new Packr({ useRecords: false });
 
-/** Key of message `index` of a run's context window: one KV entry per message, so no value grows with the run. */
+/**
+ * Key of message `index` of a run's context window in the old context bucket. Nothing reads that bucket any
+ * more (the window is folded from the run's stream); kept until the projector stops writing it.
+ */
 export function contextKey(runId: string, index: number): string {
   return `${runId}.${index}`;
 }
 
 /**
- * The stored view leaves out the messages of the current step (they are in the context bucket) and the
+ * The stored view leaves out the messages of the current step (they are in the run's stream) and the
  * agent snapshot (it is in the run's RunStarted event): listing thousands of runs reads small values.
  */
 export function encodeView(state: RunState): Uint8Array {
@@ -45,19 +48,9 @@ export async function getRunView(runs: KV, runId: string): Promise<RunState | un
   return entry && entry.operation === "PUT" ? decodeView(entry.value) : undefined;
 }
 
+/** A message as the projector writes it to the old context bucket (kept until it stops writing it). */
 export function encodeMessage(message: ChatMessage): Uint8Array {
   return encode(message);
-}
-
-/** Reads messages `from..count-1` of a run's context window; undefined where the projector has not written one yet. */
-export async function readContext(context: KV, runId: string, count: number, from = 0): Promise<(ChatMessage | undefined)[]> {
-  const indexes = Array.from({ length: Math.max(0, count - from) }, (_, i) => from + i);
-  return Promise.all(
-    indexes.map(async (i) => {
-      const entry = await context.get(contextKey(runId, i));
-      return entry && entry.operation === "PUT" ? decode(ChatMessage, entry.value, `context message ${i} of ${runId}`) : undefined;
-    }),
-  );
 }
 
 /** A call waiting for a person or the outside world, as `get approvals` lists it. Written by the projector. */
