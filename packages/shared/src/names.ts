@@ -39,8 +39,6 @@ export function names(prefix: string = DEFAULT_PREFIX) {
     controlSubjects: [`${prefix}.approval.*.*`, `${prefix}.respond.*.*`, `${prefix}.callback.*`, `${prefix}.resume.*`, `${prefix}.cancel.*`],
     controlQueue: `${prefix}-control`,
     runsBucket: `${prefix}_runs`,
-    // context bucket: no longer read; removed once the projector stops writing it
-    contextBucket: `${prefix}_context`,
     configBucket: `${prefix}_config`,
     effectsBucket: `${prefix}_effects`,
     /** Calls waiting for a due time; a key per call (`<run>.<call>`), read by every scheduler to wake the run. */

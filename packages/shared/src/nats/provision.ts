@@ -114,10 +114,8 @@ export async function provision(nc: NatsConnection, n: Names, opts: ProvisionOpt
     }
     return kv;
   };
-  const [runs, , config, effects, timers, waits, spend, cancelled] = await Promise.all([
+  const [runs, config, effects, timers, waits, spend, cancelled] = await Promise.all([
     bucket(n.runsBucket, { history: 1 }),
-    // context bucket: no longer read; removed once the projector stops writing it
-    bucket(n.contextBucket, { history: 1 }),
     bucket(n.configBucket, { history: 10 }),
     // Bucket-wide max age works on NATS 2.9 (per-key TTLs do not).
     bucket(n.effectsBucket, { history: 1, ttl: EFFECTS_TTL_MS }),

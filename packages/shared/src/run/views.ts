@@ -9,14 +9,6 @@ import { NO_SPEND } from "./budget.js";
 const packr = new Packr({ useRecords: false });
 
 /**
- * Key of message `index` of a run's context window in the old context bucket. Nothing reads that bucket any
- * more (the window is folded from the run's stream); kept until the projector stops writing it.
- */
-export function contextKey(runId: string, index: number): string {
-  return `${runId}.${index}`;
-}
-
-/**
  * The stored view leaves out the messages of the current step (they are in the run's stream) and the
  * agent snapshot (it is in the run's RunStarted event): listing thousands of runs reads small values.
  */
@@ -46,11 +38,6 @@ export function decodeRunIndexEntry(bytes: Uint8Array): RunIndexEntry {
 export async function getRunView(runs: KV, runId: string): Promise<RunState | undefined> {
   const entry = await runs.get(runId);
   return entry && entry.operation === "PUT" ? decodeView(entry.value) : undefined;
-}
-
-/** A message as the projector writes it to the old context bucket (kept until it stops writing it). */
-export function encodeMessage(message: ChatMessage): Uint8Array {
-  return encode(message);
 }
 
 /** A call waiting for a person or the outside world, as `get approvals` lists it. Written by the projector. */
