@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { displayStatus, replayLlmCalls } from "@smallchain/shared";
+import { displayStatus, replayLlmCalls, wireMessage } from "@smallchain/shared";
 import { startFakeOpenAI, type ChatRequest } from "../support/fake-openai.js";
 import { startStack } from "../support/stack.js";
 
@@ -42,12 +42,12 @@ describe("context windows folded from the runs' streams", () => {
 
       expect(fake.requests).toHaveLength(2);
       const [call1, call2] = replayLlmCalls(await stack.client.events(runId));
-      expect(fake.requests[0]!.messages).toEqual(call1!.messages);
-      expect(fake.requests[1]!.messages).toEqual(call2!.messages);
+      expect(fake.requests[0]!.messages).toEqual(call1!.messages.map(wireMessage));
+      expect(fake.requests[1]!.messages).toEqual(call2!.messages.map(wireMessage));
       expect(fake.requests[1]!.messages).toEqual([
         { role: "system", content: "agent careful" },
         { role: "user", content: input },
-        { role: "assistant", content: null, tool_calls: [{ id: "call_0_0", name: "add", arguments: '{"a":1,"b":2}' }] },
+        { role: "assistant", content: null, tool_calls: [{ id: "call_0_0", type: "function", function: { name: "add", arguments: '{"a":1,"b":2}' } }] },
         { role: "tool", tool_call_id: "call_0_0", content: "3" },
       ]);
       expect(await stack.client.contextWindow(runId)).toEqual([...call2!.messages, { role: "assistant", content: "the sum is 3" }]);
@@ -73,7 +73,7 @@ describe("context windows folded from the runs' streams", () => {
       for (const [i, runId] of runIds.entries()) {
         const calls = replayLlmCalls(await stack.client.events(runId));
         const sent = fake.requests.filter((r) => r.messages[1]?.content === `run ${i}: add`);
-        expect(sent.map((r) => r.messages)).toEqual(calls.map((c) => c.messages));
+        expect(sent.map((r) => r.messages)).toEqual(calls.map((c) => c.messages.map(wireMessage)));
         expect(sent.map((r) => r.messages.length)).toEqual([2, 4, 6, 8]);
       }
     } finally {

@@ -26,6 +26,32 @@ describe("fake OpenAI server", () => {
     return { fake, client: new OpenAI({ baseURL: fake.url, apiKey: "test", maxRetries: 0 }) };
   }
 
+  it("refuses messages in a shape the real API refuses: tool calls without type and function, a tool answer to no call", async () => {
+    const { client, fake } = await start(() => ({ content: "never" }));
+    const malformed = [
+      { role: "user", content: "add" },
+      { role: "assistant", content: null, tool_calls: [{ id: "c1", name: "add", arguments: "{}" }] },
+      { role: "tool", tool_call_id: "c1", content: "3" },
+    ] as unknown as OpenAI.Chat.ChatCompletionMessageParam[];
+    await expect(client.chat.completions.create({ model: "m", messages: malformed })).rejects.toMatchObject({
+      status: 400,
+      message: expect.stringContaining("messages[1].tool_calls[0].type"),
+    });
+    await expect(
+      client.chat.completions.create({ model: "m", messages: [{ role: "user", content: "x" }, { role: "tool", tool_call_id: "nope", content: "3" }] }),
+    ).rejects.toMatchObject({ status: 400, message: expect.stringContaining("must be a response to a preceeding message") });
+    const ok = await client.chat.completions.create({
+      model: "m",
+      messages: [
+        { role: "user", content: "add" },
+        { role: "assistant", content: null, tool_calls: [{ id: "c1", type: "function", function: { name: "add", arguments: "{}" } }] },
+        { role: "tool", tool_call_id: "c1", content: "3" },
+      ],
+    });
+    expect(ok.choices[0]?.message.content).toBe("never");
+    expect(fake.requests).toHaveLength(1);
+  });
+
   it("answers a plain chat completion with content and usage", async () => {
     const { client } = await start(() => ({
       content: "Hello there",

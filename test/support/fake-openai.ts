@@ -297,7 +297,40 @@ function parseChatRequest(raw: string): ChatRequest {
   if (!isRecord(parsed) || typeof parsed.model !== "string" || !Array.isArray(parsed.messages)) {
     throw new Error("request body must be a JSON object with string `model` and array `messages`");
   }
+  validateMessages(parsed.messages);
   return parsed as ChatRequest;
+}
+
+/**
+ * What OpenAI's API refuses with a 400 (the messages' wire format): assistant tool calls as
+ * `{ id, type: "function", function: { name, arguments } }`, and a tool message only in answer to a call of
+ * an assistant message before it.
+ */
+function validateMessages(messages: unknown[]): void {
+  const calls = new Set<string>();
+  messages.forEach((m, i) => {
+    const at = `messages[${i}]`;
+    if (!isRecord(m) || typeof m.role !== "string") throw new Error(`Missing required parameter: '${at}.role'.`);
+    if (m.role === "assistant" && m.tool_calls !== undefined) {
+      if (!Array.isArray(m.tool_calls)) throw new Error(`Invalid type for '${at}.tool_calls': expected an array.`);
+      m.tool_calls.forEach((c: unknown, j: number) => {
+        const cat = `${at}.tool_calls[${j}]`;
+        if (!isRecord(c) || typeof c.id !== "string") throw new Error(`Missing required parameter: '${cat}.id'.`);
+        if (c.type !== "function") throw new Error(`Missing required parameter: '${cat}.type'.`);
+        if (!isRecord(c.function) || typeof c.function.name !== "string" || typeof c.function.arguments !== "string") {
+          throw new Error(`Missing required parameter: '${cat}.function'.`);
+        }
+        calls.add(c.id);
+      });
+    } else if (m.role === "tool") {
+      if (typeof m.tool_call_id !== "string") throw new Error(`Missing required parameter: '${at}.tool_call_id'.`);
+      if (!calls.has(m.tool_call_id)) {
+        throw new Error(`Invalid parameter: messages with role 'tool' must be a response to a preceeding message with 'tool_calls'.`);
+      }
+    } else if (!["system", "user", "assistant", "developer"].includes(m.role)) {
+      throw new Error(`Invalid value: '${m.role}'. Supported values are: 'system', 'assistant', 'user', 'tool', and 'developer'.`);
+    }
+  });
 }
 
 async function readBody(req: IncomingMessage): Promise<string> {

@@ -10,6 +10,7 @@ import {
   initialState,
   isRunId,
   replayLlmCalls,
+  wireMessage,
   type Client,
   type RecordedEvent,
   type RunState,
@@ -92,11 +93,12 @@ function duplicatesIn(runId: string, events: RecordedEvent[]): string[] {
 /**
  * Every request the model got must carry a whole context window, in order: the messages some run's stream had
  * at one of its LLM calls (as `smallchain replay` shows them). llm-workers fold windows from the streams, and a
- * worker killed and started again (or one that never saw the run) must still send the right one.
+ * worker killed and started again (or one that never saw the run) must still send the right one, in the API's
+ * wire format.
  */
 export function checkLlmRequests(streams: Map<string, RecordedEvent[]>, requests: { messages: unknown[] }[]): string[] {
   const windows = new Set<string>();
-  for (const events of streams.values()) for (const call of replayLlmCalls(events)) windows.add(canonical(call.messages));
+  for (const events of streams.values()) for (const call of replayLlmCalls(events)) windows.add(canonical(call.messages.map(wireMessage)));
   return requests.flatMap((r, i) => (windows.has(canonical(r.messages)) ? [] : [`request ${i}: ${JSON.stringify(r.messages).slice(0, 300)} is no run's window at any LLM call`]));
 }
 

@@ -11,3 +11,23 @@ export const ChatMessage = z.discriminatedUnion("role", [
   z.object({ role: z.literal("tool"), tool_call_id: z.string(), content: z.string() }),
 ]);
 export type ChatMessage = z.infer<typeof ChatMessage>;
+
+/** A message as the chat completions API takes it. */
+export type WireMessage =
+  | Exclude<ChatMessage, { role: "assistant" }>
+  | { role: "assistant"; content: string | null; tool_calls?: { id: string; type: "function"; function: { name: string; arguments: string } }[] };
+
+/**
+ * A context-window message in the chat completions wire format. A window keeps a tool call as events record
+ * it, `{ id, name, arguments }`; the API wants `{ id, type: "function", function: { name, arguments } }` and
+ * refuses anything else with a 400.
+ */
+export function wireMessage(m: ChatMessage): WireMessage {
+  if (m.role !== "assistant") return m;
+  const calls = m.tool_calls ?? [];
+  return {
+    role: "assistant",
+    content: m.content,
+    ...(calls.length > 0 && { tool_calls: calls.map((c) => ({ id: c.id, type: "function" as const, function: { name: c.name, arguments: c.arguments } })) }),
+  };
+}

@@ -1,5 +1,5 @@
 import OpenAI from "openai";
-import { RetryableError, TerminalError, type LlmConfig } from "@smallchain/shared";
+import { RetryableError, TerminalError, wireMessage, type LlmConfig } from "@smallchain/shared";
 import type { LlmReply, LlmRequest, Provider } from "./provider.js";
 
 /** One client per endpoint and key; the SDK's own retries are off: redelivery with backoff is ours. */
@@ -25,7 +25,8 @@ export function openAIProvider(env: NodeJS.ProcessEnv = process.env): Provider {
     const body = {
       ...llm.parameters,
       model: llm.model ?? llm.name,
-      messages: messages as OpenAI.Chat.ChatCompletionMessageParam[],
+      // Tool calls in the API's shape: a window keeps them as events record them.
+      messages: messages.map(wireMessage) as OpenAI.Chat.ChatCompletionMessageParam[],
       ...(command.tools.length > 0 && {
         tools: command.tools.map((t) => ({
           type: "function" as const,
