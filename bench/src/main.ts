@@ -135,9 +135,12 @@ async function main() {
   results.backlog = { runs: BACKLOG, drainSeconds: round(drainSeconds), runsPerSecond: Math.round(BACKLOG / drainSeconds), peakRssMb: peak, getRuns: { pageMs: round(getRunsMs), pageSize, allMs: round(allRunsMs), all: page.length, cliMs: round(cliMs), cliLines: cli.stdout.split("\n").length - 1 } };
 
   const main = scenarios[0]!;
+  const dev = scenarios.find((s) => s.mode === "in-process")!;
   results.ratios = {
     throughputC64: round(main.c64.stepsPerSecond / raw64.stepsPerSecond),
     latencyP50C1: round(main.c1.latencyMs.p50 / raw1.latencyMs.p50),
+    // The raw chain runs its driver and worker in one process: `smallchain dev` is the like-for-like deployment.
+    inProcess: { throughputC64: round(dev.c64.stepsPerSecond / raw64.stepsPerSecond), latencyP50C1: round(dev.c1.latencyMs.p50 / raw1.latencyMs.p50) },
     targets: { throughputC64: ">= 0.5", latencyP50C1: "<= 2" },
   };
   results.seconds = round((performance.now() - t0) / 1000, 1);
@@ -150,7 +153,9 @@ async function main() {
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
   const line = (r: (string | number)[]) => r.map((v, i) => String(v).padEnd(widths[i]!)).join("  ");
   console.log(`\n${line(head)}\n${rows.map(line).join("\n")}\n`);
-  console.log(`ratios (smallchain processes/mock vs raw): throughput at 64 = ${(results.ratios as { throughputC64: number }).throughputC64} (target >= 0.5), p50 latency at 1 = ${(results.ratios as { latencyP50C1: number }).latencyP50C1} (target <= 2)`);
+  const r = results.ratios as { throughputC64: number; latencyP50C1: number; inProcess: { throughputC64: number; latencyP50C1: number } };
+  console.log(`ratios (smallchain processes/mock vs raw): throughput at 64 = ${r.throughputC64} (target >= 0.5), p50 latency at 1 = ${r.latencyP50C1} (target <= 2)`);
+  console.log(`ratios (smallchain in-process/mock vs raw): throughput at 64 = ${r.inProcess.throughputC64}, p50 latency at 1 = ${r.inProcess.latencyP50C1}`);
   console.log(`runs started: ${starts.runsStartedPerSecond}/s; 200-step run: step p50 first 10 ${flat.first10.p50} ms, last 10 ${flat.last10.p50} ms`);
   console.log(`backlog of ${BACKLOG}: drained in ${round(drainSeconds, 1)} s, peak RSS MB ${JSON.stringify(peak)}; get runs: a page of ${pageSize} in ${round(getRunsMs, 0)} ms, all ${page.length} in ${round(allRunsMs, 0)} ms, the CLI process (first page of 500) ${round(cliMs, 0)} ms`);
   console.log(`CPU ms per step at c64: raw ${JSON.stringify(rawCpu)}; ${scenarios.map((s) => `${s.mode}/${s.llm} ${JSON.stringify(s.cpuMsPerStep)}`).join("; ")}`);
