@@ -1,0 +1,24 @@
+// Runs the bench agent at a concurrency for a while against the four service processes, printing their pids
+// first (to attach strace or perf): node bench/tools/load.mjs [concurrency] [runs] [delay-ms-before-start]
+import { connect } from "@nats-io/transport-node";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { Observer, applyConfig, benchConfig, measureSteps, startServices } from "../dist/bench/src/smallchain.js";
+import { cpuMeter, natsServerPid } from "../dist/bench/src/cpu.js";
+
+const [concurrency = "64", runs = "384", delay = "3000"] = process.argv.slice(2);
+const prefix = `bload${Math.random().toString(36).slice(2, 7)}`;
+const nc = await connect({ servers: process.env.NATS_URL ?? "nats://127.0.0.1:4222" });
+const inst = await startServices(nc, prefix, process.env.BENCH_MODE ?? "processes");
+await applyConfig(inst.client, benchConfig("mock", 10));
+const obs = new Observer(nc, prefix);
+await measureSteps(inst, obs, 8, 16, 10);
+console.log(JSON.stringify(inst.pids()));
+await new Promise((r) => setTimeout(r, Number(delay)));
+const meter = cpuMeter({ ...inst.pids(), bench: process.pid, "nats-server": natsServerPid() });
+const r = await measureSteps(inst, obs, Number(concurrency), Number(runs), 10);
+console.log(`${r.stepsPerSecond} steps/s, p50 ${r.latencyMs.p50} ms; CPU ms per step ${JSON.stringify(meter()(r.steps))}`);
+obs.close();
+await inst.stop();
+const jsm = await jetstreamManager(nc);
+for await (const s of jsm.streams.names()) if (s.startsWith(`${prefix.toUpperCase()}_`) || s.startsWith(`KV_${prefix}_`)) await jsm.streams.delete(s);
+await nc.close();
