@@ -1,5 +1,8 @@
 import { RetryableError, TerminalError, emptyWindow, foldWindow, type ChatMessage, type EventStore, type FoldedWindow, type Logger } from "@smallchain/shared";
 
+/** Pauses before each read of a run's stream that still misses messages: at once, then a little later. */
+const CATCH_UP_WAITS_MS = [0, 25, 100, 400];
+
 /** What the reader needs of the event store (a fake in unit tests). */
 export type RunReader = Pick<EventStore, "readRun">;
 
@@ -30,7 +33,13 @@ export class ContextReader {
     if (stored < 0) throw new TerminalError(`command of run ${runId} carries ${delta.length} new messages of a window of ${count}`);
     const window = this.windows.get(runId) ?? emptyWindow(runId);
     this.remember(runId, window);
-    if (window.messages.length < stored) await this.catchUp(runId, window);
+    // A replica of a clustered stream may answer a read a moment behind the leader: a short read is read again
+    // soon, before the command is handed back for a later delivery.
+    for (const wait of CATCH_UP_WAITS_MS) {
+      if (window.messages.length >= stored) break;
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      await this.catchUp(runId, window);
+    }
     if (window.messages.length < stored) {
       // The decision that sent the command is in the stream before the command: a slow replica, if anything.
       throw new RetryableError(

@@ -173,9 +173,21 @@ describe("ContextReader", () => {
     expect(err).toBeInstanceOf(RetryableError);
     expect((err as RetryableError).message).toBe(`context window of run ${RUN}: its stream up to #1 has 0 messages, the command needs 2 before its 2 new ones`);
 
+    // Read at once, then three more times over about half a second, before giving the command back.
+    expect(store.reads.map((r) => r.fromSeq)).toEqual([1, 2, 2, 2]);
+
     store.events = events;
     expect(await reader.read(RUN, step2.messageCount, step2.delta)).toEqual(expectedWindow(events, step2));
-    expect(store.reads.map((r) => r.fromSeq)).toEqual([1, 2]);
+    expect(store.reads.map((r) => r.fromSeq)).toEqual([1, 2, 2, 2, 2]);
+  });
+
+  it("reads again soon when the stream answers behind (a lagging replica), and serves the command then", async () => {
+    const store = fakeStore(events.slice(0, 1));
+    const reader = new ContextReader(store, fakeLog().log);
+    // The replica catches up 50 ms later.
+    setTimeout(() => (store.events = events), 50);
+    expect(await reader.read(RUN, step2.messageCount, step2.delta)).toEqual(expectedWindow(events, step2));
+    expect(store.reads.map((r) => r.fromSeq)).toEqual([1, 2, 2]);
   });
 
   it("refuses a command whose delta is longer than its window", async () => {
