@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { ChatMessage, ToolCallRecord } from "./run/messages.js";
+import { BlobRef, ChatMessage, ToolCallRecord } from "./run/messages.js";
 import { AgentSnapshot } from "./run/spec.js";
 import { OnTimeout } from "./config/schema.js";
 import { LimitName, LimitRaise, Limits, Spend } from "./run/budget.js";
@@ -111,7 +111,17 @@ export const RunEvent = z.discriminatedUnion("type", [
     z.object({ callId: z.string(), dueAt: z.number(), outcome: z.enum(["completed", "rejected", "failed"]), result: z.string() }),
   ),
   /** `childSpend`: a delegated child's result carries what it (and its descendants) spent, rolled up into the parent. */
-  event("ToolCallCompleted", z.object({ callId: z.string(), result: z.string(), durationMs: z.number().nonnegative().optional(), childSpend: Spend.optional() })),
+  event(
+    "ToolCallCompleted",
+    z.object({
+      callId: z.string(),
+      /** The result, or with `resultRef` its preview: the whole is in the object store. */
+      result: z.string(),
+      resultRef: BlobRef.optional(),
+      durationMs: z.number().nonnegative().optional(),
+      childSpend: Spend.optional(),
+    }),
+  ),
   event("ToolCallFailed", z.object({ callId: z.string(), error: z.string(), childSpend: Spend.optional() })),
   /** `detached`: spawned by spawn_task, the call completes at once and the parent does not wait. */
   event(

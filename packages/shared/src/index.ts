@@ -39,3 +39,4 @@ export * from "./admin/rebuild.js";
 export * from "./admin/gc.js";
 export * from "./run/cancelled.js";
 export * from "./secrets.js";
+export * from "./blobs.js";

@@ -19,10 +19,18 @@ export const LiveMessage = z.discriminatedUnion("kind", [
 ]);
 export type LiveMessage = z.infer<typeof LiveMessage>;
 
+/** Best effort, like everything live: a message that cannot be sent is dropped, never the caller's failure. */
 export function publishLive(nc: NatsConnection, subject: string, message: LiveMessage): void {
   if (nc.isClosed()) return;
-  nc.publish(subject, JSON.stringify(message));
+  try {
+    nc.publish(subject, JSON.stringify(message));
+  } catch {
+    // e.g. over max_payload; the run's events hold every result anyway
+  }
 }
+
+/** Live token text goes out in pieces of at most this many characters (a message must fit max_payload). */
+const LIVE_CHUNK_CHARS = 64 * 1024;
 
 /** Collects token deltas and publishes them at most every `intervalMs`: a message per chunk would cost more than the tokens. */
 export class LiveTokens {
@@ -47,7 +55,9 @@ export class LiveTokens {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     if (this.pending === "") return;
-    publishLive(this.nc, this.subject, { kind: "tokens", runId: this.runId, step: this.step, text: this.pending, at: Date.now() });
+    for (let i = 0; i < this.pending.length; i += LIVE_CHUNK_CHARS) {
+      publishLive(this.nc, this.subject, { kind: "tokens", runId: this.runId, step: this.step, text: this.pending.slice(i, i + LIVE_CHUNK_CHARS), at: Date.now() });
+    }
     this.pending = "";
   }
 }

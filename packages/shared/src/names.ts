@@ -39,6 +39,8 @@ export function names(prefix: string = DEFAULT_PREFIX) {
     controlSubjects: [`${prefix}.approval.*.*`, `${prefix}.respond.*.*`, `${prefix}.callback.*`, `${prefix}.resume.*`, `${prefix}.cancel.*`],
     controlQueue: `${prefix}-control`,
     runsBucket: `${prefix}_runs`,
+    /** Object Store bucket of payloads too large for an event (tool results over 256 KiB). */
+    blobsBucket: `${prefix}_blobs`,
     configBucket: `${prefix}_config`,
     effectsBucket: `${prefix}_effects`,
     /** Calls waiting for a due time; a key per call (`<run>.<call>`), read by every scheduler to wake the run. */

@@ -1,4 +1,5 @@
 import {
+  Blobs,
   CancelledRuns,
   EventStore,
   LiveTokens,
@@ -13,6 +14,7 @@ import {
   type RunEvent,
   type Service,
 } from "@smallchain/shared";
+import { BlobTexts } from "./blob-texts.js";
 import { ContextReader } from "./context-reader.js";
 import { mockProvider } from "./providers/mock.js";
 import { openAIProvider } from "./providers/openai.js";
@@ -39,6 +41,7 @@ export async function startLlmWorker(opts: LlmWorkerOptions): Promise<Service> {
   const store = await EventStore.open(nc, n);
   // Context windows are folded from the runs' streams.
   const contexts = new ContextReader(store, log);
+  const blobTexts = new BlobTexts(await Blobs.open(nc, n));
   const metrics = opts.metrics?.service("llm-worker");
   const providers: Record<"openai" | "mock", Provider> = { openai: openAIProvider(opts.env), mock: mockProvider() };
 
@@ -57,7 +60,8 @@ export async function startLlmWorker(opts: LlmWorkerOptions): Promise<Service> {
     metrics,
     cancelled,
     execute: async (command, { signal }): Promise<RunEvent> => {
-      const messages = await contexts.read(command.runId, command.messageCount, command.delta);
+      // Offloaded tool results go to the model whole.
+      const messages = await blobTexts.resolve(await contexts.read(command.runId, command.messageCount, command.delta));
       const started = Date.now();
       const live = new LiveTokens(nc, n.liveSubject(command.runId), command.runId, command.step);
       let reply;

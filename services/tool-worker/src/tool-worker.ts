@@ -1,5 +1,9 @@
 import {
+  Blobs,
   CancelledRuns,
+  INLINE_RESULT_BYTES,
+  previewOf,
+  resultObject,
   EventStore,
   RunEvent,
   ToolCommand,
@@ -28,6 +32,12 @@ function effectKey(commandId: string): string {
   return commandId.replaceAll(":", ".");
 }
 
+/** An error text stays in its event: a tool's very long error message is cut there. */
+function capped(error: string): string {
+  if (Buffer.byteLength(error) <= INLINE_RESULT_BYTES) return error;
+  return `${Buffer.from(error).subarray(0, INLINE_RESULT_BYTES).toString("utf8").replace(/\uFFFD$/, "")}\n[error message cut at ${INLINE_RESULT_BYTES} bytes]`;
+}
+
 /** A tool still running after this long shows up live (started, then finished or failed). */
 const LIVE_AFTER_MS = 100;
 
@@ -54,6 +64,7 @@ export async function startToolWorker(opts: ToolWorkerOptions): Promise<Service>
   const { effects, cancelled: cancelledBucket } = await provision(nc, n);
   const cancelled = await CancelledRuns.watch(cancelledBucket, log);
   const store = await EventStore.open(nc, n);
+  const blobs = await Blobs.open(nc, n);
 
   const mcp = new McpPool(log);
 
@@ -138,9 +149,18 @@ export async function startToolWorker(opts: ToolWorkerOptions): Promise<Service>
       if (announced) publishLive(nc, live, { ...progress, status: outcome.ok ? "finished" : "failed", at: Date.now(), durationMs: Date.now() - started });
       const base = { id: `${command.runId}:done:${command.callId}`, v: 1 as const, runId: command.runId, at: Date.now(), causationId: command.id };
       log.debug({ runId: command.runId, callId: command.callId, tool: command.tool.name, ok: outcome.ok }, "tool call finished");
-      const event: RunEvent = outcome.ok
-        ? { ...base, type: "ToolCallCompleted", data: { callId: command.callId, result: outcome.output, durationMs: Date.now() - started } }
-        : { ...base, type: "ToolCallFailed", data: { callId: command.callId, error: outcome.error } };
+      const durationMs = Date.now() - started;
+      let event: RunEvent;
+      if (!outcome.ok) {
+        event = { ...base, type: "ToolCallFailed", data: { callId: command.callId, error: capped(outcome.error) } };
+      } else if (Buffer.byteLength(outcome.output) > INLINE_RESULT_BYTES) {
+        // Too large for an event: the whole goes to the object store (under the call, so a retry rewrites the
+        // same object), the event keeps a preview and the reference.
+        const ref = await blobs.put(resultObject(command.runId, command.callId), outcome.output);
+        event = { ...base, type: "ToolCallCompleted", data: { callId: command.callId, result: previewOf(outcome.output, ref), resultRef: ref, durationMs } };
+      } else {
+        event = { ...base, type: "ToolCallCompleted", data: { callId: command.callId, result: outcome.output, durationMs } };
+      }
       await remember(command, event);
       return event;
     },

@@ -1,4 +1,5 @@
 import { jetstreamManager } from "@nats-io/jetstream";
+import { Blobs } from "../blobs.js";
 import type { Client } from "../client.js";
 import type { RecordedEvent } from "../events.js";
 import { isTerminal, type RunState } from "../run/state.js";
@@ -16,7 +17,8 @@ export type GcOptions = {
 
 /**
  * Removes runs that ended (completed, failed, cancelled) and have not changed for `olderThanMs`: their events,
- * view and any leftover waits, timers and remembered effects. Running runs are never touched.
+ * view, any leftover waits, timers and remembered effects, and their large tool results in the object store.
+ * Running runs are never touched.
  * The run index keeps their entries; listings skip runs without a view.
  */
 export async function collectGarbage(client: Client, opts: GcOptions): Promise<RemovedRun[]> {
@@ -41,6 +43,9 @@ export async function collectGarbage(client: Client, opts: GcOptions): Promise<R
       await jsm.streams.purge(`KV_${n.runsBucket}`, { filter: `$KV.${n.runsBucket}.${view.runId}` });
     }
     removed.push(entry);
+  }
+  if (!opts.dryRun && removed.length > 0) {
+    await (await Blobs.open(client.nc, n)).removeRuns(new Set(removed.map((r) => r.runId)));
   }
   return removed;
 }

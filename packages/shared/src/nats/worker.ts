@@ -2,7 +2,7 @@ import type { JsMsg } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import type { z } from "zod";
-import { DecodeError, decode } from "../codec.js";
+import { DecodeError, decode, encode } from "../codec.js";
 import { RetryableError, TerminalError, ensureError } from "../errors.js";
 import type { EventStore } from "../eventstore.js";
 import type { RunEvent } from "../events.js";
@@ -174,7 +174,20 @@ export async function startCommandWorker<S extends z.ZodType>(opts: CommandWorke
     // Stopped halfway because its run was cancelled (a killed tool reports a failure): nothing to record.
     if (controller.signal.aborted && runId !== undefined && opts.cancelled?.has(runId)) return drop(msg, runId, done);
     // The work is done: storing its result is retried here, not by running the work (an LLM call, a tool) again.
-    if (event) await appendPatiently(store, event, log);
+    if (event) {
+      try {
+        await appendPatiently(store, event, log);
+      } catch (err) {
+        if (!isTooLarge(err)) throw err;
+        // No retry can make it fit: the call fails, saying why, instead of being run again and again.
+        const reason = `its result (${encode(event).length} bytes as an event) is larger than NATS accepts in one message (max_payload)`;
+        log.warn({ seq: msg.seq, runId }, `${opts.what} command failed for good: ${reason}`);
+        await appendPatiently(store, opts.failure(command, reason, false), log);
+        msg.term();
+        done("failed");
+        return;
+      }
+    }
     ackSoon(msg);
     done("ok");
   };
@@ -206,13 +219,18 @@ async function appendPatiently(store: EventStore, event: RunEvent, log: Logger):
       await store.append(event);
       return;
     } catch (err) {
-      if (attempt >= 60) throw err;
+      if (attempt >= 60 || isTooLarge(err)) throw err;
       if (attempt === 1 || attempt % 10 === 0) {
         log.warn({ runId: event.runId, event: event.id, attempt, err: (err as Error).message }, "storing a result failed; trying again");
       }
       await new Promise((r) => setTimeout(r, Math.min(2000, 100 * 2 ** attempt)));
     }
   }
+}
+
+/** A message over the server's max_payload: refused by the client before it is sent, whatever the retries. */
+function isTooLarge(err: unknown): boolean {
+  return err instanceof Error && err.message.includes("max_payload");
 }
 
 function backoffMs(deliveryCount: number): number {

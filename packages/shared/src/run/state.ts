@@ -448,7 +448,8 @@ export function messagesOf(state: RunState, event: RunEvent): ChatMessage[] {
     case "TimerFired": {
       const call = findCall(state, event.data.callId);
       if (!call || isCallDone(call)) return [];
-      return [{ role: "tool", tool_call_id: call.toolCallId, content: resultOf(event).content }];
+      const ref = event.type === "ToolCallCompleted" ? event.data.resultRef : undefined;
+      return [{ role: "tool", tool_call_id: call.toolCallId, content: resultOf(event).content, ...(ref && { ref }) }];
     }
     case "ToolCallAwaitingApproval":
     case "ToolCallApproved":

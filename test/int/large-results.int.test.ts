@@ -1,0 +1,77 @@
+import { Objm } from "@nats-io/obj";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { describe, expect, it } from "vitest";
+import { collectGarbage, encode, type RecordedEvent } from "@smallchain/shared";
+import { startFakeOpenAI } from "../support/fake-openai.js";
+import { startStack } from "../support/stack.js";
+
+const SIZE = 2_500_000;
+
+const config = (baseUrl: string) => `
+llms:
+  - { name: gpt, provider: openai, model: gpt-4o, base_url: ${baseUrl} }
+agents:
+  - { name: reader, llm: gpt, tools: [ dump ] }
+tools:
+  - name: dump
+    description: prints a big document
+    parameters: { type: object }
+    executor: { command: { runtime: node, script: "process.stdout.write('x'.repeat(${SIZE - 3}) + 'end')", max_output_bytes: 3000000 } }
+tasks:
+  - { name: read, user_message: "read the document", agent: reader }
+`;
+
+async function objectsOf(stack: { nc: NatsConnection; names: { blobsBucket: string } }) {
+  const store = await new Objm(stack.nc).open(stack.names.blobsBucket);
+  return (await store.list()).filter((o) => !o.deleted);
+}
+
+describe("tool results too large for an event", () => {
+  it("go to the object store; the event keeps a preview, the model gets the whole, gc removes it with the run", async () => {
+    const fake = await startFakeOpenAI((req) => {
+      const last = req.messages.at(-1);
+      return last?.role === "tool" ? { content: `got ${String(last.content.length)} chars ending in ${String(last.content.slice(-3))}` } : { toolCalls: [{ name: "dump", arguments: {} }] };
+    });
+    try {
+      await using stack = await startStack();
+      await stack.apply(config(fake.url));
+      const { runId } = await stack.client.startRun({ task: "read" });
+      const done = await stack.client.waitForRun(runId, { timeoutMs: 30_000 });
+      expect(done).toMatchObject({ status: "Completed", output: `got ${SIZE} chars ending in end` });
+
+      const events = await stack.client.events(runId);
+      const completed = events.find((e): e is Extract<RecordedEvent, { type: "ToolCallCompleted" }> => e.type === "ToolCallCompleted")!;
+      expect(completed.data.resultRef).toMatchObject({ object: `${runId}/${completed.data.callId}`, bytes: SIZE });
+      expect(completed.data.resultRef!.digest).toMatch(/^SHA-256=/);
+      expect(completed.data.result).toContain(`${SIZE} bytes in all, in the object store`);
+      expect(encode(completed).length).toBeLessThan(10_000);
+      // The second request carried the whole result; the window keeps the preview and the reference.
+      expect(fake.requests[1]!.messages.at(-1)).toEqual({ role: "tool", tool_call_id: expect.any(String), content: `${"x".repeat(SIZE - 3)}end` });
+      const window = await stack.client.contextWindow(runId);
+      expect(window.at(-2)).toMatchObject({ role: "tool", ref: completed.data.resultRef });
+
+      expect((await objectsOf(stack)).map((o) => o.name)).toEqual([`${runId}/${completed.data.callId}`]);
+      const removed = await collectGarbage(stack.client, { olderThanMs: 0, now: Date.now() + 1000 });
+      expect(removed.map((r) => r.runId)).toEqual([runId]);
+      expect(await objectsOf(stack)).toEqual([]);
+    } finally {
+      await fake.close();
+    }
+  });
+
+  it("fails a call whose result event cannot fit in a NATS message at once, saying why, instead of retrying it", async () => {
+    // A model answer of 1.5 MB: the LLMResponded event is over max_payload (1 MB), and no retry can change that.
+    const fake = await startFakeOpenAI(() => ({ content: "y".repeat(1_500_000) }));
+    try {
+      await using stack = await startStack();
+      await stack.apply(config(fake.url));
+      const { runId } = await stack.client.startRun({ task: "read" });
+      const done = await stack.client.waitForRun(runId, { timeoutMs: 20_000 });
+      expect(done.status).toBe("Failed");
+      expect(done.error).toContain("larger than NATS accepts in one message (max_payload)");
+      expect(fake.requests).toHaveLength(1);
+    } finally {
+      await fake.close();
+    }
+  });
+});
