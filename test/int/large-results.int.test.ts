@@ -27,7 +27,7 @@ async function objectsOf(stack: { nc: NatsConnection; names: { blobsBucket: stri
 }
 
 describe("tool results too large for an event", () => {
-  it("go to the object store; the event keeps a preview, the model gets the whole, gc removes it with the run", async () => {
+  it("go to the object store; the event keeps a preview, the model gets the whole, a fork gets its own copy, gc removes them with their runs", async () => {
     const fake = await startFakeOpenAI((req) => {
       const last = req.messages.at(-1);
       return last?.role === "tool" ? { content: `got ${String(last.content.length)} chars ending in ${String(last.content.slice(-3))}` } : { toolCalls: [{ name: "dump", arguments: {} }] };
@@ -51,8 +51,18 @@ describe("tool results too large for an event", () => {
       expect(window.at(-2)).toMatchObject({ role: "tool", ref: completed.data.resultRef });
 
       expect((await objectsOf(stack)).map((o) => o.name)).toEqual([`${runId}/${completed.data.callId}`]);
+
+      // A fork owns a copy of the result (removing the original takes nothing from it) and sends it whole...
+      const fork = await stack.client.fork(runId, completed.seq);
+      expect(await stack.client.waitForRun(fork.runId, { timeoutMs: 30_000 })).toMatchObject({ status: "Completed", output: `got ${SIZE} chars ending in end` });
+      const forked = (await stack.client.events(fork.runId)).find((e) => e.type === "ToolCallCompleted") as typeof completed;
+      expect(forked.data.resultRef).toMatchObject({ object: `${fork.runId}/${completed.data.callId}`, bytes: SIZE, digest: completed.data.resultRef!.digest });
+      // ...unless the fork replaces it: then the model gets the replacement, not the stored result.
+      const replaced = await stack.client.fork(runId, completed.seq, { message: "short" });
+      expect(await stack.client.waitForRun(replaced.runId, { timeoutMs: 30_000 })).toMatchObject({ status: "Completed", output: "got 5 chars ending in ort" });
+
       const removed = await collectGarbage(stack.client, { olderThanMs: 0, now: Date.now() + 1000 });
-      expect(removed.map((r) => r.runId)).toEqual([runId]);
+      expect(removed.map((r) => r.runId).sort()).toEqual([runId, fork.runId, replaced.runId].sort());
       expect(await objectsOf(stack)).toEqual([]);
     } finally {
       await fake.close();

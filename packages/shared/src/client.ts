@@ -9,7 +9,8 @@ import { ConcurrencyError } from "./errors.js";
 import { Control } from "./control.js";
 import { startRunTrace } from "./tracing.js";
 import { EventStore } from "./eventstore.js";
-import { runRequested, type RecordedEvent } from "./events.js";
+import { runRequested, type RecordedEvent, type RunEvent } from "./events.js";
+import { Blobs, previewOf, resultObject } from "./blobs.js";
 import { deriveRunId, isRunId, newRunId } from "./ids.js";
 import type { Names } from "./names.js";
 import { openOrProvision, provision, type Buckets, type ProvisionOptions } from "./nats/provision.js";
@@ -163,9 +164,24 @@ export class Client {
     const events = await this.store.readRun(runId);
     if (events.length === 0) throw new ForkError(`run ${runId} not found (see: smallchain get runs)`);
     const forkId = newRunId();
-    const copy = planFork(events, atSeq, forkId, Date.now(), { ...opts, newToken: () => randomBytes(16).toString("hex") });
+    const planned = planFork(events, atSeq, forkId, Date.now(), { ...opts, newToken: () => randomBytes(16).toString("hex") });
+    const copy = await this.copyLargeResults(planned, forkId);
     await this.store.appendDecision(copy, 0);
     return { runId: forkId, events: copy.length };
+  }
+
+  /** A fork owns its large results: each is copied under the fork, so removing the original takes nothing from it. */
+  private async copyLargeResults(events: RunEvent[], forkId: string): Promise<RunEvent[]> {
+    if (!events.some((e) => e.type === "ToolCallCompleted" && e.data.resultRef)) return events;
+    const blobs = await Blobs.open(this.nc, this.names);
+    return Promise.all(
+      events.map(async (e): Promise<RunEvent> => {
+        if (e.type !== "ToolCallCompleted" || !e.data.resultRef) return e;
+        const text = await blobs.text(e.data.resultRef);
+        const ref = await blobs.put(resultObject(forkId, e.data.callId), text);
+        return { ...e, data: { ...e.data, result: previewOf(text, ref), resultRef: ref } };
+      }),
+    );
   }
 
   events(runId: string): Promise<RecordedEvent[]> {

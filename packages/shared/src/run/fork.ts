@@ -90,8 +90,11 @@ function withMessage(events: RunEvent[], message: string, runId: string): RunEve
       case "RunStarted":
         // The user message comes from RunRequested's input; RunStarted only puts it in the window.
         return e;
-      case "ToolCallCompleted":
-        return { ...e, data: { ...e.data, result: message } };
+      case "ToolCallCompleted": {
+        // The given text replaces the whole result, also one kept in the object store.
+        const { resultRef: _ref, ...data } = e.data;
+        return { ...e, data: { ...data, result: message } };
+      }
       case "HumanInputReceived":
         return { ...e, data: { ...e.data, answer: message } };
       case "TimerFired":
