@@ -1,7 +1,11 @@
 import { Objm } from "@nats-io/obj";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { describe, expect, it } from "vitest";
-import { collectGarbage, encode, type RecordedEvent } from "@smallchain/shared";
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { encode, type RecordedEvent } from "@smallchain/shared";
+import { cli } from "../support/processes.js";
 import { startFakeOpenAI } from "../support/fake-openai.js";
 import { startStack } from "../support/stack.js";
 
@@ -61,9 +65,16 @@ describe("tool results too large for an event", () => {
       const replaced = await stack.client.fork(runId, completed.seq, { message: "short" });
       expect(await stack.client.waitForRun(replaced.runId, { timeoutMs: 30_000 })).toMatchObject({ status: "Completed", output: "got 5 chars ending in ort" });
 
-      const removed = await collectGarbage(stack.client, { olderThanMs: 0, now: Date.now() + 1000 });
+      // gc --archive keeps the events and, beside them, the large results whole.
+      await new Promise((r) => setTimeout(r, 1100));
+      const dir = mkdtempSync(join(tmpdir(), "sc-archive-"));
+      const gc = await cli(["gc", "--older-than", "1s", "--archive", dir, "-o", "json"], { NATS_URL: process.env.NATS_URL ?? "", SC_PREFIX: stack.prefix });
+      expect(gc.code).toBe(0);
+      const removed = (JSON.parse(gc.stdout) as { removed: { runId: string }[] }).removed;
       expect(removed.map((r) => r.runId).sort()).toEqual([runId, fork.runId, replaced.runId].sort());
       expect(await objectsOf(stack)).toEqual([]);
+      expect(readFileSync(join(dir, `${runId}.${completed.data.callId}.result`), "utf8")).toBe(`${"x".repeat(SIZE - 3)}end`);
+      expect(readFileSync(join(dir, `${runId}.jsonl`), "utf8")).toContain('"resultRef"');
     } finally {
       await fake.close();
     }

@@ -1,6 +1,6 @@
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { Duration, collectGarbage } from "@smallchain/shared";
+import { Blobs, Duration, collectGarbage } from "@smallchain/shared";
 import { age } from "../format.js";
 import { table } from "../table.js";
 import { UserError, withClient, type GlobalOptions } from "../context.js";
@@ -12,11 +12,20 @@ export async function gc(opts: GlobalOptions & { olderThan: string; dryRun?: boo
   const archive = opts.archive;
   if (archive) await mkdir(archive, { recursive: true });
   await withClient(opts, async (client) => {
+    let blobs: Blobs | undefined;
     const removed = await collectGarbage(client, {
       olderThanMs: parsed.data,
       dryRun: opts.dryRun ?? false,
       ...(archive && {
-        archive: async (view, events) => writeFile(join(archive, `${view.runId}.jsonl`), events.map((e) => JSON.stringify(e)).join("\n") + "\n"),
+        // The events, one JSON per line; a large result kept in the object store beside them, whole.
+        archive: async (view, events) => {
+          await writeFile(join(archive, `${view.runId}.jsonl`), events.map((e) => JSON.stringify(e)).join("\n") + "\n");
+          for (const e of events) {
+            if (e.type !== "ToolCallCompleted" || !e.data.resultRef) continue;
+            blobs ??= await Blobs.open(client.nc, client.names);
+            await writeFile(join(archive, `${view.runId}.${e.data.callId}.result`), await blobs.text(e.data.resultRef));
+          }
+        },
       }),
     });
     if (opts.output === "json") {
