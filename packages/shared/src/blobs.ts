@@ -15,14 +15,8 @@ export const INLINE_RESULT_BYTES = 256 * 1024;
 /** How much of an offloaded result its event keeps, for people reading the stream. */
 const PREVIEW_CHARS = 2_000;
 
-
-/** The object of a tool call's result: per run, so removing a run removes its objects. */
-export function resultObject(runId: string, callId: string): string {
-  return `${runId}/${callId}`;
-}
-
 /** What an event holds of an offloaded result: its start, and where the rest is. */
-export function previewOf(text: string, ref: BlobRef): string {
+function previewOf(text: string, ref: BlobRef): string {
   return `${text.slice(0, PREVIEW_CHARS)}\n[… ${ref.bytes} bytes in all, in the object store as ${ref.object}]`;
 }
 
@@ -45,9 +39,15 @@ export class Blobs {
     }
   }
 
-  async put(object: string, text: string): Promise<BlobRef> {
+  /**
+   * Stores a tool call's whole result as the object `<run>/<call>` (per run, so removing a run removes its
+   * objects; a retried call rewrites the same one) and returns what its ToolCallCompleted holds instead.
+   */
+  async keepResult(runId: string, callId: string, text: string): Promise<{ result: string; resultRef: BlobRef }> {
+    const object = `${runId}/${callId}`;
     const info = await this.store.putBlob({ name: object }, new TextEncoder().encode(text));
-    return { object, bytes: info.size, digest: info.digest };
+    const resultRef = { object, bytes: info.size, digest: info.digest };
+    return { result: previewOf(text, resultRef), resultRef };
   }
 
   /** The text of a stored result. A missing object (removed, or not replicated yet) is retried later. */

@@ -10,7 +10,7 @@ import { Control } from "./control.js";
 import { startRunTrace } from "./tracing.js";
 import { EventStore } from "./eventstore.js";
 import { runRequested, type RecordedEvent, type RunEvent } from "./events.js";
-import { Blobs, previewOf, resultObject } from "./blobs.js";
+import { Blobs } from "./blobs.js";
 import { deriveRunId, isRunId, newRunId } from "./ids.js";
 import type { Names } from "./names.js";
 import { openOrProvision, provision, type Buckets, type ProvisionOptions } from "./nats/provision.js";
@@ -177,9 +177,7 @@ export class Client {
     return Promise.all(
       events.map(async (e): Promise<RunEvent> => {
         if (e.type !== "ToolCallCompleted" || !e.data.resultRef) return e;
-        const text = await blobs.text(e.data.resultRef);
-        const ref = await blobs.put(resultObject(forkId, e.data.callId), text);
-        return { ...e, data: { ...e.data, result: previewOf(text, ref), resultRef: ref } };
+        return { ...e, data: { ...e.data, ...(await blobs.keepResult(forkId, e.data.callId, await blobs.text(e.data.resultRef))) } };
       }),
     );
   }

@@ -2,8 +2,6 @@ import {
   Blobs,
   CancelledRuns,
   INLINE_RESULT_BYTES,
-  previewOf,
-  resultObject,
   EventStore,
   RunEvent,
   ToolCommand,
@@ -22,6 +20,7 @@ import {
 } from "@smallchain/shared";
 import { runBuiltin } from "./executors/builtin.js";
 import { runCommand } from "./executors/command.js";
+import { capText } from "./executors/output.js";
 import { handOff } from "./executors/callback.js";
 import { runHttp } from "./executors/http.js";
 import { McpPool } from "./executors/mcp.js";
@@ -30,12 +29,6 @@ import type { ToolOutcome } from "./executors/outcome.js";
 /** KV keys allow no ':'; command ids are `<run>:tool:<call>`. */
 function effectKey(commandId: string): string {
   return commandId.replaceAll(":", ".");
-}
-
-/** An error text stays in its event: a tool's very long error message is cut there. */
-function capped(error: string): string {
-  if (Buffer.byteLength(error) <= INLINE_RESULT_BYTES) return error;
-  return `${Buffer.from(error).subarray(0, INLINE_RESULT_BYTES).toString("utf8").replace(/\uFFFD$/, "")}\n[error message cut at ${INLINE_RESULT_BYTES} bytes]`;
 }
 
 /** A tool still running after this long shows up live (started, then finished or failed). */
@@ -152,12 +145,12 @@ export async function startToolWorker(opts: ToolWorkerOptions): Promise<Service>
       const durationMs = Date.now() - started;
       let event: RunEvent;
       if (!outcome.ok) {
-        event = { ...base, type: "ToolCallFailed", data: { callId: command.callId, error: capped(outcome.error) } };
+        event = { ...base, type: "ToolCallFailed", data: { callId: command.callId, error: capText(outcome.error, INLINE_RESULT_BYTES, "error message cut") } };
       } else if (Buffer.byteLength(outcome.output) > INLINE_RESULT_BYTES) {
         // Too large for an event: the whole goes to the object store (under the call, so a retry rewrites the
         // same object), the event keeps a preview and the reference.
-        const ref = await blobs.put(resultObject(command.runId, command.callId), outcome.output);
-        event = { ...base, type: "ToolCallCompleted", data: { callId: command.callId, result: previewOf(outcome.output, ref), resultRef: ref, durationMs } };
+        const kept = await blobs.keepResult(command.runId, command.callId, outcome.output);
+        event = { ...base, type: "ToolCallCompleted", data: { callId: command.callId, ...kept, durationMs } };
       } else {
         event = { ...base, type: "ToolCallCompleted", data: { callId: command.callId, result: outcome.output, durationMs } };
       }

@@ -1,5 +1,6 @@
 import { McpConnectError, RetryableError, connectMcp, describeMcpServer, type Logger, type McpConnection, type McpServer } from "@smallchain/shared";
 import type { ToolOutcome } from "./outcome.js";
+import { capText } from "./output.js";
 
 /**
  * Live MCP sessions, one per server config (a stdio server is one long-lived process). A session whose server
@@ -31,7 +32,7 @@ export class McpPool {
         { timeout: server.timeout_ms, signal },
       );
       const text = resultText(result);
-      const output = capped(text, server.max_output_bytes);
+      const output = capText(text, server.max_output_bytes, "output truncated");
       return result.isError ? { ok: false, error: output || `${tool} failed` } : { ok: true, output };
     } catch (err) {
       if (signal.aborted) return { ok: false, error: "cancelled" };
@@ -85,8 +86,3 @@ function resultText(result: Record<string, unknown>): string {
   return parts.join("\n");
 }
 
-function capped(text: string, maxBytes: number): string {
-  const bytes = Buffer.from(text);
-  if (bytes.length <= maxBytes) return text;
-  return `${bytes.subarray(0, maxBytes).toString("utf8").replace(/\uFFFD$/, "")}\n[output truncated at ${maxBytes} bytes]`;
-}

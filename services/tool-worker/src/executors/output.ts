@@ -25,6 +25,13 @@ export class HeadBuffer {
   }
 }
 
+/** `text` cut to its first `maxBytes` bytes (whole characters), then `[<note> at <maxBytes> bytes]`, if it is longer. */
+export function capText(text: string, maxBytes: number, note: string): string {
+  const head = new HeadBuffer(maxBytes);
+  head.push(Buffer.from(text));
+  return head.truncated ? `${head.text()}\n[${note} at ${maxBytes} bytes]` : text;
+}
+
 /** Keeps the last `limit` bytes of a stream. */
 export class TailBuffer {
   private bytes = Buffer.alloc(0);
