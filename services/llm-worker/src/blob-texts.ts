@@ -6,7 +6,8 @@ import type { BlobRef, Blobs, ChatMessage } from "@smallchain/shared";
  * later steps of a run send the same results again.
  */
 export class BlobTexts {
-  private readonly texts = new Map<string, string>();
+  /** By object, least recently used first, with its size as the ref gives it. */
+  private readonly texts = new Map<string, { text: string; bytes: number }>();
   private bytes = 0;
 
   constructor(
@@ -25,15 +26,15 @@ export class BlobTexts {
     if (kept !== undefined) {
       this.texts.delete(ref.object);
       this.texts.set(ref.object, kept);
-      return kept;
+      return kept.text;
     }
     const text = await this.blobs.text(ref);
-    this.texts.set(ref.object, text);
+    this.texts.set(ref.object, { text, bytes: ref.bytes });
     this.bytes += ref.bytes;
-    for (const [object, t] of this.texts) {
+    for (const [object, old] of this.texts) {
       if (this.bytes <= this.maxBytes || object === ref.object) break;
       this.texts.delete(object);
-      this.bytes -= Buffer.byteLength(t);
+      this.bytes -= old.bytes;
     }
     return text;
   }

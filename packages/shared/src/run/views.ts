@@ -2,7 +2,6 @@ import type { KV } from "@nats-io/kv";
 import { Packr } from "msgpackr";
 import { z } from "zod";
 import { encode } from "../codec.js";
-import type { ChatMessage } from "./messages.js";
 import type { RunState } from "./state.js";
 import { NO_SPEND } from "./budget.js";
 
