@@ -1,11 +1,10 @@
 import { spawnSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { jetstreamManager } from "@nats-io/jetstream";
 import { names, runRequested } from "@smallchain/shared";
-import { startFakeOpenAI, type FakeOpenAI } from "../../test/support/fake-openai.js";
+import { startFakeOpenAI, turnOf, type FakeOpenAI } from "../../test/support/fake-openai.js";
 import { rawChain, type ChainResult } from "./raw-chain.js";
-import { Observer, applyConfig, benchConfig, measureStarts, measureSteps, startServices, type Llm, type Mode, type StepResult } from "./smallchain.js";
+import { Observer, applyConfig, benchConfig, cleanup, measureStarts, measureSteps, startServices, type Llm, type Mode, type StepResult } from "./smallchain.js";
 import { round, summarize } from "./stats.js";
 import { cpuMeter, natsServerPid } from "./cpu.js";
 
@@ -16,15 +15,6 @@ const url = process.env.NATS_URL ?? "nats://127.0.0.1:4222";
 const quick = process.argv.includes("--quick");
 const BACKLOG = quick ? 1000 : 10_000;
 const log = (line: string) => process.stderr.write(`${line}\n`);
-
-async function cleanup(nc: NatsConnection, prefix: string): Promise<void> {
-  const jsm = await jetstreamManager(nc);
-  const doomed: string[] = [];
-  for await (const name of jsm.streams.names()) {
-    if (name.startsWith(`${prefix.toUpperCase()}_`) || name.startsWith(`KV_${prefix}_`)) doomed.push(name);
-  }
-  for (const name of doomed) await jsm.streams.delete(name);
-}
 
 function prefix(label: string): string {
   return `b${label}${Math.random().toString(36).slice(2, 7)}`;
@@ -58,7 +48,7 @@ async function scenario(nc: NatsConnection, mode: Mode, llm: Llm, fake: FakeOpen
 async function main() {
   const nc = await connect({ servers: url });
   const fake = await startFakeOpenAI((req) => {
-    const turns = req.messages.filter((m) => m.role === "assistant").length;
+    const turns = turnOf(req);
     return turns < STEPS ? { toolCalls: [{ name: "add", arguments: { a: 1, b: 2 } }] } : { content: "done" };
   });
   const t0 = performance.now();

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
+import { jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { pino } from "pino";
 import { Client, names, parseConfig, type Service } from "@smallchain/shared";
@@ -89,6 +90,16 @@ function rssOf(pid: number | undefined): number {
   } catch {
     return 0;
   }
+}
+
+/** Deletes every stream, KV bucket and object store of an installation's prefix. */
+export async function cleanup(nc: NatsConnection, prefix: string): Promise<void> {
+  const jsm = await jetstreamManager(nc);
+  const starts = [`${prefix.toUpperCase()}_`, `KV_${prefix}_`, `OBJ_${prefix}_`];
+  const doomed: string[] = [];
+  // Collected first: deleting while paging through the names can skip some.
+  for await (const name of jsm.streams.names()) if (starts.some((s) => name.startsWith(s))) doomed.push(name);
+  for (const name of doomed) await jsm.streams.delete(name);
 }
 
 /** The agent of every measurement: each LLM call returns one call of the builtin add, `steps` times, then an answer. */

@@ -3,7 +3,7 @@
 import { connect } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { decode, RunEvent, names } from "@smallchain/shared";
-import { Observer, applyConfig, benchConfig, startServices } from "../dist/bench/src/smallchain.js";
+import { Observer, applyConfig, benchConfig, cleanup, startServices } from "../dist/bench/src/smallchain.js";
 
 /** ns since the epoch from an RFC 3339 timestamp with up to 9 fraction digits. */
 function nanos(ts) {
@@ -49,5 +49,5 @@ for (const [k, l] of gaps) {
 }
 obs.close();
 await inst.stop();
-for await (const s of jsm.streams.names()) if (s.startsWith(prefix.toUpperCase() + "_") || s.startsWith(`KV_${prefix}_`)) await jsm.streams.delete(s);
+await cleanup(nc, prefix);
 await nc.close();

@@ -1,8 +1,7 @@
 // Runs the bench agent at a concurrency for a while against the four service processes, printing their pids
 // first (to attach strace or perf): node bench/tools/load.mjs [concurrency] [runs] [delay-ms-before-start]
 import { connect } from "@nats-io/transport-node";
-import { jetstreamManager } from "@nats-io/jetstream";
-import { Observer, applyConfig, benchConfig, measureSteps, startServices } from "../dist/bench/src/smallchain.js";
+import { Observer, applyConfig, benchConfig, cleanup, measureSteps, startServices } from "../dist/bench/src/smallchain.js";
 import { cpuMeter, natsServerPid } from "../dist/bench/src/cpu.js";
 
 const [concurrency = "64", runs = "384", delay = "3000"] = process.argv.slice(2);
@@ -19,6 +18,5 @@ const r = await measureSteps(inst, obs, Number(concurrency), Number(runs), 10);
 console.log(`${r.stepsPerSecond} steps/s, p50 ${r.latencyMs.p50} ms; CPU ms per step ${JSON.stringify(meter()(r.steps))}`);
 obs.close();
 await inst.stop();
-const jsm = await jetstreamManager(nc);
-for await (const s of jsm.streams.names()) if (s.startsWith(`${prefix.toUpperCase()}_`) || s.startsWith(`KV_${prefix}_`)) await jsm.streams.delete(s);
+await cleanup(nc, prefix);
 await nc.close();

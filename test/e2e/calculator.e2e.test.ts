@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RunState } from "@smallchain/shared";
-import { startFakeOpenAI, type ChatRequest, type FakeOpenAI, type FakeReply } from "../support/fake-openai.js";
+import { startFakeOpenAI, turnOf, type ChatRequest, type FakeOpenAI, type FakeReply } from "../support/fake-openai.js";
 import { cli, spawnService, started, type ServiceProcess } from "../support/processes.js";
 import { ALL_SERVICES, startStack, type Stack } from "../support/stack.js";
 
@@ -12,7 +12,7 @@ const USAGE = { prompt_tokens: 100, completion_tokens: 20 };
 /** The model's side of the design's calculator example, scripted; later replies read the tool results they got. */
 function calculatorModel(req: ChatRequest): FakeReply {
   const system = String(req.messages[0]?.content ?? "");
-  const assistantTurns = req.messages.filter((m) => m.role === "assistant").length;
+  const assistantTurns = turnOf(req);
   const lastTool = [...req.messages].reverse().find((m) => m.role === "tool");
   if (system.includes("help the human")) {
     if (assistantTurns === 0) {

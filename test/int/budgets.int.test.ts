@@ -2,7 +2,7 @@ import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { displayStatus, totalSpend, type RecordedEvent, type RunState } from "@smallchain/shared";
 import { startGateway, type Gateway } from "@smallchain/gateway";
-import { startFakeOpenAI, scriptByAgent, type ChatRequest, type FakeOpenAI, type FakeReply } from "../support/fake-openai.js";
+import { startFakeOpenAI, scriptByAgent, turnOf, type ChatRequest, type FakeOpenAI, type FakeReply } from "../support/fake-openai.js";
 import { cli, eventually } from "../support/processes.js";
 import { startStack, type Stack } from "../support/stack.js";
 
@@ -54,7 +54,6 @@ tasks:
 
 const FAR = "2099-01-01T00:00:00Z";
 const toolMessages = (req: ChatRequest): string[] => req.messages.filter((m) => m.role === "tool").map((m) => String(m.content));
-const turnOf = (req: ChatRequest) => req.messages.filter((m) => m.role === "assistant").length;
 
 describe("spend, limits, budgets and self-managing agents", () => {
   let stack: Stack;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { displayStatus, replayLlmCalls, wireMessage } from "@smallchain/shared";
-import { startFakeOpenAI, type ChatRequest } from "../support/fake-openai.js";
+import { startFakeOpenAI, turnOf } from "../support/fake-openai.js";
 import { startStack } from "../support/stack.js";
 
 const config = (baseUrl: string) => `
@@ -16,7 +16,6 @@ tasks:
   - { name: sum, user_message: "add", agent: adder }
 `;
 
-const turnOf = (req: ChatRequest) => req.messages.filter((m) => m.role === "assistant").length;
 
 describe("context windows folded from the runs' streams", () => {
   it("a fresh llm-worker serves a run in mid-flight with its whole window, read from the run's stream", async () => {

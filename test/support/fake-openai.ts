@@ -146,7 +146,7 @@ export function scriptByAgent(scripts: Record<string, FakeReply[]>): FakeScript 
       );
     }
     const replies = scripts[key] ?? [];
-    const turn = req.messages.filter((m: unknown) => isRecord(m) && m.role === "assistant").length;
+    const turn = turnOf(req);
     const reply = replies[turn];
     if (reply === undefined) {
       throw new Error(`scriptByAgent: script "${key}" exhausted: it has ${replies.length} replies, request wants reply #${turn + 1}`);
@@ -290,6 +290,11 @@ function messageText(message: unknown): string {
     return content.map((part: unknown) => (isRecord(part) && typeof part.text === "string" ? part.text : "")).join("");
   }
   return "";
+}
+
+/** How many answers the model gave before this request: the number of assistant messages in it. */
+export function turnOf(req: ChatRequest): number {
+  return req.messages.filter((m: unknown) => isRecord(m) && m.role === "assistant").length;
 }
 
 function parseChatRequest(raw: string): ChatRequest {
