@@ -16,8 +16,6 @@ import {
   callKey,
   encodeWaitEntry,
   findCall,
-  budgetHourMs,
-  recordSpend,
   type RecordedEvent,
   type WaitEntry,
   type Logger,
@@ -84,8 +82,6 @@ export type ProjectorOptions = {
   concurrency?: number;
   /** The process's metrics: events handled, runs by status (see `smallchain_runs`), redeliveries. */
   metrics?: Metrics | undefined;
-  /** Length of a budget "hour" (default: an hour, scaled by SC_BUDGET_WINDOW_SCALE); the scheduler's must match. */
-  budgetHourMs?: number;
   /** How long a run's stored view may trail its events (default SC_VIEW_DELAY_MS, else 50 ms); see below. */
   viewDelayMs?: number;
 };
@@ -97,7 +93,8 @@ export function viewDelayMs(env: NodeJS.ProcessEnv = process.env): number {
 }
 
 /**
- * Folds every run's events into the KV views: `runs` (one run view per run), `waits`, `spend` and the run index.
+ * Folds every run's events into the KV views: `runs` (one run view per run), `waits` and the run index. (Spend
+ * per budget hour is recorded by the scheduler, before the decision that may read it.)
  * Idempotent by sequence: a view records the last sequence folded into it, so a redelivered event changes
  * nothing. (The context window is not a view: whoever needs it folds it from the run's stream.)
  *
@@ -115,7 +112,6 @@ export async function startProjector(opts: ProjectorOptions): Promise<Service> {
   const buckets = await provision(nc, n);
   const store = await EventStore.open(nc, n);
   const queue = new KeyedQueue();
-  const hourMs = opts.budgetHourMs ?? budgetHourMs();
   // A KV put is a publish on the bucket's subject; the event store's publisher does it without per-request overhead.
   const put = (bucket: string, key: string, value: Uint8Array, expectedRevision?: number) =>
     store.publisher.publish(`$KV.${bucket}.${key}`, value, expectedRevision === undefined ? {} : { expectedLastSubjectSequence: expectedRevision });
@@ -207,23 +203,15 @@ export async function startProjector(opts: ProjectorOptions): Promise<Service> {
       const before = cache.get(event.runId);
       const waitChanges: WaitChange[] = [];
       let requested = false;
-      const spends: (() => Promise<void>)[] = [];
       // The state before the first event this call folds, if it folds any: the run's status moved from it to ours.
       let first: RunState | undefined;
       try {
         const state = await cache.withEvent(event, (prior, e) => {
           waitChanges.push(...waitChangesOf(prior, e));
           requested ||= e.type === "RunRequested";
-          // Priced calls count toward the run's, agent's and task's spend per budget hour (windowed budgets read it).
-          if (e.type === "LLMResponded" && e.data.costUsd !== undefined) {
-            const spend = { tokens: e.data.usage.promptTokens + e.data.usage.completionTokens, costUsd: e.data.costUsd };
-            const where = { runId: e.runId, agent: prior.agentName, task: prior.task };
-            spends.push(() => recordSpend(buckets.spend, where, e.seq, e.at, hourMs, spend));
-          }
           first ??= prior;
         }, msg.info.deliveryCount === 1);
         if (first) metrics?.runTransition(first.lastSeq === 0 ? undefined : first.status, state.status);
-        await Promise.all(spends.map((record) => record()));
         for (const [key, entry] of waitChanges) {
           if (entry) await buckets.waits.put(key, encodeWaitEntry(entry));
           else await buckets.waits.delete(key);

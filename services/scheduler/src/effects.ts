@@ -1,5 +1,19 @@
 import { BUDGET_TIMER } from "./decide.js";
-import { callArguments, findCall, isCopying, isTerminal, runsInToolWorker, totalSpend, type ChatMessage, type LlmCommand, type RecordedEvent, type RunEvent, type RunState, type ToolCommand } from "@smallchain/shared";
+import {
+  callArguments,
+  findCall,
+  isCopying,
+  isTerminal,
+  runsInToolWorker,
+  totalSpend,
+  type ChatMessage,
+  type LlmCommand,
+  type RecordedEvent,
+  type RunEvent,
+  type RunState,
+  type Spend,
+  type ToolCommand,
+} from "@smallchain/shared";
 
 /** Above this many characters the newest messages stay out of the LLM command (NATS payloads are capped). */
 const MAX_DELTA_CHARS = 256 * 1024;
@@ -20,7 +34,12 @@ export type Effect =
   | { kind: "timer"; runId: string; callId: string; dueAt: number }
   | { kind: "untimer"; runId: string; callId: string }
   /** Tell the workers: commands of this run are dropped (and stopped, if running). */
-  | { kind: "cancelled"; runId: string };
+  | { kind: "cancelled"; runId: string }
+  /**
+   * A priced LLM call counts toward the run's, agent's and task's spend in its budget hour. Recorded before the
+   * run's next decision, so a budget window read by any decision after it includes it; idempotent by sequence.
+   */
+  | { kind: "spend"; where: { runId: string; agent: string; task?: string }; seq: number; at: number; spend: Spend };
 
 /**
  * The effects of one event, given the run's current state (which may be ahead of the event). Pure. An effect
@@ -178,9 +197,14 @@ export function effectsOf(state: RunState, event: RecordedEvent, now: number): E
       const tool = call && agent?.tools.find((t) => t.name === call.tool);
       return tool?.kind === "callback" && tool.wait?.timeoutMs !== undefined ? [{ kind: "untimer", runId: state.runId, callId: event.data.callId }] : [];
     }
+    case "LLMResponded": {
+      const { costUsd, usage } = event.data;
+      if (costUsd === undefined) return [];
+      const where = { runId: state.runId, agent: state.agentName, ...(state.task !== undefined && { task: state.task }) };
+      return [{ kind: "spend", where, seq: event.seq, at: event.at, spend: { tokens: usage.promptTokens + usage.completionTokens, costUsd } }];
+    }
     case "RunRequested":
     case "RunStarted":
-    case "LLMResponded":
     case "LLMFailed":
       return [];
   }

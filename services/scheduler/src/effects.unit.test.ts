@@ -286,6 +286,24 @@ describe("effectsOf", () => {
 
   });
 
+  describe("LLMResponded", () => {
+    it("records a priced call's spend for the run, its agent and its task, at the event's sequence and time", () => {
+      const usage = { promptTokens: 1200, completionTokens: 300, cachedTokens: 0 };
+      const run = new RunHistory().requested({ task: "sums" }).started().llmRequested(1).responded(1, { content: "7", usage, costUsd: 0.0042 });
+      const responded = run.events.at(-1)!;
+
+      expect(effectsOf(run.state, responded, NOW)).toEqual([
+        { kind: "spend", where: { runId: RUN_ID, agent: "assistant", task: "sums" }, seq: responded.seq, at: responded.at, spend: { tokens: 1500, costUsd: 0.0042 } },
+      ]);
+    });
+
+    it("records nothing for a call without a price", () => {
+      const run = runWaitingForLlm().responded(1, { content: "7" });
+
+      expect(effectsOf(run.state, run.events.at(-1)!, NOW)).toEqual([]);
+    });
+  });
+
   it("asks nothing of events that only record what happened", () => {
     const run = runWaitingForLlm().responded(1, { toolCalls: [toolCall("a", "add", { a: 1, b: 2 })] });
     decideAndRecord(run);

@@ -7,6 +7,7 @@ import {
   ResumeInput,
   budgetHourMs,
   spendBetween,
+  recordSpend,
   windowOf,
   CallbackResult,
   Control,
@@ -65,7 +66,7 @@ export type SchedulerOptions = {
   now?: () => number;
   /** The process's metrics: events handled, decisions and their conflicts, redeliveries. */
   metrics?: Metrics | undefined;
-  /** Length of a budget "hour" (default: an hour, scaled by SC_BUDGET_WINDOW_SCALE); the projector's must match. */
+  /** Length of a budget "hour" (default: an hour, scaled by SC_BUDGET_WINDOW_SCALE); readers of the spend bucket (the CLI) must use the same. */
   budgetHourMs?: number;
 };
 
@@ -178,7 +179,7 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
   };
 
   const carryOut = async (effects: Effect[]): Promise<void> => {
-    await Promise.all(effects.map((e) => perform(store, n, buckets, e)));
+    await Promise.all(effects.map((e) => perform(store, n, buckets, hourMs, e)));
   };
 
   /** Decide, append, carry out; again until the run waits for something outside. */
@@ -416,7 +417,7 @@ function traceHeaders(): { headers?: Record<string, string> } {
   return traceparent ? { headers: { traceparent } } : {};
 }
 
-async function perform(store: EventStore, n: Names, buckets: { timers: KV; cancelled: KV }, effect: Effect): Promise<void> {
+async function perform(store: EventStore, n: Names, buckets: { timers: KV; cancelled: KV; spend: KV }, hourMs: number, effect: Effect): Promise<void> {
   const { timers } = buckets;
   switch (effect.kind) {
     case "llm":
@@ -433,6 +434,9 @@ async function perform(store: EventStore, n: Names, buckets: { timers: KV; cance
       return;
     case "cancelled":
       await buckets.cancelled.put(effect.runId, new Uint8Array());
+      return;
+    case "spend":
+      await recordSpend(buckets.spend, effect.where, effect.seq, effect.at, hourMs, effect.spend);
       return;
     case "append":
       try {

@@ -146,7 +146,7 @@ export class RunHistory {
     return this.add("LLMRequested", { step, llm: testLlm.name, messageCount: this.state.messageCount });
   }
 
-  responded(step: number, reply: { content?: string | null; toolCalls?: ToolCallRecord[]; usage?: typeof noUsage }): this {
+  responded(step: number, reply: { content?: string | null; toolCalls?: ToolCallRecord[]; usage?: typeof noUsage; costUsd?: number }): this {
     return this.add("LLMResponded", {
       step,
       content: reply.content ?? null,
@@ -155,6 +155,7 @@ export class RunHistory {
       model: "mock",
       finishReason: reply.toolCalls?.length ? "tool_calls" : "stop",
       durationMs: 5,
+      ...(reply.costUsd !== undefined && { costUsd: reply.costUsd }),
     });
   }
 
