@@ -15,6 +15,7 @@ export * from "./eventstore.js";
 export * from "./ids.js";
 export * from "./keyed-queue.js";
 export * from "./nats/consume.js";
+export * from "./nats/batched-consume.js";
 export * from "./config/store.js";
 export * from "./service.js";
 export * from "./run/cache.js";

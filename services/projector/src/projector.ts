@@ -12,6 +12,7 @@ import {
   isTerminal,
   provision,
   startConsumerLoop,
+  startBatchedConsumerLoop,
   callArguments,
   callKey,
   encodeWaitEntry,
@@ -84,7 +85,15 @@ export type ProjectorOptions = {
   metrics?: Metrics | undefined;
   /** How long a run's stored view may trail its events (default SC_VIEW_DELAY_MS, else 50 ms); see below. */
   viewDelayMs?: number;
+  /** Pull events every this many ms, in batches (default SC_PROJECTOR_PULL_MS, else 20); 0: a standing pull. */
+  pullMs?: number;
 };
+
+/** Default of `pullMs`. */
+export function projectorPullMs(env: NodeJS.ProcessEnv = process.env): number {
+  const ms = Number(env.SC_PROJECTOR_PULL_MS ?? 20);
+  return Number.isFinite(ms) && ms >= 0 ? ms : 20;
+}
 
 /** Default of `viewDelayMs`. */
 export function viewDelayMs(env: NodeJS.ProcessEnv = process.env): number {
@@ -238,15 +247,17 @@ export async function startProjector(opts: ProjectorOptions): Promise<Service> {
     });
   };
 
-  const loop = startConsumerLoop(nc, {
-    stream: n.eventsStream,
-    durable: n.consumers.projector,
-    concurrency: opts.concurrency ?? 256,
-    handle: onEvent,
-    log,
-    metrics,
-  });
-  log.info({ prefix: n.prefix, viewDelayMs: delayMs }, "projector started");
+  // Nothing waits on the views but people and tools (spend, which decisions read, is the scheduler's), so the
+  // projector pulls its events in batches: it wakes a few dozen times a second instead of at every event,
+  // leaving the cores to the services on a run's critical path (a step at concurrency 1, four processes: 7.2-7.6
+  // -> 6.7-7.0 ms; with no projector at all 6.3-6.6 ms).
+  const pullMs = opts.pullMs ?? projectorPullMs();
+  const consume = { stream: n.eventsStream, durable: n.consumers.projector, handle: onEvent, log, metrics };
+  const loop =
+    pullMs > 0
+      ? startBatchedConsumerLoop(nc, { ...consume, concurrency: opts.concurrency ?? 1024, batch: 256, intervalMs: pullMs, idleMs: Math.max(pullMs, 100) })
+      : startConsumerLoop(nc, { ...consume, concurrency: opts.concurrency ?? 256 });
+  log.info({ prefix: n.prefix, viewDelayMs: delayMs, pullMs }, "projector started");
   return {
     async stop() {
       await loop.stop();
