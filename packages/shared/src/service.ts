@@ -1,6 +1,7 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import type { MetricsServer } from "./metrics/server.js";
+import { flushAcks } from "./nats/batch.js";
 import { initTracing } from "./tracing.js";
 
 export type Service = { stop(): Promise<void> };
@@ -40,6 +41,8 @@ export async function runUntilSignal(
     force.unref();
     try {
       await running.service.stop();
+      // Acks held back for a send to ride along with go now.
+      flushAcks();
       await nc.drain();
       await metrics?.close();
       await tracing?.shutdown();

@@ -4,6 +4,7 @@ import {
   KeyedQueue,
   RunCache,
   ackSoon,
+  flushAcks,
   encodeRunIndexEntry,
   encodeView,
   ensureConsumer,
@@ -265,6 +266,7 @@ export async function startProjector(opts: ProjectorOptions): Promise<Service> {
       stopped = true;
       clearTimeout(timer);
       await flush();
+      flushAcks();
     },
   };
 }

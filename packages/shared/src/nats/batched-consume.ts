@@ -1,5 +1,6 @@
 import type { DeliveryInfo, JsMsg, PullOptions } from "@nats-io/jetstream";
 import { createInbox, type Msg, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
+import { flushAcks } from "./batch.js";
 import type { ConsumerLoop, ConsumerLoopOptions } from "./consume.js";
 
 export type BatchedConsumerLoopOptions = ConsumerLoopOptions & {
@@ -114,6 +115,7 @@ export function startBatchedConsumerLoop(nc: NatsConnection, opts: BatchedConsum
         await done;
         sub.unsubscribe();
         await Promise.allSettled([...inflight]);
+        flushAcks();
       })();
       return stopping;
     },

@@ -2,6 +2,7 @@ import { jetstream, type JsMsg } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import type { ServiceMetrics } from "../metrics/metrics.js";
+import { flushAcks } from "./batch.js";
 
 export type ConsumerLoop = {
   /** Stops pulling, waits for the messages in hand to be handled. */
@@ -78,6 +79,7 @@ export function startConsumerLoop(nc: NatsConnection, opts: ConsumerLoopOptions)
         await current?.close();
         await done;
         await Promise.allSettled([...inflight]);
+        flushAcks();
       })();
       return stopping;
     },
