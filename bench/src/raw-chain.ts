@@ -2,9 +2,17 @@ import { AckPolicy, RetentionPolicy, StorageType, jetstream, jetstreamManager } 
 import type { NatsConnection } from "@nats-io/transport-node";
 import { encode, decode } from "@smallchain/shared";
 import { z } from "zod";
-import { pool, summarize, type Summary } from "./stats.js";
+import { pool, summarize, windowRate, type Summary } from "./stats.js";
 
-export type ChainResult = { concurrency: number; steps: number; seconds: number; stepsPerSecond: number; latencyMs: Summary };
+export type ChainResult = {
+  concurrency: number;
+  steps: number;
+  seconds: number;
+  stepsPerSecond: number;
+  /** Steps per second while every chain was running (from the start until the first chain ended). */
+  steadyStepsPerSecond: number;
+  latencyMs: Summary;
+};
 
 const Msg = z.object({ chain: z.number(), step: z.number(), kind: z.enum(["llm", "tool"]), body: z.string() });
 type Msg = z.infer<typeof Msg>;
@@ -49,14 +57,19 @@ export async function rawChain(nc: NatsConnection, prefix: string, concurrency: 
     });
 
   const latencies: number[] = [];
+  const ends: number[] = [];
+  let firstDone = Infinity;
   const started = performance.now();
   await pool(chains, concurrency, async (chain) => {
     for (let step = 1; step <= stepsPerChain; step++) {
       const t = performance.now();
       await send(chain, step, "llm");
       await send(chain, step, "tool");
-      latencies.push(performance.now() - t);
+      const end = performance.now();
+      latencies.push(end - t);
+      ends.push(end);
     }
+    firstDone = Math.min(firstDone, performance.now());
   });
   const seconds = (performance.now() - started) / 1000;
   await worker.close();
@@ -64,5 +77,6 @@ export async function rawChain(nc: NatsConnection, prefix: string, concurrency: 
   await jsm.streams.delete(`${up}_RAWCMD`);
   await jsm.streams.delete(`${up}_RAWEV`);
   const steps = chains * stepsPerChain;
-  return { concurrency, steps, seconds, stepsPerSecond: Math.round(steps / seconds), latencyMs: summarize(latencies) };
+  const steadyStepsPerSecond = chains === concurrency ? windowRate(ends, started, firstDone) : Math.round(steps / seconds);
+  return { concurrency, steps, seconds, stepsPerSecond: Math.round(steps / seconds), steadyStepsPerSecond, latencyMs: summarize(latencies) };
 }

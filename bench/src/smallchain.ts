@@ -9,7 +9,7 @@ import { startLlmWorker } from "@smallchain/llm-worker";
 import { startProjector } from "@smallchain/projector";
 import { startScheduler } from "@smallchain/scheduler";
 import { startToolWorker } from "@smallchain/tool-worker";
-import { pool, summarize, type Summary } from "./stats.js";
+import { pool, summarize, windowRate, type Summary } from "./stats.js";
 
 const ROOT = fileURLToPath(new URL("../../../../", import.meta.url));
 const SERVICES = ["scheduler", "projector", "llm-worker", "tool-worker"] as const;
@@ -179,6 +179,11 @@ export class Observer {
     return this.ended.size;
   }
 
+  /** When each step of the run ended: every LLMRequested after its first. */
+  stepEnds(runId: string): number[] {
+    return (this.llmRequested.get(runId) ?? []).slice(1);
+  }
+
   /** Durations of steps: from one LLMRequested to the next (an LLM call, its tool call, and the decisions between). */
   stepDurations(runId: string): number[] {
     const t = this.llmRequested.get(runId) ?? [];
@@ -190,13 +195,25 @@ export class Observer {
   }
 }
 
-export type StepResult = { concurrency: number; runs: number; steps: number; seconds: number; stepsPerSecond: number; latencyMs: Summary };
+export type StepResult = {
+  concurrency: number;
+  runs: number;
+  steps: number;
+  seconds: number;
+  /** Over the whole wall time, the pool's filling and draining included. */
+  stepsPerSecond: number;
+  /** While `concurrency` runs were in flight: from the start of the run that filled the pool to the start of the last run. */
+  steadyStepsPerSecond: number;
+  latencyMs: Summary;
+};
 
-/** `runs` runs of the `steps` task, at most `concurrency` at once; steps/s over the whole wall time. */
+/** `runs` runs of the `steps` task, at most `concurrency` at once. */
 export async function measureSteps(inst: Installation, obs: Observer, concurrency: number, runs: number, stepsPerRun: number): Promise<StepResult> {
   const ids: string[] = [];
+  const starts: number[] = [];
   const t0 = performance.now();
   await pool(runs, concurrency, async () => {
+    starts.push(performance.now());
     const { runId } = await inst.client.startRun({ task: "steps" });
     ids.push(runId);
     await obs.done(runId);
@@ -204,7 +221,12 @@ export async function measureSteps(inst: Installation, obs: Observer, concurrenc
   const seconds = (performance.now() - t0) / 1000;
   const latencies = ids.flatMap((id) => obs.stepDurations(id));
   const steps = runs * stepsPerRun;
-  return { concurrency, runs, steps, seconds, stepsPerSecond: Math.round(steps / seconds), latencyMs: summarize(latencies) };
+  const stepsPerSecond = Math.round(steps / seconds);
+  const full = starts[concurrency - 1];
+  const last = starts.at(-1);
+  const steadyStepsPerSecond =
+    runs > concurrency && full !== undefined && last !== undefined ? windowRate(ids.flatMap((id) => obs.stepEnds(id)), full, last) : stepsPerSecond;
+  return { concurrency, runs, steps, seconds, stepsPerSecond, steadyStepsPerSecond, latencyMs: summarize(latencies) };
 }
 
 /** Requests `count` runs as fast as the client can and times until every one has started. */

@@ -20,3 +20,13 @@ export async function pool(total: number, concurrency: number, task: (i: number)
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, total) }, lane));
 }
+
+/**
+ * Steps per second inside [from, to]: the steps that ended in it over its length. At "64 concurrent" this is the
+ * stretch in which 64 runs were in flight, without the ramp at either end (a pool that fills, then drains).
+ */
+export function windowRate(stepEnds: number[], from: number, to: number): number {
+  if (!(to > from)) return 0;
+  const n = stepEnds.filter((t) => t > from && t <= to).length;
+  return Math.round(n / ((to - from) / 1000));
+}
