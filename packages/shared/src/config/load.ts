@@ -1,4 +1,5 @@
-import { LineCounter, parseDocument, isNode } from "yaml";
+import { createRequire } from "node:module";
+import type * as Yaml from "yaml";
 import type { ZodError } from "zod";
 import { SmallchainConfig, type AgentToolRef, type ConfigKind } from "./schema.js";
 
@@ -21,8 +22,18 @@ export class ConfigError extends Error {
 /** Names already known elsewhere (e.g. applied earlier), so a file may refer to them. */
 export type KnownNames = Partial<Record<ConfigKind, Iterable<string>>>;
 
+/**
+ * The yaml library, loaded when a config is first parsed: 72 modules that every CLI command and service would
+ * otherwise load at start-up, where only apply and the services' config files parse YAML.
+ */
+let yaml: typeof Yaml | undefined;
+function yamlLib(): typeof Yaml {
+  return (yaml ??= createRequire(import.meta.url)("yaml") as typeof Yaml);
+}
+
 /** Parses and validates a smallchain.yaml text: syntax, schema, then every reference between its parts. */
 export function parseConfig(text: string, file = "smallchain.yaml", known: KnownNames = {}): SmallchainConfig {
+  const { LineCounter, parseDocument, isNode } = yamlLib();
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, prettyErrors: true });
   if (doc.errors.length > 0) {
