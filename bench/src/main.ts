@@ -22,16 +22,28 @@ function prefix(label: string): string {
 
 /** CPU ms per step at c64, per process (the NATS server's too when it runs on this machine). */
 type CpuPerStep = Record<string, number>;
-type Raw = { c1: ChainResult; c64: ChainResult; cpuMsPerStep: CpuPerStep };
-type Scenario = { mode: Mode; llm: Llm; c1: StepResult; c64: StepResult; rssMb: Record<string, number>; cpuMsPerStep: CpuPerStep; raw: Raw };
+/** `cpuMsPerStepC1`: at concurrency 1 every message is its own wake-up, and a step costs several times its c64 CPU. */
+type Raw = { c1: ChainResult; c64: ChainResult; cpuMsPerStep: CpuPerStep; cpuMsPerStepC1: CpuPerStep };
+type Scenario = {
+  mode: Mode;
+  llm: Llm;
+  c1: StepResult;
+  c64: StepResult;
+  rssMb: Record<string, number>;
+  cpuMsPerStep: CpuPerStep;
+  cpuMsPerStepC1: CpuPerStep;
+  raw: Raw;
+};
 
 /** The raw chain at 1 and at 64 (64 chains of 60 steps, all at once). */
 async function rawPair(nc: NatsConnection): Promise<Raw> {
   const p = prefix("r");
+  const meter1 = cpuMeter({ bench: process.pid, "nats-server": natsPid });
   const c1 = await rawChain(nc, p, 1, quick ? 100 : 300, 1);
+  const cpuMsPerStepC1 = meter1()(c1.steps);
   const meter = cpuMeter({ bench: process.pid, "nats-server": natsPid });
   const c64 = await rawChain(nc, `${p}x`, 64, quick ? 20 : 60, 64);
-  return { c1, c64, cpuMsPerStep: meter()(c64.steps) };
+  return { c1, c64, cpuMsPerStep: meter()(c64.steps), cpuMsPerStepC1 };
 }
 
 /**
@@ -46,8 +58,11 @@ async function scenario(nc: NatsConnection, mode: Mode, llm: Llm, fake: FakeOpen
     await applyConfig(inst.client, benchConfig(llm, STEPS, fake.url));
     await measureSteps(inst, obs, 8, 16, STEPS); // warm-up
     const raw = await rawPair(nc);
+    const pids = { ...inst.pids(), ...(mode === "processes" && { bench: process.pid }), "nats-server": natsPid };
+    const meter1 = cpuMeter(pids);
     const c1 = await measureSteps(inst, obs, 1, quick ? 5 : 10, STEPS);
-    const meter = cpuMeter({ ...inst.pids(), ...(mode === "processes" && { bench: process.pid }), "nats-server": natsPid });
+    const cpuMsPerStepC1 = meter1()(c1.steps);
+    const meter = cpuMeter(pids);
     const c64 = await measureSteps(inst, obs, 64, quick ? 128 : 384, STEPS);
     const cpuMsPerStep = meter()(c64.steps);
     const rssMb = inst.rss();
@@ -55,7 +70,7 @@ async function scenario(nc: NatsConnection, mode: Mode, llm: Llm, fake: FakeOpen
     log(
       `  ${mode}/${llm}: c1 p50 ${c1.latencyMs.p50} ms, c64 ${c64.steadyStepsPerSecond} steps/s (${c64.stepsPerSecond} over the whole pool), CPU ms per step at c64 ${JSON.stringify(cpuMsPerStep)}`,
     );
-    return { mode, llm, c1, c64, rssMb, cpuMsPerStep, raw };
+    return { mode, llm, c1, c64, rssMb, cpuMsPerStep, cpuMsPerStepC1, raw };
   } finally {
     obs.close();
     await inst.stop();
@@ -168,6 +183,7 @@ async function main() {
   console.log(`runs started: ${starts.runsStartedPerSecond}/s; 200-step run: step p50 first 10 ${flat.first10.p50} ms, last 10 ${flat.last10.p50} ms`);
   console.log(`backlog of ${BACKLOG}: drained in ${round(drainSeconds, 1)} s, peak RSS MB ${JSON.stringify(peak)}; get runs: a page of ${pageSize} in ${round(getRunsMs, 0)} ms, all ${page.length} in ${round(allRunsMs, 0)} ms, the CLI process (first page of 500) ${round(cliMs, 0)} ms`);
   console.log(`CPU ms per step at c64: ${scenarios.map((s) => `raw ${JSON.stringify(s.raw.cpuMsPerStep)}, then ${s.mode}/${s.llm} ${JSON.stringify(s.cpuMsPerStep)}`).join("; ")}`);
+  console.log(`CPU ms per step at c1: ${scenarios.map((s) => `raw ${JSON.stringify(s.raw.cpuMsPerStepC1)}, then ${s.mode}/${s.llm} ${JSON.stringify(s.cpuMsPerStepC1)}`).join("; ")}`);
   console.log(`service RSS MB after the steps scenarios: ${scenarios.map((s) => `${s.mode}/${s.llm} ${JSON.stringify(s.rssMb)}`).join("; ")}`);
   writeFileSync(new URL("../../../results.json", import.meta.url), `${JSON.stringify(results, null, 2)}\n`);
   console.log(`bench/results.json written (${results.seconds} s)`);
