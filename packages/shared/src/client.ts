@@ -150,7 +150,7 @@ export class Client {
 
   /**
    * What a run, an agent or a task spent from the budget hour `since` falls in to now (priced LLM calls only), from
-   * the projector's spend bucket: one read per hour of the window.
+   * the spend bucket the scheduler records: one read per hour of the window.
    */
   spend(kind: SpendKind, name: string, since: number, until = Date.now(), hourMs = budgetHourMs()): Promise<Spend> {
     return spendBetween(this.buckets.spend, kind, name, since, until, hourMs);

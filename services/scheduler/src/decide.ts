@@ -30,7 +30,8 @@ export type DecideInput = {
   newToken?: () => string;
   /**
    * For agents with a budget, before an LLM call or a spend check: what all the agent's runs spent in the
-   * current budget hour and day (from the projector's spend bucket, so possibly a little behind).
+   * current budget hour and day (from the spend bucket: this run's calls are in it; other runs' calls being
+   * recorded at this moment may not be yet).
    */
   budget?: BudgetWindows;
   /** check_current_spend_since calls: what the run and its agent spent since the call's time, by call id. */
