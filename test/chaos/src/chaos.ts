@@ -100,6 +100,25 @@ const SCRIPT = scriptByAgent({
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
+ * `promise`, or an error naming `what` after `ms`: a step of the harness that never answers (seen once in CI
+ * on a loaded machine, after every run had completed) fails the run saying which step, instead of hanging
+ * until the test's own timeout with nothing to show.
+ */
+async function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms`)), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
  * Starts scheduler, projector, two llm-workers and two tool-workers as processes, starts `runs` runs
  * (a planner that calls a command tool twice, delegates to a helper that calls it once, and answers), and
  * kills -9 a random service every few hundred ms, starting it again at once. Then it checks every run
@@ -155,14 +174,21 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       kills++;
       killsByService[victim.name] = (killsByService[victim.name] ?? 0) + 1;
     }
-    await launching;
-    await Promise.all(slots.map((s) => s.waitReady()));
+    await within(30_000, "starting the runs", launching);
+    await within(30_000, "the services' restarts", Promise.all(slots.map((s) => s.waitReady())));
     log(`chaos: ${kills} kills done; waiting for the runs to complete`);
 
     const deadline = Date.now() + opts.settleTimeoutMs;
     let views: RunState[] = [];
     for (;;) {
-      views = (await client.listRuns()).runs;
+      // One listing that hangs is given up and asked again, until the deadline.
+      views = await within(10_000, "listing the runs", client.listRuns())
+        .then((r) => r.runs)
+        .catch((err: unknown) => {
+          if (Date.now() > deadline) throw err;
+          log(`chaos: ${(err as Error).message}; listing again`);
+          return views;
+        });
       const done = views.filter(isTerminal).length;
       if (views.length === 2 * opts.runs && done === views.length) break;
       if (Date.now() > deadline) break;
@@ -178,7 +204,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       notCompleted: [],
       kills,
       killsByService,
-      redeliveries: await redeliveries(nc, n),
+      redeliveries: await within(20_000, "reading the consumers' redeliveries", redeliveries(nc, n)),
       llmRequests: { expected: opts.runs * LLM_CALLS_PER_RUN, made: fake.requests.length },
       toolCalls: 0,
       toolExecutions: lines(join(dir, "attempts")).length,
@@ -196,7 +222,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     for (const runId of runIds) if (!viewed.has(runId)) report.notCompleted.push(`${runId}: no view`);
     for (const v of views) if (v.status !== "Completed") report.notCompleted.push(`${v.runId}: ${v.status}${v.error ? ` (${v.error})` : ""}`);
 
-    const check = await checkStreams(client, views);
+    const check = await within(60_000, "reading and checking every run's stream", checkStreams(client, views));
     report.events = check.events;
     report.invalidEvents = check.invalidEvents;
     report.duplicates = check.duplicates;
@@ -222,8 +248,8 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     const outputs = slots.map((s) => `--- ${s.name} (${s.incarnations} incarnations)\n${s.tail(2000)}`).join("\n");
     throw new Error(`chaos run failed: ${(err as Error).message}\n${outputs}`, { cause: err });
   } finally {
-    await Promise.all(slots.map((s) => s.kill("SIGKILL")));
-    await deletePrefix(nc, prefix).catch(() => {});
+    await within(10_000, "killing the services", Promise.all(slots.map((s) => s.kill("SIGKILL")))).catch(() => {});
+    await within(30_000, "deleting the installation", deletePrefix(nc, prefix)).catch(() => {});
     await nc.close();
     await fake.close();
     rmSync(dir, { recursive: true, force: true });
