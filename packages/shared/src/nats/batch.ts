@@ -58,5 +58,11 @@ export function flushAcks(): void {
   }
   const now = acks;
   acks = [];
-  for (const m of now) m.ack();
+  for (const m of now) {
+    try {
+      m.ack();
+    } catch {
+      // The connection is gone: the message comes back after its ack wait, as after a crash.
+    }
+  }
 }

@@ -24,6 +24,18 @@ describe("ackSoon", () => {
     expect(acked).toBe(2);
   });
 
+  it("goes on with the other acks when one cannot be sent (a closed connection)", () => {
+    let acked = 0;
+    ackSoon({
+      ack: () => {
+        throw new Error("connection closed");
+      },
+    });
+    ackSoon({ ack: () => acked++ });
+    flushAcks();
+    expect(acked).toBe(1);
+  });
+
   it("sends what it holds at once on flushAcks (before a connection closes), and each ack once", async () => {
     let acked = 0;
     ackSoon({ ack: () => acked++ });
