@@ -66,30 +66,43 @@ export function startBatchedConsumerLoop(nc: NatsConnection, opts: BatchedConsum
       wake = () => (clearTimeout(timer), (wake = undefined), resolve());
     });
 
+  /** One pull: how many messages it brought, or undefined if the server did not answer in time. */
+  const pullOnce = (id: number) =>
+    new Promise<number | undefined>((resolve, reject) => {
+      const timer = setTimeout(() => resolve(undefined), pullTimeoutMs);
+      pull = {
+        id,
+        received: 0,
+        end: () => {
+          clearTimeout(timer);
+          resolve(pull?.received ?? 0);
+        },
+      };
+      try {
+        nc.publish(next, JSON.stringify({ batch: opts.batch, no_wait: true } satisfies Partial<PullOptions>), { reply: `${inbox}.${id}` });
+      } catch (err) {
+        clearTimeout(timer);
+        reject(err as Error);
+      }
+    }).finally(() => (pull = undefined));
+
   const loop = async () => {
     let pause = opts.intervalMs;
     while (!stopped) {
       // Room for a whole batch before asking for one.
       while (inflight.size > Math.max(0, opts.concurrency - opts.batch)) await Promise.race(inflight);
       const started = Date.now();
-      const id = ++pulls;
-      let answered = false;
-      const received = await new Promise<number>((resolve) => {
-        const timer = setTimeout(() => resolve(pull?.received ?? 0), pullTimeoutMs);
-        pull = {
-          id,
-          received: 0,
-          end: () => {
-            answered = true;
-            clearTimeout(timer);
-            resolve(pull?.received ?? 0);
-          },
-        };
-        nc.publish(next, JSON.stringify({ batch: opts.batch, no_wait: true } satisfies Partial<PullOptions>), { reply: `${inbox}.${id}` });
-      });
-      pull = undefined;
+      let received: number | undefined;
+      try {
+        received = await pullOnce(++pulls);
+      } catch (err) {
+        if (stopped || nc.isClosed()) break;
+        log.warn({ err, durable: opts.durable }, "pulling failed; pulling again in 1s");
+        await sleep(1000);
+        continue;
+      }
       if (stopped) break;
-      if (!answered) {
+      if (received === undefined) {
         log.warn({ durable: opts.durable, timeoutMs: pullTimeoutMs }, "a pull got no answer (no consumer, or its leader is moving); pulling again");
         pause = opts.intervalMs;
         await sleep(1000);
