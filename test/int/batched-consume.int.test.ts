@@ -54,6 +54,10 @@ describe("startBatchedConsumerLoop", () => {
     await nc.close();
   });
 
+  /** The loop under test on consumer `c`: batches of 10, pulls every 10 ms (40 when idle). */
+  const startLoop = (handle: (msg: JsMsg) => Promise<void>, opts: { pullTimeoutMs?: number } = {}) =>
+    startBatchedConsumerLoop(nc, { stream, durable: "c", batch: 10, intervalMs: 10, idleMs: 40, concurrency: 64, log, handle, ...opts });
+
   const publish = async (from: number, to: number) => {
     for (let i = from; i < to; i++) nc.publish(`${prefix}.q.${i % 3}`, new TextEncoder().encode(String(i)));
     await nc.flush();
@@ -62,18 +66,9 @@ describe("startBatchedConsumerLoop", () => {
   it("hands out every message once, with its subject and delivery info, and acks them", async () => {
     const seen: { body: string; subject: string; seq: number; count: number }[] = [];
     await publish(0, 25);
-    const loop = startBatchedConsumerLoop(nc, {
-      stream,
-      durable: "c",
-      batch: 10,
-      intervalMs: 10,
-      idleMs: 40,
-      concurrency: 64,
-      log,
-      handle: async (msg: JsMsg) => {
-        seen.push({ body: new TextDecoder().decode(msg.data), subject: msg.subject, seq: msg.seq, count: msg.info.deliveryCount });
-        msg.ack();
-      },
+    const loop = startLoop(async (msg: JsMsg) => {
+      seen.push({ body: new TextDecoder().decode(msg.data), subject: msg.subject, seq: msg.seq, count: msg.info.deliveryCount });
+      msg.ack();
     });
     try {
       await eventually(async () => seen.length >= 25 || undefined, 5_000, "the first 25 messages");
@@ -97,23 +92,14 @@ describe("startBatchedConsumerLoop", () => {
     let failed = false;
     const handled: { body: string; count: number }[] = [];
     await publish(0, 3);
-    const loop = startBatchedConsumerLoop(nc, {
-      stream,
-      durable: "c",
-      batch: 10,
-      intervalMs: 10,
-      idleMs: 40,
-      concurrency: 64,
-      log,
-      handle: async (msg: JsMsg) => {
-        const body = new TextDecoder().decode(msg.data);
-        if (body === "1" && !failed) {
-          failed = true;
-          throw new Error("handler crashed");
-        }
-        handled.push({ body, count: msg.info.deliveryCount });
-        msg.ack();
-      },
+    const loop = startLoop(async (msg: JsMsg) => {
+      const body = new TextDecoder().decode(msg.data);
+      if (body === "1" && !failed) {
+        failed = true;
+        throw new Error("handler crashed");
+      }
+      handled.push({ body, count: msg.info.deliveryCount });
+      msg.ack();
     });
     // The failed message was neither acked nor naked: it comes back after the ack wait (1 s).
     await eventually(async () => handled.length >= 3 || undefined, 5_000, "the failed message again");
@@ -124,18 +110,9 @@ describe("startBatchedConsumerLoop", () => {
     // Stopped: nothing more is pulled, and a new reader of the consumer gets the next message.
     await publish(3, 4);
     const again: string[] = [];
-    const next = startBatchedConsumerLoop(nc, {
-      stream,
-      durable: "c",
-      batch: 10,
-      intervalMs: 10,
-      idleMs: 40,
-      concurrency: 64,
-      log,
-      handle: async (msg: JsMsg) => {
-        again.push(new TextDecoder().decode(msg.data));
-        msg.ack();
-      },
+    const next = startLoop(async (msg: JsMsg) => {
+      again.push(new TextDecoder().decode(msg.data));
+      msg.ack();
     });
     try {
       await eventually(async () => again.length >= 1 || undefined, 2_000, "the message after stop");
@@ -149,20 +126,10 @@ describe("startBatchedConsumerLoop", () => {
     const jsm = await jetstreamManager(nc);
     await jsm.consumers.delete(stream, "c");
     const handled: string[] = [];
-    const loop = startBatchedConsumerLoop(nc, {
-      stream,
-      durable: "c",
-      batch: 10,
-      intervalMs: 10,
-      idleMs: 40,
-      concurrency: 64,
-      pullTimeoutMs: 200,
-      log,
-      handle: async (msg: JsMsg) => {
-        handled.push(new TextDecoder().decode(msg.data));
-        msg.ack();
-      },
-    });
+    const loop = startLoop(async (msg: JsMsg) => {
+      handled.push(new TextDecoder().decode(msg.data));
+      msg.ack();
+    }, { pullTimeoutMs: 200 });
     try {
       await new Promise((r) => setTimeout(r, 500));
       await jsm.consumers.add(stream, { durable_name: "c", ack_policy: AckPolicy.Explicit });

@@ -24,6 +24,7 @@ export * from "./nats/worker.js";
 export * from "./client.js";
 export * from "./nats/publisher.js";
 export * from "./nats/batch.js";
+export * from "./env.js";
 export * from "./control.js";
 export * from "./metrics/metrics.js";
 export * from "./metrics/server.js";

@@ -4,6 +4,7 @@ import {
   KeyedQueue,
   RunCache,
   ackSoon,
+  msFromEnv,
   flushAcks,
   encodeRunIndexEntry,
   encodeView,
@@ -90,18 +91,6 @@ export type ProjectorOptions = {
   pullMs?: number;
 };
 
-/** Default of `pullMs`. */
-export function projectorPullMs(env: NodeJS.ProcessEnv = process.env): number {
-  const ms = Number(env.SC_PROJECTOR_PULL_MS ?? 20);
-  return Number.isFinite(ms) && ms >= 0 ? ms : 20;
-}
-
-/** Default of `viewDelayMs`. */
-export function viewDelayMs(env: NodeJS.ProcessEnv = process.env): number {
-  const ms = Number(env.SC_VIEW_DELAY_MS ?? 50);
-  return Number.isFinite(ms) && ms >= 0 ? ms : 50;
-}
-
 /**
  * Folds every run's events into the KV views: `runs` (one run view per run), `waits` and the run index. (Spend
  * per budget hour is recorded by the scheduler, before the decision that may read it.)
@@ -125,7 +114,7 @@ export async function startProjector(opts: ProjectorOptions): Promise<Service> {
   // A KV put is a publish on the bucket's subject; the event store's publisher does it without per-request overhead.
   const put = (bucket: string, key: string, value: Uint8Array, expectedRevision?: number) =>
     store.publisher.publish(`$KV.${bucket}.${key}`, value, expectedRevision === undefined ? {} : { expectedLastSubjectSequence: expectedRevision });
-  const delayMs = opts.viewDelayMs ?? viewDelayMs();
+  const delayMs = opts.viewDelayMs ?? msFromEnv("SC_VIEW_DELAY_MS", 50);
   // Runs whose view in memory is ahead of the stored one, with the events it holds (acked once it is stored).
   const dirty = new Map<string, { state: RunState; msgs: JsMsg[] }>();
   // Views being stored now (one write per run at a time): an event folded already waits for it too.
@@ -252,7 +241,7 @@ export async function startProjector(opts: ProjectorOptions): Promise<Service> {
   // projector pulls its events in batches: it wakes a few dozen times a second instead of at every event,
   // leaving the cores to the services on a run's critical path (a step at concurrency 1, four processes: 7.2-7.6
   // -> 6.7-7.0 ms; with no projector at all 6.3-6.6 ms).
-  const pullMs = opts.pullMs ?? projectorPullMs();
+  const pullMs = opts.pullMs ?? msFromEnv("SC_PROJECTOR_PULL_MS", 20);
   const consume = { stream: n.eventsStream, durable: n.consumers.projector, handle: onEvent, log, metrics };
   const loop =
     pullMs > 0

@@ -1,4 +1,5 @@
 import type { JsMsg } from "@nats-io/jetstream";
+import { msFromEnv } from "../env.js";
 
 let queued: (() => void)[] = [];
 let scheduled = false;
@@ -6,10 +7,7 @@ let acks: Pick<JsMsg, "ack">[] = [];
 let ackTimer: NodeJS.Timeout | undefined;
 
 /** How long an ack may wait for a send to ride along with (SC_ACK_DELAY_MS, default 20). */
-const ACK_DELAY_MS = (() => {
-  const ms = Number(process.env.SC_ACK_DELAY_MS ?? 20);
-  return Number.isFinite(ms) && ms >= 0 ? ms : 20;
-})();
+const ACK_DELAY_MS = msFromEnv("SC_ACK_DELAY_MS", 20);
 
 function flush(): void {
   const now = queued;

@@ -1,7 +1,7 @@
 import type { DeliveryInfo, JsMsg, PullOptions } from "@nats-io/jetstream";
 import { createInbox, type Msg, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
 import { flushAcks } from "./batch.js";
-import type { ConsumerLoop, ConsumerLoopOptions } from "./consume.js";
+import { handOff, type ConsumerLoop, type ConsumerLoopOptions } from "./consume.js";
 
 export type BatchedConsumerLoopOptions = ConsumerLoopOptions & {
   /** Messages asked for per pull. */
@@ -25,7 +25,7 @@ export type BatchedConsumerLoopOptions = ConsumerLoopOptions & {
  * throws leaves the message to be redelivered. Several replicas may share the consumer.
  */
 export function startBatchedConsumerLoop(nc: NatsConnection, opts: BatchedConsumerLoopOptions): ConsumerLoop {
-  const { metrics, log } = opts;
+  const { log } = opts;
   const pullTimeoutMs = opts.pullTimeoutMs ?? 2_000;
   const inflight = new Set<Promise<void>>();
   const inbox = createInbox();
@@ -38,12 +38,7 @@ export function startBatchedConsumerLoop(nc: NatsConnection, opts: BatchedConsum
   const handle = (msg: JsMsg) => {
     // Pulled but not started before stop: hand it back now rather than after the ack wait.
     if (stopped) return msg.nak();
-    if (metrics && msg.info.deliveryCount > 1) metrics.redelivered();
-    const p: Promise<void> = opts
-      .handle(msg)
-      .catch((err: unknown) => log.error({ err, subject: msg.subject, seq: msg.seq }, "handler failed; message will be redelivered"))
-      .finally(() => inflight.delete(p));
-    inflight.add(p);
+    handOff(msg, opts, inflight);
   };
 
   const sub = nc.subscribe(`${inbox}.*`, {
@@ -135,11 +130,20 @@ export function startBatchedConsumerLoop(nc: NatsConnection, opts: BatchedConsum
   };
 }
 
-/** Delivery info from a JetStream ack subject (`$JS.ACK.<stream>.<consumer>.<count>.<sseq>.<dseq>.<ns>.<pending>`, or with domain and account). */
-export function deliveryInfoOf(reply: string): DeliveryInfo {
+/**
+ * The tokens of a JetStream ack subject in its long form, `$JS.ACK.<domain>.<account>.<stream>.<consumer>.<count>.
+ * <sseq>.<dseq>.<ns>.<pending>[.<random>]`; the short form (no domain and account) gets `_` and `` for them.
+ */
+function ackTokens(reply: string): string[] {
   const t = reply.split(".");
   if (t.length === 9) t.splice(2, 0, "_", "");
   if (t.length < 11 || t[0] !== "$JS" || t[1] !== "ACK") throw new Error(`not a JetStream delivery: ${reply}`);
+  return t;
+}
+
+/** Delivery info from a JetStream ack subject (`$JS.ACK.<stream>.<consumer>.<count>.<sseq>.<dseq>.<ns>.<pending>`, or with domain and account). */
+export function deliveryInfoOf(reply: string): DeliveryInfo {
+  const t = ackTokens(reply);
   const deliveryCount = Number(t[6]);
   return {
     domain: t[2] === "_" ? "" : t[2]!,
@@ -192,8 +196,8 @@ class PulledMsg implements JsMsg {
     return this.msg.sid;
   }
   get timestampNanos(): bigint {
-    const t = this.msg.reply!.split(".");
-    return BigInt(t[t.length === 9 ? 7 : 9] ?? 0);
+    // From the token itself: as a number (in `info`) nanoseconds since the epoch lose their last digits.
+    return BigInt(ackTokens(this.msg.reply!)[9]!);
   }
   get time(): Date {
     return new Date(Math.floor(this.info.timestampNanos / 1e6));

@@ -27,7 +27,6 @@ export type ConsumerLoopOptions = {
  */
 export function startConsumerLoop(nc: NatsConnection, opts: ConsumerLoopOptions): ConsumerLoop {
   const js = jetstream(nc);
-  const { metrics } = opts;
   const inflight = new Set<Promise<void>>();
   let stopped = false;
   let current: { close(): Promise<void | Error> } | undefined;
@@ -52,15 +51,8 @@ export function startConsumerLoop(nc: NatsConnection, opts: ConsumerLoopOptions)
             msg.nak();
             continue;
           }
-          if (metrics && msg.info.deliveryCount > 1) metrics.redelivered();
           if (inflight.size >= opts.concurrency) await Promise.race(inflight);
-          const p: Promise<void> = opts
-            .handle(msg)
-            .catch((err: unknown) => {
-              opts.log.error({ err, subject: msg.subject, seq: msg.seq }, "handler failed; message will be redelivered");
-            })
-            .finally(() => inflight.delete(p));
-          inflight.add(p);
+          handOff(msg, opts, inflight);
         }
       } catch (err) {
         if (stopped) break;
@@ -84,4 +76,19 @@ export function startConsumerLoop(nc: NatsConnection, opts: ConsumerLoopOptions)
       return stopping;
     },
   };
+}
+
+/**
+ * Starts handling one pulled message, held in `inflight` until done: a redelivery is counted, and a handler that
+ * throws is logged and leaves the message to be redelivered. (Both consumer loops hand out messages this way.)
+ */
+export function handOff(msg: JsMsg, opts: Pick<ConsumerLoopOptions, "handle" | "log" | "metrics">, inflight: Set<Promise<void>>): void {
+  if (opts.metrics && msg.info.deliveryCount > 1) opts.metrics.redelivered();
+  const p: Promise<void> = opts
+    .handle(msg)
+    .catch((err: unknown) => {
+      opts.log.error({ err, subject: msg.subject, seq: msg.seq }, "handler failed; message will be redelivered");
+    })
+    .finally(() => inflight.delete(p));
+  inflight.add(p);
 }
