@@ -30,12 +30,16 @@ export async function startServices(nc: NatsConnection, prefix: string, mode: Mo
   const client = await Client.connect(nc, n);
   if (mode === "in-process") {
     const log = pino({ level: "warn" });
-    const services: Service[] = [
-      await startProjector({ nc, names: n, log }),
-      await startScheduler({ nc, names: n, log }),
-      await startLlmWorker({ nc, names: n, log, env: { ...process.env, ...env } }),
-      await startToolWorker({ nc, names: n, log }),
-    ];
+    // BENCH_SKIP=projector,...: services left out, for experiments (as for processes).
+    const skip = (process.env.BENCH_SKIP ?? "").split(",");
+    const starts: Record<(typeof SERVICES)[number], () => Promise<Service>> = {
+      projector: () => startProjector({ nc, names: n, log }),
+      scheduler: () => startScheduler({ nc, names: n, log }),
+      "llm-worker": () => startLlmWorker({ nc, names: n, log, env: { ...process.env, ...env } }),
+      "tool-worker": () => startToolWorker({ nc, names: n, log }),
+    };
+    const services: Service[] = [];
+    for (const name of ["projector", "scheduler", "llm-worker", "tool-worker"] as const) if (!skip.includes(name)) services.push(await starts[name]());
     return {
       client,
       stop: async () => void (await Promise.all(services.map((s) => s.stop()))),

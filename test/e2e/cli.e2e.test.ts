@@ -115,3 +115,24 @@ tasks:
     }
   });
 });
+
+describe("run --wait with no projector running", () => {
+  it("prints the answer from the run's own events, and its view as JSON", async () => {
+    await using stack = await startStack(["scheduler", "llm-worker", "tool-worker"]);
+    const sc = (...args: string[]) => cli(["--prefix", stack.prefix, ...args]);
+    expect((await sc("apply", "-f", file("noproj.yaml", GOOD))).code).toBe(0);
+    const run = await sc("run", "greet", "--wait");
+    expect(run.stderr).toMatch(/RunCompleted/);
+    expect(run.stdout.trim()).toBe("hello back");
+    expect(run.code).toBe(0);
+    const json = await sc("run", "greet", "--name", "as-json", "--wait", "-o", "json");
+    expect(json.code).toBe(0);
+    const view = JSON.parse(json.stdout) as Record<string, unknown>;
+    expect(view).toMatchObject({ name: "as-json", status: "Completed", output: "hello back", agentName: "greeter" });
+    // The shape of a stored view: no agent snapshot, no per-step scratch fields.
+    expect(view).not.toHaveProperty("agent");
+    expect(view).not.toHaveProperty("newMessages");
+    // Nothing wrote a view: the answer above came from the events alone.
+    expect(await stack.client.getRun(String(view.runId))).toBeUndefined();
+  });
+});

@@ -1,5 +1,5 @@
 import { readFile } from "node:fs/promises";
-import { Client, connectNats, createLogger, initTracing, names, parseConfig, serveMetricsFromEnv, type RecordedEvent, type Service } from "@smallchain/shared";
+import { Client, connectNats, createLogger, evolve, initialState, initTracing, isTerminal, names, parseConfig, serveMetricsFromEnv, type RunState, type Service } from "@smallchain/shared";
 import { startLlmWorker } from "@smallchain/llm-worker";
 import { startProjector } from "@smallchain/projector";
 import { startScheduler } from "@smallchain/scheduler";
@@ -65,8 +65,10 @@ export async function dev(opts: DevOptions): Promise<void> {
   say(`applied ${opts.apply}: ${result.changed.length} changed, ${result.unchanged.length} unchanged, ${result.runs.length} run(s)`);
   const roots = new Set(result.runs.map((r) => r.runId));
   const family = new Set(roots);
-  const done = new Map<string, RecordedEvent>();
-  const allDone = () => [...roots].every((id) => done.has(id));
+  // Each root run's state, folded from the events followed (as the projector folds its view): the outcome is
+  // known as soon as the last root ends.
+  const states = new Map<string, RunState>([...roots].map((id) => [id, initialState(id)]));
+  const allDone = () => [...states.values()].every(isTerminal);
   if (result.runs.some((r) => !r.created)) {
     say("a run of this name exists already (runs start once per name): showing its events from the start");
   }
@@ -74,17 +76,16 @@ export async function dev(opts: DevOptions): Promise<void> {
     if (event.type === "RunRequested" && event.data.parent && family.has(event.data.parent.runId)) family.add(event.runId);
     if (!family.has(event.runId)) continue;
     if (!opts.quiet) process.stdout.write(`${eventLine(event, { color: process.stdout.isTTY })}\n`);
-    if (event.type === "RunCompleted" || event.type === "RunFailed" || event.type === "RunCancelled") done.set(event.runId, event);
+    const state = states.get(event.runId);
+    if (state) states.set(event.runId, evolve(state, event));
     if (opts.exitWhenDone && allDone()) break;
   }
   if (!opts.exitWhenDone) return;
   let failed = false;
-  for (const id of roots) {
-    // The projector may be a moment behind the event stream we followed.
-    const view = await client.waitForRun(id, { timeoutMs: 10_000 }).catch(() => client.getRun(id));
-    const ok = view?.status === "Completed";
+  for (const [id, state] of states) {
+    const ok = state.status === "Completed";
     failed ||= !ok;
-    process.stdout.write(`\nrun ${view?.name ?? id} (${id}): ${view?.status}\n${ok ? view?.output : (view?.error ?? "")}\n`);
+    process.stdout.write(`\nrun ${state.name ?? id} (${id}): ${state.status}\n${ok ? state.output : (state.error ?? "")}\n`);
   }
   await shutdown(failed ? Exit.RunNotCompleted : Exit.Ok);
 }

@@ -1,4 +1,4 @@
-import { Duration, type Limits } from "@smallchain/shared";
+import { Duration, evolve, initialState, isTerminal, viewOf, type Limits } from "@smallchain/shared";
 import { Exit, UserError, withClient, type GlobalOptions } from "../context.js";
 import { LiveMessage } from "@smallchain/shared";
 import { eventLine } from "../format.js";
@@ -85,8 +85,12 @@ export async function run(task: string, opts: RunOptions): Promise<void> {
         })
       : undefined;
     const ticker = tty ? setInterval(() => draw(true), 1000) : undefined;
+    // The run's state is folded from the events followed here, as the projector folds its view: the answer
+    // is printed as soon as the run ends, whether or not a projector is running (or has caught up).
+    let state = initialState(started.runId);
     try {
       for await (const event of readEvents(client, { runId: started.runId, follow: true, until: endsRun, signal: abort.signal })) {
+        state = evolve(state, event);
         if (opts.output === "json") continue;
         clear();
         process.stderr.write(`${eventLine(event, { color: process.stderr.isTTY })}\n`);
@@ -99,10 +103,10 @@ export async function run(task: string, opts: RunOptions): Promise<void> {
       live?.unsubscribe();
       clear();
     }
-    const view = await client.waitForRun(started.runId, { timeoutMs: 5_000 }).catch(() => client.getRun(started.runId));
-    if (!view || view.status === "Requested" || view.status === "Running") {
-      throw new UserError(`run ${started.runId} did not finish within ${timeoutMs / 1000}s`, Exit.Error);
+    if (!isTerminal(state)) {
+      throw new UserError(`run ${started.runId} did not finish within ${timeoutMs / 1000}s (status: ${state.status})`, Exit.Error);
     }
+    const view = viewOf(state);
     if (opts.output === "json") process.stdout.write(`${JSON.stringify(view, null, 2)}\n`);
     else process.stdout.write(`${view.status === "Completed" ? (view.output ?? "") : `${view.status}: ${view.error ?? ""}`}\n`);
     if (view.status !== "Completed") process.exitCode = Exit.RunNotCompleted;

@@ -12,8 +12,13 @@ const packr = new Packr({ useRecords: false });
  * agent snapshot (it is in the run's RunStarted event): listing thousands of runs reads small values.
  */
 export function encodeView(state: RunState): Uint8Array {
+  return encode(viewOf(state));
+}
+
+/** What the stored view holds of a folded state (see encodeView), as `get run` and `run --wait` show it. */
+export function viewOf(state: RunState): Omit<RunState, "newMessages" | "llmDelta" | "agent"> {
   const { newMessages: _n, llmDelta: _d, agent: _a, ...view } = state;
-  return encode(view);
+  return view;
 }
 
 /** Run views are written only by the projector, from validated events; they are read without a schema. */
