@@ -3,7 +3,9 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CLI, cli, eventually } from "../support/processes.js";
+import { connect } from "@nats-io/transport-node";
+import { CLI, ROOT, cli, eventually } from "../support/processes.js";
+import { cleanupPrefix, natsUrl, uniquePrefix } from "../support/nats.js";
 import { startStack, type Stack } from "../support/stack.js";
 
 const dir = mkdtempSync(join(tmpdir(), "sc-cli-"));
@@ -134,5 +136,28 @@ describe("run --wait with no projector running", () => {
     expect(view).not.toHaveProperty("newMessages");
     // Nothing wrote a view: the answer above came from the events alone.
     expect(await stack.client.getRun(String(view.runId))).toBeUndefined();
+  });
+});
+
+describe("smallchain dev (the README's first command)", () => {
+  it("runs the example calculator end to end in one process, prints the answer and exits 0; a failing run exits 3", async () => {
+    const prefix = uniquePrefix("dev");
+    const nc = await connect({ servers: natsUrl() });
+    try {
+      const ok = await cli(["--prefix", prefix, "dev", "--apply", `${ROOT}examples/calculator.yaml`, "--exit-when-done", "--quiet"]);
+      expect(ok.stderr).toContain("applied");
+      expect(ok.stdout).toMatch(/run my first run \(\w+\): Completed\n.*= 15/);
+      expect(ok.code).toBe(0);
+      const failing = file(
+        "dev-fails.yaml",
+        `llms:\n  - { name: looping, provider: mock, replies: [ { tool_calls: [ { name: add, arguments: { a: 1, b: 2 } } ] } ] }\nagents:\n  - { name: a, llm: looping, tools: [ add ], max_steps: 1 }\ntools:\n  - { name: add, builtin: add }\ntasks:\n  - { name: t, user_message: hi, agent: a }\nruns:\n  - { name: doomed, task: t }\n`,
+      );
+      const bad = await cli(["--prefix", prefix, "dev", "--apply", failing, "--exit-when-done", "--quiet"]);
+      expect(bad.stdout).toMatch(/run doomed \(\w+\): Failed\n.*max_steps \(1\) reached without a final answer/);
+      expect(bad.code).toBe(3);
+    } finally {
+      await cleanupPrefix(nc, prefix);
+      await nc.close();
+    }
   });
 });
