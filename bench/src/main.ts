@@ -93,7 +93,8 @@ async function main() {
   for (let i = 0; i < 3; i++) await rawPair(nc);
   log("smallchain, each deployment right after the raw JetStream chain (the baseline)...");
   const scenarios: Scenario[] = [];
-  for (const [mode, llm] of [["processes", "mock"], ["processes", "openai"], ["in-process", "mock"]] as const) {
+  const order = (process.env.BENCH_ORDER?.split(",").map((s) => s.split(":")) as [Mode, Llm][] | undefined) ?? ([["processes", "mock"], ["processes", "openai"], ["in-process", "mock"]] as const);
+  for (const [mode, llm] of order) {
     scenarios.push(await scenario(nc, mode, llm, fake));
   }
   results.smallchain = scenarios;
