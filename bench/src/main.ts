@@ -56,7 +56,12 @@ async function scenario(nc: NatsConnection, mode: Mode, llm: Llm, fake: FakeOpen
   const obs = new Observer(nc, p);
   try {
     await applyConfig(inst.client, benchConfig(llm, STEPS, fake.url));
-    await measureSteps(inst, obs, 8, 16, STEPS); // warm-up
+    // Warm-up: as much as the measurement itself, at 1 and at 64. A fresh service process spends about 1.5x the
+    // CPU per step in its first few thousand steps (V8 has not compiled its hot paths yet): with only 160 steps
+    // of warm-up, its first pool of 64 ran at 1,176 steps/s and the next five at 1,790-1,960
+    // (bench/tools/warmup.mjs). The raw chain is warmed just as much (main).
+    await measureSteps(inst, obs, 1, quick ? 5 : 10, STEPS);
+    await measureSteps(inst, obs, 64, quick ? 128 : 384, STEPS);
     const raw = await rawPair(nc);
     const pids = { ...inst.pids(), ...(mode === "processes" && { bench: process.pid }), "nats-server": natsPid };
     const meter1 = cpuMeter(pids);
