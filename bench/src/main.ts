@@ -65,7 +65,8 @@ async function scenario(nc: NatsConnection, mode: Mode, llm: Llm, fake: FakeOpen
     const raw = await rawPair(nc);
     const pids = { ...inst.pids(), ...(mode === "processes" && { bench: process.pid }), "nats-server": natsPid };
     const meter1 = cpuMeter(pids);
-    const c1 = await measureSteps(inst, obs, 1, quick ? 5 : 10, STEPS);
+    // 300 steps at 1, as many as the raw chain makes there.
+    const c1 = await measureSteps(inst, obs, 1, quick ? 10 : 30, STEPS);
     const cpuMsPerStepC1 = meter1()(c1.steps);
     const meter = cpuMeter(pids);
     const c64 = await measureSteps(inst, obs, 64, quick ? 128 : 384, STEPS);

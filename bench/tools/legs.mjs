@@ -3,7 +3,7 @@
 import { connect } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { decode, RunEvent, names } from "@smallchain/shared";
-import { Observer, applyConfig, benchConfig, cleanup, startServices } from "../dist/bench/src/smallchain.js";
+import { Observer, applyConfig, benchConfig, cleanup, measureSteps, startServices } from "../dist/bench/src/smallchain.js";
 
 /** ns since the epoch from an RFC 3339 timestamp with up to 9 fraction digits. */
 function nanos(ts) {
@@ -17,6 +17,8 @@ const nc = await connect({ servers: process.env.NATS_URL ?? "nats://127.0.0.1:42
 const inst = await startServices(nc, prefix, mode);
 await applyConfig(inst.client, benchConfig("mock", 10));
 const obs = new Observer(nc, prefix);
+// Warm-up, as in the bench: fresh processes run their first few thousand steps before V8 has compiled them.
+await measureSteps(inst, obs, 64, 384, 10);
 const ids = [];
 for (let i = 0; i < Number(count); i++) {
   const { runId } = await inst.client.startRun({ task: "steps" });

@@ -10,7 +10,8 @@ const nc = await connect({ servers: process.env.NATS_URL ?? "nats://127.0.0.1:42
 const inst = await startServices(nc, prefix, process.env.BENCH_MODE ?? "processes");
 await applyConfig(inst.client, benchConfig("mock", 10));
 const obs = new Observer(nc, prefix);
-await measureSteps(inst, obs, 8, 16, 10);
+// Warm-up, as in the bench: fresh processes run their first few thousand steps before V8 has compiled them.
+await measureSteps(inst, obs, 64, 384, 10);
 console.log(JSON.stringify(inst.pids()));
 await new Promise((r) => setTimeout(r, Number(delay)));
 const meter = cpuMeter({ ...inst.pids(), bench: process.pid, "nats-server": natsServerPid() });
