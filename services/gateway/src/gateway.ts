@@ -13,6 +13,7 @@ import {
   HumanAnswer,
   ResolveError,
   displayStatus,
+  viewOf,
   type Logger,
   type Names,
   type NatsConnection,
@@ -67,10 +68,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
   const expected = createHash("sha256").update(opts.token).digest();
   const maxBody = opts.maxBodyBytes ?? 1024 * 1024;
 
-  const view = (run: RunState) => {
-    const { newMessages: _n, llmDelta: _d, agent: _a, ...rest } = run;
-    return { ...rest, displayStatus: displayStatus(run) };
-  };
+  const view = (run: RunState) => ({ ...viewOf(run), displayStatus: displayStatus(run) });
 
   const routes: Route[] = [
     { method: "GET", pattern: /^\/healthz$/, auth: false, handle: async () => [200, { status: "ok", nats: opts.nc.isClosed() ? "closed" : "connected" }] },
