@@ -28,10 +28,10 @@ export type Installation = {
 export async function startServices(nc: NatsConnection, prefix: string, mode: Mode, env: NodeJS.ProcessEnv = {}): Promise<Installation> {
   const n = names(prefix);
   const client = await Client.connect(nc, n);
+  // BENCH_SKIP=projector,...: services left out, for experiments.
+  const skipped = (process.env.BENCH_SKIP ?? "").split(",");
   if (mode === "in-process") {
     const log = pino({ level: "warn" });
-    // BENCH_SKIP=projector,...: services left out, for experiments (as for processes).
-    const skip = (process.env.BENCH_SKIP ?? "").split(",");
     const starts: Record<(typeof SERVICES)[number], () => Promise<Service>> = {
       projector: () => startProjector({ nc, names: n, log }),
       scheduler: () => startScheduler({ nc, names: n, log }),
@@ -39,7 +39,7 @@ export async function startServices(nc: NatsConnection, prefix: string, mode: Mo
       "tool-worker": () => startToolWorker({ nc, names: n, log }),
     };
     const services: Service[] = [];
-    for (const name of ["projector", "scheduler", "llm-worker", "tool-worker"] as const) if (!skip.includes(name)) services.push(await starts[name]());
+    for (const [name, start] of Object.entries(starts)) if (!skipped.includes(name)) services.push(await start());
     return {
       client,
       stop: async () => void (await Promise.all(services.map((s) => s.stop()))),
@@ -49,7 +49,7 @@ export async function startServices(nc: NatsConnection, prefix: string, mode: Mo
   }
   const children = new Map<string, ChildProcess>();
   await Promise.all(
-    SERVICES.filter((s) => !(process.env.BENCH_SKIP ?? "").split(",").includes(s)).map(
+    SERVICES.filter((s) => !skipped.includes(s)).map(
       (name) =>
         new Promise<void>((resolve, reject) => {
           // BENCH_PROFILE_DIR=dir writes a CPU profile of each service process (node --cpu-prof) there.
