@@ -6,7 +6,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { pino } from "pino";
 import { Client, names, parseConfig, type Service } from "@smallchain/shared";
 import { startLlmWorker } from "@smallchain/llm-worker";
-import { startProjector } from "@smallchain/projector";
+import { startProjectorThread } from "@smallchain/projector";
 import { startScheduler } from "@smallchain/scheduler";
 import { startToolWorker } from "@smallchain/tool-worker";
 import { pool, summarize, windowRate, type Summary } from "./stats.js";
@@ -33,7 +33,8 @@ export async function startServices(nc: NatsConnection, prefix: string, mode: Mo
   if (mode === "in-process") {
     const log = pino({ level: "warn" });
     const starts: Record<(typeof SERVICES)[number], () => Promise<Service>> = {
-      projector: () => startProjector({ nc, names: n, log }),
+      // As `smallchain dev` runs it: on a thread of its own.
+      projector: () => startProjectorThread({ servers: [process.env.NATS_URL ?? "nats://127.0.0.1:4222"], prefix, logLevel: "warn", log }),
       scheduler: () => startScheduler({ nc, names: n, log }),
       "llm-worker": () => startLlmWorker({ nc, names: n, log, env: { ...process.env, ...env } }),
       "tool-worker": () => startToolWorker({ nc, names: n, log }),

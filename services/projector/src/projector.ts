@@ -84,7 +84,7 @@ export type ProjectorOptions = {
   log: Logger;
   concurrency?: number;
   /** The process's metrics: events handled, runs by status (see `smallchain_runs`), redeliveries. */
-  metrics?: Metrics | undefined;
+  metrics?: Pick<Metrics, "service"> | undefined;
   /** How long a run's stored view may trail its events (default SC_VIEW_DELAY_MS, else 50 ms); see below. */
   viewDelayMs?: number;
   /** Pull events every this many ms, in batches (default SC_PROJECTOR_PULL_MS, else 20); 0: a standing pull. */

@@ -1,7 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { Client, connectNats, createLogger, evolve, initialState, initTracing, isTerminal, names, parseConfig, serveMetricsFromEnv, type RunState, type Service } from "@smallchain/shared";
 import { startLlmWorker } from "@smallchain/llm-worker";
-import { startProjector } from "@smallchain/projector";
+import { startProjectorThread } from "@smallchain/projector";
 import { startScheduler } from "@smallchain/scheduler";
 import { startToolWorker } from "@smallchain/tool-worker";
 import { startGateway } from "@smallchain/gateway";
@@ -19,13 +19,15 @@ export async function dev(opts: DevOptions): Promise<void> {
   const nats = await ensureLocalNats(url, say);
   const nc = await connectNats("smallchain-dev", { servers: url.split(",") });
   const n = names(opts.prefix);
-  const log = createLogger("dev", process.env.LOG_LEVEL ?? "warn");
+  const logLevel = process.env.LOG_LEVEL ?? "warn";
+  const log = createLogger("dev", logLevel);
   const tracing = await initTracing("dev");
   // Only when SC_METRICS_PORT is set: one registry for the four services, told apart by their `service` label.
   const served = await serveMetricsFromEnv("dev", nc, log);
   const metrics = served?.metrics;
   const services: Service[] = [
-    await startProjector({ nc, names: n, log: log.child({ service: "projector" }), metrics }),
+    // On a thread of its own: nothing on a run's critical path waits for the views, and it takes the second core.
+    await startProjectorThread({ servers: url.split(","), prefix: n.prefix, logLevel, log: log.child({ service: "projector" }), metrics }),
     await startScheduler({ nc, names: n, log: log.child({ service: "scheduler" }), metrics }),
     await startLlmWorker({ nc, names: n, log: log.child({ service: "llm-worker" }), metrics }),
     await startToolWorker({ nc, names: n, log: log.child({ service: "tool-worker" }), metrics }),

@@ -204,3 +204,48 @@ function zero(counter: Counter.Internal): Counter.Internal {
   counter.inc(0);
   return counter;
 }
+
+/** Calls made on a ServiceMetrics elsewhere (a worker thread), to be made again on the real one. */
+export type MetricCalls = { service: string; calls: [method: keyof Omit<ServiceMetrics, "service">, args: unknown[]][] };
+
+/**
+ * ServiceMetrics for a worker thread, whose registry would be out of reach of the process's `/metrics`: the
+ * calls are gathered and handed to `send` at most every `everyMs` (one message, not one per event), for the
+ * main thread to `replayMetrics` on its registry.
+ */
+export function relayMetrics(send: (batch: MetricCalls) => void, everyMs = 500): { service(name: string): ServiceMetrics; flush(): void } {
+  const buffers = new Map<string, MetricCalls>();
+  let timer: NodeJS.Timeout | undefined;
+  const flush = () => {
+    if (timer) clearTimeout(timer);
+    timer = undefined;
+    for (const batch of buffers.values()) if (batch.calls.length > 0) send(batch);
+    buffers.clear();
+  };
+  const record = (service: string, method: MetricCalls["calls"][number][0], args: unknown[]) => {
+    let b = buffers.get(service);
+    if (!b) buffers.set(service, (b = { service, calls: [] }));
+    b.calls.push([method, args]);
+    timer ??= setTimeout(flush, everyMs);
+    timer.unref();
+  };
+  return {
+    service: (name) => ({
+      service: name,
+      command: (...args) => record(name, "command", args),
+      redelivered: () => record(name, "redelivered", []),
+      event: (...args) => record(name, "event", args),
+      llmUsage: (...args) => record(name, "llmUsage", args),
+      runTransition: (...args) => record(name, "runTransition", args),
+      decision: () => record(name, "decision", []),
+      decisionConflict: () => record(name, "decisionConflict", []),
+    }),
+    flush,
+  };
+}
+
+/** Makes the calls a relay gathered on this process's metrics. */
+export function replayMetrics(metrics: Metrics, batch: MetricCalls): void {
+  const s = metrics.service(batch.service) as unknown as Record<string, (...args: unknown[]) => void>;
+  for (const [method, args] of batch.calls) s[method]?.(...args);
+}

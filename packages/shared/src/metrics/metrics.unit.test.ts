@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { createMetrics, type Metrics } from "./metrics.js";
+import { createMetrics, relayMetrics, replayMetrics, type MetricCalls, type Metrics } from "./metrics.js";
 import { metricsPortFromEnv } from "./server.js";
 
 async function values(metrics: Metrics, name: string): Promise<Record<string, number>> {
@@ -69,6 +69,33 @@ describe("metrics", () => {
     expect(await values(a, "smallchain_decisions_total")).toEqual({ "": 1 });
     expect(await values(b, "smallchain_decisions_total")).toEqual({ "": 0 });
     expect(await values(b, "smallchain_decision_conflicts_total")).toEqual({ "": 0 });
+  });
+});
+
+describe("metrics relayed from a worker thread", () => {
+  it("adds up on the receiving registry as if the calls were made there, in one message per interval", async () => {
+    // given a relay whose messages go through structured cloning, as between threads
+    const direct = createMetrics({ defaultMetrics: false });
+    const relayed = createMetrics({ defaultMetrics: false });
+    const sent: MetricCalls[] = [];
+    const relay = relayMetrics((batch) => sent.push(structuredClone(batch)), 60_000);
+    // when the same calls are made on both
+    for (const m of [direct.service("projector"), relay.service("projector")]) {
+      m.event("RunStarted");
+      m.event("RunStarted");
+      m.runTransition(undefined, "Requested");
+      m.runTransition("Requested", "Running");
+      m.redelivered();
+      m.command("sc.cmd.llm", "ok", 0.2);
+    }
+    // then nothing is sent before the interval (or a flush), and one message after it
+    expect(sent).toHaveLength(0);
+    relay.flush();
+    expect(sent).toHaveLength(1);
+    for (const batch of sent) replayMetrics(relayed, batch);
+    for (const name of ["smallchain_events_handled_total", "smallchain_runs", "smallchain_redeliveries_total", "smallchain_commands_handled_total"]) {
+      expect(await values(relayed, name), name).toEqual(await values(direct, name));
+    }
   });
 });
 
