@@ -5,7 +5,7 @@ import { names, runRequested } from "@smallchain/shared";
 import { startFakeOpenAI, turnOf, type FakeOpenAI } from "../../test/support/fake-openai.js";
 import { rawChain, type ChainResult } from "./raw-chain.js";
 import { Observer, applyConfig, benchConfig, cleanup, measureStarts, measureSteps, startServices, type Llm, type Mode, type StepResult } from "./smallchain.js";
-import { round, summarize } from "./stats.js";
+import { pooled, round, summarize } from "./stats.js";
 import { cpuMeter, natsServerPid } from "./cpu.js";
 
 const natsPid = natsServerPid();
@@ -14,9 +14,19 @@ const STEPS = 10;
 const url = process.env.NATS_URL ?? "nats://127.0.0.1:4222";
 const quick = process.argv.includes("--quick");
 const BACKLOG = quick ? 1000 : 10_000;
-/** Runs measured (and, before that, run to warm up) at 1: 300 steps, as many as the raw chain makes there. */
-const C1_RUNS = quick ? 10 : 30;
-/** Runs through the pool of 64. */
+/**
+ * Each deployment is measured in rounds, each round the raw chain and then the deployment, seconds apart: this
+ * machine's speed drifts by tens of percent within seconds (at 1 a step's CPU and its latency rise and fall
+ * together, in every process at once), so figures taken minutes apart compare two machines. Three rounds of
+ * each, pooled: at 1, 10 runs (100 steps) against 100 raw steps; at 64, 192 runs through the pool of 64 against
+ * 64 raw chains of 30 steps.
+ */
+const ROUNDS = 3;
+const C1_RUNS_PER_ROUND = quick ? 5 : 10;
+const C64_RUNS_PER_ROUND = quick ? 128 : 192;
+const RAW_C64_STEPS_PER_ROUND = quick ? 20 : 30;
+/** Warm-up of each deployment, as much as it is then measured at 1; and a full pool at 64. */
+const C1_RUNS = ROUNDS * C1_RUNS_PER_ROUND;
 const C64_RUNS = quick ? 128 : 384;
 const log = (line: string) => process.stderr.write(`${line}\n`);
 
@@ -37,22 +47,43 @@ type Scenario = {
   cpuMsPerStep: CpuPerStep;
   cpuMsPerStepC1: CpuPerStep;
   raw: Raw;
+  /** The ratios of each round on its own (the headline ratios are of the pooled rounds). */
+  roundRatios: { throughputC64: number[]; latencyP50C1: number[] };
 };
 
-/** The raw chain at 1 and at 64 (64 chains of 60 steps, all at once). */
-async function rawPair(nc: NatsConnection): Promise<Raw> {
-  const p = prefix("r");
-  const meter1 = cpuMeter({ bench: process.pid, "nats-server": natsPid });
-  const c1 = await rawChain(nc, p, 1, quick ? 100 : 300, 1);
-  const cpuMsPerStepC1 = meter1()(c1.steps);
-  const meter = cpuMeter({ bench: process.pid, "nats-server": natsPid });
-  const c64 = await rawChain(nc, `${p}x`, 64, quick ? 20 : 60, 64);
-  return { c1, c64, cpuMsPerStep: meter()(c64.steps), cpuMsPerStepC1 };
+/** CPU of named processes summed over several measurements, per step of all of them. */
+function cpuTotals() {
+  const ms: Record<string, number> = {};
+  let steps = 0;
+  return {
+    async measure<T extends { steps: number }>(pids: Record<string, number | undefined>, run: () => Promise<T>): Promise<T> {
+      const meter = cpuMeter(pids);
+      const result = await run();
+      for (const [k, v] of Object.entries(meter()(1))) ms[k] = (ms[k] ?? 0) + v;
+      steps += result.steps;
+      return result;
+    },
+    perStep: (): CpuPerStep => Object.fromEntries(Object.entries(ms).map(([k, v]) => [k, round(v / steps)])),
+  };
+}
+
+function pooledChain(rounds: ChainResult[]): ChainResult {
+  return { concurrency: rounds[0]!.concurrency, ...pooled(rounds.map((r) => r.samples!)) };
+}
+
+function pooledSteps(rounds: StepResult[]): StepResult {
+  return { concurrency: rounds[0]!.concurrency, runs: rounds.reduce((a, r) => a + r.runs, 0), ...pooled(rounds.map((r) => r.samples!)) };
+}
+
+/** A pass of the raw chain at 1 and at 64 (64 chains of 60 steps, all at once), to warm it up. */
+async function rawPass(nc: NatsConnection): Promise<void> {
+  await rawChain(nc, prefix("r"), 1, quick ? 100 : 300, 1);
+  await rawChain(nc, prefix("r"), 64, quick ? 20 : 60, 64);
 }
 
 /**
- * One deployment and llm at 1 and at 64 runs, each measurement right after the raw chain's: this machine's
- * speed drifts by tens of percent within minutes, so each ratio compares figures taken seconds apart.
+ * One deployment and llm at 1 and at 64 runs, in rounds that each measure the raw chain and then the deployment
+ * (see ROUNDS): each ratio compares figures taken seconds apart, pooled over the rounds.
  */
 async function scenario(nc: NatsConnection, mode: Mode, llm: Llm, fake: FakeOpenAI): Promise<Scenario> {
   const p = prefix("s");
@@ -66,20 +97,39 @@ async function scenario(nc: NatsConnection, mode: Mode, llm: Llm, fake: FakeOpen
     // (bench/tools/warmup.mjs). The raw chain is warmed just as much (main).
     await measureSteps(inst, obs, 1, C1_RUNS, STEPS);
     await measureSteps(inst, obs, 64, C64_RUNS, STEPS);
-    const raw = await rawPair(nc);
+    const rawPids = { bench: process.pid, "nats-server": natsPid };
     const pids = { ...inst.pids(), ...(mode === "processes" && { bench: process.pid }), "nats-server": natsPid };
-    const meter1 = cpuMeter(pids);
-    const c1 = await measureSteps(inst, obs, 1, C1_RUNS, STEPS);
-    const cpuMsPerStepC1 = meter1()(c1.steps);
-    const meter = cpuMeter(pids);
-    const c64 = await measureSteps(inst, obs, 64, C64_RUNS, STEPS);
-    const cpuMsPerStep = meter()(c64.steps);
+    const cpu = { raw1: cpuTotals(), raw64: cpuTotals(), c1: cpuTotals(), c64: cpuTotals() };
+    const c1Rounds: [ChainResult, StepResult][] = [];
+    for (let r = 0; r < ROUNDS; r++) {
+      const raw = await cpu.raw1.measure(rawPids, () => rawChain(nc, prefix("r"), 1, C1_RUNS_PER_ROUND * STEPS, 1));
+      c1Rounds.push([raw, await cpu.c1.measure(pids, () => measureSteps(inst, obs, 1, C1_RUNS_PER_ROUND, STEPS))]);
+    }
+    const c64Rounds: [ChainResult, StepResult][] = [];
+    for (let r = 0; r < ROUNDS; r++) {
+      const raw = await cpu.raw64.measure(rawPids, () => rawChain(nc, prefix("r"), 64, RAW_C64_STEPS_PER_ROUND, 64));
+      c64Rounds.push([raw, await cpu.c64.measure(pids, () => measureSteps(inst, obs, 64, C64_RUNS_PER_ROUND, STEPS))]);
+    }
     const rssMb = inst.rss();
-    log(`  raw chain just before: c1 p50 ${raw.c1.latencyMs.p50} ms, c64 ${raw.c64.steadyStepsPerSecond} steps/s, CPU ms per step at c64 ${JSON.stringify(raw.cpuMsPerStep)}`);
+    const raw: Raw = {
+      c1: pooledChain(c1Rounds.map(([r]) => r)),
+      c64: pooledChain(c64Rounds.map(([r]) => r)),
+      cpuMsPerStep: cpu.raw64.perStep(),
+      cpuMsPerStepC1: cpu.raw1.perStep(),
+    };
+    const c1 = pooledSteps(c1Rounds.map(([, s]) => s));
+    const c64 = pooledSteps(c64Rounds.map(([, s]) => s));
+    const roundRatios = {
+      throughputC64: c64Rounds.map(([r, s]) => round(s.steadyStepsPerSecond / r.steadyStepsPerSecond)),
+      latencyP50C1: c1Rounds.map(([r, s]) => round(s.latencyMs.p50 / r.latencyMs.p50)),
+    };
+    const cpuMsPerStep = cpu.c64.perStep();
+    log(`  raw chain, in the same rounds: c1 p50 ${raw.c1.latencyMs.p50} ms, c64 ${raw.c64.steadyStepsPerSecond} steps/s, CPU ms per step at c64 ${JSON.stringify(raw.cpuMsPerStep)}`);
     log(
-      `  ${mode}/${llm}: c1 p50 ${c1.latencyMs.p50} ms, c64 ${c64.steadyStepsPerSecond} steps/s (${c64.stepsPerSecond} over the whole pool), CPU ms per step at c64 ${JSON.stringify(cpuMsPerStep)}`,
+      `  ${mode}/${llm}: c1 p50 ${c1.latencyMs.p50} ms, c64 ${c64.steadyStepsPerSecond} steps/s (${c64.stepsPerSecond} over the whole pools), CPU ms per step at c64 ${JSON.stringify(cpuMsPerStep)}`,
     );
-    return { mode, llm, c1, c64, rssMb, cpuMsPerStep, cpuMsPerStepC1, raw };
+    log(`    each round's ratio: c64 ${roundRatios.throughputC64.join(", ")}; c1 p50 ${roundRatios.latencyP50C1.join(", ")}`);
+    return { mode, llm, c1, c64, rssMb, cpuMsPerStep, cpuMsPerStepC1: cpu.c1.perStep(), raw, roundRatios };
   } finally {
     obs.close();
     await inst.stop();
@@ -99,8 +149,8 @@ async function main() {
   // The raw chain warms up as Smallchain does (its code is JIT-compiled in this process, its streams are
   // new): cold, its first 300 steps at c1 took 2.2 ms each (p50), warm 1.0-1.2 ms.
   log("warming up the raw JetStream chain...");
-  for (let i = 0; i < 3; i++) await rawPair(nc);
-  log("smallchain, each deployment right after the raw JetStream chain (the baseline)...");
+  for (let i = 0; i < 3; i++) await rawPass(nc);
+  log(`smallchain, each deployment in ${ROUNDS} rounds of the raw JetStream chain (the baseline) and then the deployment...`);
   const scenarios: Scenario[] = [];
   const order = (process.env.BENCH_ORDER?.split(",").map((s) => s.split(":")) as [Mode, Llm][] | undefined) ?? ([["processes", "mock"], ["processes", "openai"], ["in-process", "mock"]] as const);
   for (const [mode, llm] of order) {
@@ -166,7 +216,7 @@ async function main() {
   results.longRun = flat;
   results.backlog = { runs: BACKLOG, drainSeconds: round(drainSeconds), runsPerSecond: Math.round(BACKLOG / drainSeconds), peakRssMb: peak, getRuns: { pageMs: round(getRunsMs), pageSize, allMs: round(allRunsMs), all: page.length, cliMs: round(cliMs), cliLines: cli.stdout.split("\n").length - 1 } };
 
-  // Each against the raw chain measured just before it; throughput while 64 runs (chains) were in flight.
+  // Each against the raw chain measured in the same rounds; throughput while 64 runs (chains) were in flight.
   const ratiosOf = (s: Scenario) => ({
     throughputC64: round(s.c64.steadyStepsPerSecond / s.raw.c64.steadyStepsPerSecond),
     latencyP50C1: round(s.c1.latencyMs.p50 / s.raw.c1.latencyMs.p50),
@@ -181,7 +231,7 @@ async function main() {
 
   const rawRow = (r: Raw, label: string) => [label, "", r.c1.latencyMs.p50, r.c1.latencyMs.p99, r.c1.stepsPerSecond, r.c64.steadyStepsPerSecond, r.c64.latencyMs.p50, r.c64.latencyMs.p99];
   const rows = scenarios.flatMap((s) => [
-    rawRow(s.raw, "  raw chain (just before)"),
+    rawRow(s.raw, "  raw chain (same rounds)"),
     [`smallchain ${s.mode}`, s.llm, s.c1.latencyMs.p50, s.c1.latencyMs.p99, s.c1.stepsPerSecond, s.c64.steadyStepsPerSecond, s.c64.latencyMs.p50, s.c64.latencyMs.p99],
   ]);
   const head = ["", "llm", "c1 p50 ms", "c1 p99 ms", "c1 steps/s", "c64 steps/s", "c64 p50 ms", "c64 p99 ms"];
@@ -197,7 +247,8 @@ async function main() {
   console.log(`CPU ms per step at c64: ${scenarios.map((s) => `raw ${JSON.stringify(s.raw.cpuMsPerStep)}, then ${s.mode}/${s.llm} ${JSON.stringify(s.cpuMsPerStep)}`).join("; ")}`);
   console.log(`CPU ms per step at c1: ${scenarios.map((s) => `raw ${JSON.stringify(s.raw.cpuMsPerStepC1)}, then ${s.mode}/${s.llm} ${JSON.stringify(s.cpuMsPerStepC1)}`).join("; ")}`);
   console.log(`service RSS MB after the steps scenarios: ${scenarios.map((s) => `${s.mode}/${s.llm} ${JSON.stringify(s.rssMb)}`).join("; ")}`);
-  writeFileSync(new URL("../../../results.json", import.meta.url), `${JSON.stringify(results, null, 2)}\n`);
+  // The samples pooled over rounds are not kept: the summaries are.
+  writeFileSync(new URL("../../../results.json", import.meta.url), `${JSON.stringify(results, (k, v: unknown) => (k === "samples" ? undefined : v), 2)}\n`);
   console.log(`bench/results.json written (${results.seconds} s)`);
   await fake.close();
   await nc.close();

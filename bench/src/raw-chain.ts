@@ -2,7 +2,7 @@ import { AckPolicy, RetentionPolicy, StorageType, jetstream, jetstreamManager } 
 import type { NatsConnection } from "@nats-io/transport-node";
 import { encode, decode } from "@smallchain/shared";
 import { z } from "zod";
-import { pool, summarize, windowRate, type Summary } from "./stats.js";
+import { pool, summarize, windowOf, type Samples, type Summary } from "./stats.js";
 
 export type ChainResult = {
   concurrency: number;
@@ -12,6 +12,8 @@ export type ChainResult = {
   /** Steps per second while every chain was running (from the start until the first chain ended). */
   steadyStepsPerSecond: number;
   latencyMs: Summary;
+  /** For pooling rounds; not written to results.json. */
+  samples?: Samples;
 };
 
 const Msg = z.object({ chain: z.number(), step: z.number(), kind: z.enum(["llm", "tool"]), body: z.string() });
@@ -77,6 +79,15 @@ export async function rawChain(nc: NatsConnection, prefix: string, concurrency: 
   await jsm.streams.delete(`${up}_RAWCMD`);
   await jsm.streams.delete(`${up}_RAWEV`);
   const steps = chains * stepsPerChain;
-  const steadyStepsPerSecond = chains === concurrency ? windowRate(ends, started, firstDone) : Math.round(steps / seconds);
-  return { concurrency, steps, seconds, stepsPerSecond: Math.round(steps / seconds), steadyStepsPerSecond, latencyMs: summarize(latencies) };
+  const window = chains === concurrency ? windowOf(ends, started, firstDone) : { steps, seconds };
+  const steadyStepsPerSecond = window.seconds > 0 ? Math.round(window.steps / window.seconds) : 0;
+  return {
+    concurrency,
+    steps,
+    seconds,
+    stepsPerSecond: Math.round(steps / seconds),
+    steadyStepsPerSecond,
+    latencyMs: summarize(latencies),
+    samples: { steps, seconds, window, latencies },
+  };
 }

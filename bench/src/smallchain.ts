@@ -9,7 +9,7 @@ import { startLlmWorker } from "@smallchain/llm-worker";
 import { startProjectorThread } from "@smallchain/projector";
 import { startScheduler } from "@smallchain/scheduler";
 import { startToolWorker } from "@smallchain/tool-worker";
-import { pool, summarize, windowRate, type Summary } from "./stats.js";
+import { pool, summarize, windowOf, type Samples, type Summary } from "./stats.js";
 
 const ROOT = fileURLToPath(new URL("../../../../", import.meta.url));
 const SERVICES = ["scheduler", "projector", "llm-worker", "tool-worker"] as const;
@@ -210,6 +210,8 @@ export type StepResult = {
   /** While `concurrency` runs were in flight: from the start of the run that filled the pool to the start of the last run. */
   steadyStepsPerSecond: number;
   latencyMs: Summary;
+  /** For pooling rounds; not written to results.json. */
+  samples?: Samples;
 };
 
 /** `runs` runs of the `steps` task, at most `concurrency` at once. */
@@ -229,9 +231,10 @@ export async function measureSteps(inst: Installation, obs: Observer, concurrenc
   const stepsPerSecond = Math.round(steps / seconds);
   const full = starts[concurrency - 1];
   const last = starts.at(-1);
-  const steadyStepsPerSecond =
-    runs > concurrency && full !== undefined && last !== undefined ? windowRate(ids.flatMap((id) => obs.stepEnds(id)), full, last) : stepsPerSecond;
-  return { concurrency, runs, steps, seconds, stepsPerSecond, steadyStepsPerSecond, latencyMs: summarize(latencies) };
+  const window =
+    runs > concurrency && full !== undefined && last !== undefined ? windowOf(ids.flatMap((id) => obs.stepEnds(id)), full, last) : { steps, seconds };
+  const steadyStepsPerSecond = window.seconds > 0 ? Math.round(window.steps / window.seconds) : 0;
+  return { concurrency, runs, steps, seconds, stepsPerSecond, steadyStepsPerSecond, latencyMs: summarize(latencies), samples: { steps, seconds, window, latencies } };
 }
 
 /** Requests `count` runs as fast as the client can and times until every one has started. */

@@ -26,7 +26,32 @@ export async function pool(total: number, concurrency: number, task: (i: number)
  * stretch in which 64 runs were in flight, without the ramp at either end (a pool that fills, then drains).
  */
 export function windowRate(stepEnds: number[], from: number, to: number): number {
-  if (!(to > from)) return 0;
-  const n = stepEnds.filter((t) => t > from && t <= to).length;
-  return Math.round(n / ((to - from) / 1000));
+  const w = windowOf(stepEnds, from, to);
+  return w.seconds > 0 ? Math.round(w.steps / w.seconds) : 0;
+}
+
+/** The steps that ended inside [from, to], and its length. */
+export type Window = { steps: number; seconds: number };
+
+export function windowOf(stepEnds: number[], from: number, to: number): Window {
+  if (!(to > from)) return { steps: 0, seconds: 0 };
+  return { steps: stepEnds.filter((t) => t > from && t <= to).length, seconds: (to - from) / 1000 };
+}
+
+/** What one measurement (of the raw chain or of Smallchain) holds besides its summary, to pool several. */
+export type Samples = { steps: number; seconds: number; window: Window; latencies: number[] };
+
+/** Several measurements as one: steps/s over their summed time and windows, latency over every sample. */
+export function pooled(rounds: Samples[]): { steps: number; seconds: number; stepsPerSecond: number; steadyStepsPerSecond: number; latencyMs: Summary } {
+  const sum = (f: (r: Samples) => number) => rounds.reduce((a, r) => a + f(r), 0);
+  const steps = sum((r) => r.steps);
+  const seconds = sum((r) => r.seconds);
+  const windowSeconds = sum((r) => r.window.seconds);
+  return {
+    steps,
+    seconds: round(seconds),
+    stepsPerSecond: Math.round(steps / seconds),
+    steadyStepsPerSecond: windowSeconds > 0 ? Math.round(sum((r) => r.window.steps) / windowSeconds) : Math.round(steps / seconds),
+    latencyMs: summarize(rounds.flatMap((r) => r.latencies)),
+  };
 }
