@@ -98,7 +98,7 @@ async function scenario(nc: NatsConnection, mode: Mode, llm: Llm, fake: FakeOpen
     await measureSteps(inst, obs, 1, C1_RUNS, STEPS);
     await measureSteps(inst, obs, 64, C64_RUNS, STEPS);
     const rawPids = { bench: process.pid, "nats-server": natsPid };
-    const pids = { ...inst.pids(), ...(mode === "processes" && { bench: process.pid }), "nats-server": natsPid };
+    const pids = { ...inst.pids(), bench: process.pid, "nats-server": natsPid };
     const cpu = { raw1: cpuTotals(), raw64: cpuTotals(), c1: cpuTotals(), c64: cpuTotals() };
     const c1Rounds: [ChainResult, StepResult][] = [];
     for (let r = 0; r < ROUNDS; r++) {

@@ -3,12 +3,7 @@ import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { pino } from "pino";
-import { Client, names, parseConfig, type Service } from "@smallchain/shared";
-import { startLlmWorker } from "@smallchain/llm-worker";
-import { startProjectorThread } from "@smallchain/projector";
-import { startScheduler } from "@smallchain/scheduler";
-import { startToolWorker } from "@smallchain/tool-worker";
+import { Client, names, parseConfig } from "@smallchain/shared";
 import { pool, summarize, windowOf, type Samples, type Summary } from "./stats.js";
 
 const ROOT = fileURLToPath(new URL("../../../../", import.meta.url));
@@ -21,61 +16,49 @@ export type Installation = {
   stop(): Promise<void>;
   /** Resident memory of each service, MB. */
   rss(): Record<string, number>;
-  /** Process ids of the services (in-process: this process, which also runs the observer). */
+  /** Process ids of the services (in-process: the one `smallchain dev` process). */
   pids(): Record<string, number | undefined>;
 };
 
+/**
+ * The four services of an installation: as four processes, or as one `smallchain dev` process (`in-process`).
+ * Either way they run outside this process, whose observer, pool of runs and raw chain would otherwise share
+ * their thread. BENCH_SKIP=projector,... leaves services out (processes only); BENCH_PROFILE_DIR=dir writes a
+ * CPU profile of each process there (node --cpu-prof); BENCH_NODE_ARGS adds node flags to them.
+ */
 export async function startServices(nc: NatsConnection, prefix: string, mode: Mode, env: NodeJS.ProcessEnv = {}): Promise<Installation> {
   const n = names(prefix);
   const client = await Client.connect(nc, n);
-  // BENCH_SKIP=projector,...: services left out, for experiments.
   const skipped = (process.env.BENCH_SKIP ?? "").split(",");
-  if (mode === "in-process") {
-    const log = pino({ level: "warn" });
-    const starts: Record<(typeof SERVICES)[number], () => Promise<Service>> = {
-      // As `smallchain dev` runs it: on a thread of its own.
-      projector: () => startProjectorThread({ servers: [process.env.NATS_URL ?? "nats://127.0.0.1:4222"], prefix, logLevel: "warn", log }),
-      scheduler: () => startScheduler({ nc, names: n, log }),
-      "llm-worker": () => startLlmWorker({ nc, names: n, log, env: { ...process.env, ...env } }),
-      "tool-worker": () => startToolWorker({ nc, names: n, log }),
-    };
-    const services: Service[] = [];
-    for (const [name, start] of Object.entries(starts)) if (!skipped.includes(name)) services.push(await start());
-    return {
-      client,
-      stop: async () => void (await Promise.all(services.map((s) => s.stop()))),
-      rss: () => ({ "all (one process)": Math.round(process.memoryUsage().rss / 2 ** 20) }),
-      pids: () => ({ "all (one process)": process.pid }),
-    };
-  }
   const children = new Map<string, ChildProcess>();
-  await Promise.all(
-    SERVICES.filter((s) => !skipped.includes(s)).map(
-      (name) =>
-        new Promise<void>((resolve, reject) => {
-          // BENCH_PROFILE_DIR=dir writes a CPU profile of each service process (node --cpu-prof) there.
-          const profile = process.env.BENCH_PROFILE_DIR ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}`] : [];
-          // BENCH_NODE_ARGS: extra node flags for the service processes, for experiments.
-          profile.push(...(process.env.BENCH_NODE_ARGS?.split(" ").filter(Boolean) ?? []));
-          const child = spawn(process.execPath, [...profile, `${ROOT}services/${name}/dist/main.js`], {
-            env: {
-              ...process.env,
-              LOG_LEVEL: "info",
-              SC_PREFIX: prefix,
-              ...env,
-            },
-            stdio: ["ignore", "pipe", "inherit"],
-          });
-          children.set(name, child);
-          let out = "";
-          child.stdout.on("data", (d: Buffer) => {
-            out += d.toString();
-            if (out.includes(" started")) resolve();
-          });
-          child.once("exit", (code) => reject(new Error(`${name} exited with ${code}: ${out}`)));
-        }),
-    ),
-  );
+  const start = (name: string, args: string[], ready: string) =>
+    new Promise<void>((resolve, reject) => {
+      const flags = process.env.BENCH_PROFILE_DIR ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}`] : [];
+      flags.push(...(process.env.BENCH_NODE_ARGS?.split(" ").filter(Boolean) ?? []));
+      const child = spawn(process.execPath, [...flags, ...args], {
+        env: { ...process.env, LOG_LEVEL: mode === "processes" ? "info" : "warn", SC_PREFIX: prefix, ...env },
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      children.set(name, child);
+      let out = "";
+      const onData = (d: Buffer) => {
+        out += d.toString();
+        if (out.includes(ready)) resolve();
+      };
+      child.stdout.on("data", onData);
+      child.stderr.on("data", (d: Buffer) => {
+        onData(d);
+        // What goes wrong shows; `smallchain dev`'s own lines of what it started do not.
+        const lines = d.toString().split("\n").filter((l) => l && !l.startsWith("smallchain dev:"));
+        if (lines.length > 0) process.stderr.write(`${lines.join("\n")}\n`);
+      });
+      child.once("exit", (code) => reject(new Error(`${name} exited with ${code}: ${out}`)));
+    });
+  if (mode === "in-process") {
+    await start("all (one process)", [`${ROOT}packages/cli/bin/smallchain.js`, "dev", "--prefix", prefix], "running on");
+  } else {
+    await Promise.all(SERVICES.filter((s) => !skipped.includes(s)).map((name) => start(name, [`${ROOT}services/${name}/dist/main.js`], " started")));
+  }
   return {
     client,
     stop: async () => {
