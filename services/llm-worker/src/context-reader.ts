@@ -1,10 +1,24 @@
-import { RetryableError, TerminalError, emptyWindow, foldWindow, type ChatMessage, type EventStore, type FoldedWindow, type Logger } from "@smallchain/shared";
+import {
+  RetryableError,
+  TerminalError,
+  emptyWindow,
+  foldWindow,
+  llmAgentOf,
+  type ChatMessage,
+  type EventStore,
+  type FoldedWindow,
+  type LlmAgent,
+  type Logger,
+} from "@smallchain/shared";
 
 /** Pauses before each read of a run's stream that still misses messages: at once, then a little later. */
 const CATCH_UP_WAITS_MS = [0, 25, 100, 400];
 
 /** What the reader needs of the event store (a fake in unit tests). */
 export type RunReader = Pick<EventStore, "readRun">;
+
+/** A run's window as this worker holds it, and its agent's llm and tools once known. */
+type RunWindow = FoldedWindow & { agent?: LlmAgent };
 
 /**
  * Serves the context window of an LLM command from the run's event stream. Per run it keeps the fold of the
@@ -15,7 +29,7 @@ export type RunReader = Pick<EventStore, "readRun">;
  */
 export class ContextReader {
   /** By run, least recently used first. */
-  private readonly windows = new Map<string, FoldedWindow>();
+  private readonly windows = new Map<string, RunWindow>();
 
   constructor(
     private readonly store: RunReader,
@@ -31,8 +45,7 @@ export class ContextReader {
   async read(runId: string, count: number, delta: ChatMessage[] = []): Promise<ChatMessage[]> {
     const stored = count - delta.length;
     if (stored < 0) throw new TerminalError(`command of run ${runId} carries ${delta.length} new messages of a window of ${count}`);
-    const window = this.windows.get(runId) ?? emptyWindow(runId);
-    this.remember(runId, window);
+    const window = this.held(runId);
     // A replica of a clustered stream may answer a read a moment behind the leader: a short read is read again
     // soon, before the command is handed back for a later delivery.
     for (const wait of CATCH_UP_WAITS_MS) {
@@ -54,6 +67,29 @@ export class ContextReader {
     return window.messages.length === count ? window.messages : window.messages.slice(0, count);
   }
 
+  /**
+   * The llm and tools of the run's agent: `given` by a command that carries them (kept for the run's later
+   * commands), else what this worker learnt before, else the RunStarted of the run's stream (read now if this
+   * worker built the window from deltas alone, which a command without them should never leave it with).
+   */
+  async agentOf(runId: string, given?: LlmAgent): Promise<LlmAgent> {
+    const window = this.held(runId);
+    if (given) return (window.agent = given);
+    if (window.agent) return window.agent;
+    if (!window.state.agent) await this.catchUp(runId, window);
+    const snapshot = window.state.agent;
+    if (!snapshot) {
+      throw new RetryableError(`run ${runId}: its stream up to #${window.state.lastSeq} has no RunStarted (the agent's llm and tools) and the command does not carry them`, 1000);
+    }
+    return (window.agent = llmAgentOf(snapshot));
+  }
+
+  private held(runId: string): RunWindow {
+    const window = this.windows.get(runId) ?? emptyWindow(runId);
+    this.remember(runId, window);
+    return window;
+  }
+
   /** Folds the run's events after the last one folded. */
   private async catchUp(runId: string, window: FoldedWindow): Promise<void> {
     const events = await this.store.readRun(runId, window.state.lastSeq + 1, (err, seq) =>
@@ -63,7 +99,7 @@ export class ContextReader {
     foldWindow(window, events);
   }
 
-  private remember(runId: string, window: FoldedWindow): void {
+  private remember(runId: string, window: RunWindow): void {
     this.windows.delete(runId);
     this.windows.set(runId, window);
     if (this.windows.size > this.max) {

@@ -232,4 +232,46 @@ describe("ContextReader", () => {
     ]);
     expect(await reader.read(RUN, step3.messageCount)).toEqual(expectedWindow(events, step3));
   });
+
+  describe("the agent's llm and tools", () => {
+    const given = { llm: LlmConfig.parse({ name: "given", provider: "mock", replies: [{ content: "hi" }] }), tools: [] };
+    const fromRunStarted = { llm: agent.llm, tools: [] };
+
+    it("keeps what the first command carried, and serves the run's later commands from it without reading", async () => {
+      const store = fakeStore(events);
+      const reader = new ContextReader(store, fakeLog().log);
+      await reader.read(RUN, step1.messageCount, step1.delta);
+      expect(await reader.agentOf(RUN, given)).toEqual(given);
+      await reader.read(RUN, step2.messageCount, step2.delta);
+      expect(await reader.agentOf(RUN)).toEqual(given);
+      expect(store.reads).toEqual([]);
+    });
+
+    it("takes them from the run's RunStarted when it folded the stream for the window", async () => {
+      const store = fakeStore(events);
+      const reader = new ContextReader(store, fakeLog().log);
+      await reader.read(RUN, step3.messageCount, step3.delta);
+      expect(await reader.agentOf(RUN)).toEqual(fromRunStarted);
+      expect(store.reads).toHaveLength(1);
+    });
+
+    it("reads the stream for them if it holds the window from deltas alone", async () => {
+      const store = fakeStore(events);
+      const reader = new ContextReader(store, fakeLog().log);
+      await reader.read(RUN, step1.messageCount, step1.delta);
+      expect(store.reads).toEqual([]);
+      expect(await reader.agentOf(RUN)).toEqual(fromRunStarted);
+      expect(store.reads).toEqual([{ runId: RUN, fromSeq: 1 }]);
+      // The window folded along the way is the same.
+      expect(await reader.read(RUN, step2.messageCount, step2.delta)).toEqual(expectedWindow(events, step2));
+    });
+
+    it("throws RetryableError when neither the command nor the stream has them", async () => {
+      const store = fakeStore(events.slice(0, 1));
+      const reader = new ContextReader(store, fakeLog().log);
+      await expect(reader.agentOf(RUN)).rejects.toThrow(
+        new RetryableError(`run ${RUN}: its stream up to #1 has no RunStarted (the agent's llm and tools) and the command does not carry them`, 1000),
+      );
+    });
+  });
 });

@@ -62,18 +62,20 @@ export async function startLlmWorker(opts: LlmWorkerOptions): Promise<Service> {
     execute: async (command, { signal }): Promise<RunEvent> => {
       // Offloaded tool results go to the model whole.
       const messages = await blobTexts.resolve(await contexts.read(command.runId, command.messageCount, command.delta));
+      const { llm, tools } = await contexts.agentOf(command.runId, command.llm && command.tools ? { llm: command.llm, tools: command.tools } : undefined);
+      const call = { ...command, llm, tools };
       const started = Date.now();
       const live = new LiveTokens(nc, n.liveSubject(command.runId), command.runId, command.step);
       let reply;
       try {
-        reply = await providers[command.llm.provider]({ command, messages, signal, onDelta: (text) => live.push(text) });
+        reply = await providers[llm.provider]({ command: call, messages, signal, onDelta: (text) => live.push(text) });
       } finally {
         live.flush();
       }
       log.debug({ runId: command.runId, step: command.step, usage: reply.usage }, "llm responded");
       // Priced by the llm's config (pricing), once, here: the event records the cost the run is charged.
-      const costUsd = costOf(command.llm, reply.usage);
-      metrics?.llmUsage(command.llm.name, reply.usage, costUsd);
+      const costUsd = costOf(llm, reply.usage);
+      metrics?.llmUsage(llm.name, reply.usage, costUsd);
       return {
         id: `${command.runId}:llm-done:${command.step}`,
         type: "LLMResponded",

@@ -4,6 +4,7 @@ import {
   findCall,
   isCopying,
   isTerminal,
+  llmAgentOf,
   runsInToolWorker,
   totalSpend,
   type ChatMessage,
@@ -53,6 +54,7 @@ export function effectsOf(state: RunState, event: RecordedEvent, now: number): E
   switch (event.type) {
     case "LLMRequested": {
       if (!agent || state.turn.phase !== "llm" || state.turn.step !== event.data.step) return [];
+      const delta = fitsInCommand(state.llmDelta) ? state.llmDelta : undefined;
       return [
         {
           kind: "llm",
@@ -61,9 +63,10 @@ export function effectsOf(state: RunState, event: RecordedEvent, now: number): E
             runId: state.runId,
             step: event.data.step,
             messageCount: event.data.messageCount,
-            llm: agent.llm,
-            tools: agent.tools.map((t) => ({ name: t.name, description: t.description, parameters: t.parameters })),
-            ...(fitsInCommand(state.llmDelta) && { delta: state.llmDelta }),
+            ...(delta && { delta }),
+            // A worker reads nothing of the run for a command whose delta is the whole window: that command carries
+            // the agent's llm and tools. Any other worker learns them from the run's stream with the window.
+            ...(delta && delta.length >= event.data.messageCount && llmAgentOf(agent)),
           },
         },
       ];

@@ -68,7 +68,7 @@ describe("effectsOf", () => {
       });
     });
 
-    it("asks for a later step with that step's message count", () => {
+    it("asks for a later step with that step's message count, without the llm and tools (the worker has them from the run)", () => {
       const run = runWaitingForLlm().responded(1, { toolCalls: [toolCall("a", "add", { a: 1, b: 2 })] });
       decideAndRecord(run);
       run.completed("s1c0", "3");
@@ -77,6 +77,10 @@ describe("effectsOf", () => {
       const [effect] = effectsOf(run.state, requested!, NOW);
 
       expect(effect).toMatchObject({ kind: "llm", command: { id: `${RUN_ID}:llm:2`, step: 2, messageCount: 4 } });
+      // Its delta is not the whole window: a worker reads the run's stream for the rest if it lacks it, RunStarted included.
+      const command = (effect as { command: Record<string, unknown> }).command;
+      expect(command).not.toHaveProperty("llm");
+      expect(command).not.toHaveProperty("tools");
     });
 
     it("asks nothing once the state has moved past that step", () => {

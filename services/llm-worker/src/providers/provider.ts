@@ -1,4 +1,4 @@
-import type { ChatMessage, LlmCommand, ToolCallRecord, Usage } from "@smallchain/shared";
+import type { ChatMessage, ResolvedLlmCommand, ToolCallRecord, Usage } from "@smallchain/shared";
 
 export type LlmReply = {
   content: string | null;
@@ -9,7 +9,8 @@ export type LlmReply = {
 };
 
 export type LlmRequest = {
-  command: LlmCommand;
+  /** The command with its agent's llm and tools in place. */
+  command: ResolvedLlmCommand;
   messages: ChatMessage[];
   signal: AbortSignal;
   /** Called with each piece of the answer's text as it arrives (streaming providers). */
