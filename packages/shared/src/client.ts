@@ -199,11 +199,13 @@ export class Client {
     while (Date.now() < deadline) {
       let watch;
       try {
-        watch = await this.buckets.runs.watch({ key: runId });
+        watch = await startWithin(this.buckets.runs.watch({ key: runId }), Math.min(5_000, deadline - Date.now()));
       } catch {
         await new Promise((r) => setTimeout(r, 250));
         continue;
       }
+      // Starting the watch took too long (it waits for the stream's leader): try again, within the deadline.
+      if (!watch) continue;
       const timer = setTimeout(() => watch.stop(), Math.max(0, Math.min(deadline, Date.now() + 5_000) - Date.now()));
       try {
         for await (const e of watch) {
@@ -220,5 +222,22 @@ export class Client {
     }
     const last = await this.getRun(runId).catch(() => undefined);
     throw new Error(`run ${runId} did not reach the expected state within ${timeoutMs} ms (status: ${last?.status ?? "unknown"})`);
+  }
+}
+
+/**
+ * `starting` if it resolves within `ms`, else undefined; what it resolves to later is stopped. A KV watch is an
+ * ordered push consumer, which retries its creation (up to 30 times, with backoff) while the bucket's stream
+ * has no leader: starting one has no deadline of its own, and a cluster may be electing a leader for minutes.
+ */
+export async function startWithin<T extends { stop(): void }>(starting: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<undefined>((resolve) => (timer = setTimeout(resolve, Math.max(0, ms), undefined)));
+  try {
+    const first = await Promise.race([starting, late]);
+    if (first === undefined) void starting.then((w) => w.stop(), () => undefined);
+    return first;
+  } finally {
+    clearTimeout(timer);
   }
 }
