@@ -1,20 +1,15 @@
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
-import { createMetrics, runRequested, type RunEvent } from "@smallchain/shared";
+import { createMetrics, type RunEvent } from "@smallchain/shared";
 import { startProjectorThread } from "@smallchain/projector";
+import { runStart } from "../support/events.js";
 import { eventually } from "../support/processes.js";
 import { natsUrl } from "../support/nats.js";
 import { startStack } from "../support/stack.js";
 
 const log = pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" });
-const agent = { name: "a", systemPrompt: "be brief", maxSteps: 5, llm: { name: "m", provider: "openai" as const, model: "m", api_key_env: "OPENAI_API_KEY", parameters: {}, timeout_ms: 1000 }, tools: [] };
-
 function runEvents(runId: string): RunEvent[] {
-  return [
-    runRequested(runId, 1, { agent: "a", task: "t", input: "hello" }),
-    { id: `${runId}:started`, type: "RunStarted", v: 1, runId, at: 2, data: { agent } },
-    { id: `${runId}:completed`, type: "RunCompleted", v: 1, runId, at: 3, data: { output: "hi" } },
-  ];
+  return [...runStart(runId), { id: `${runId}:completed`, type: "RunCompleted", v: 1, runId, at: 3, data: { output: "hi" } }];
 }
 
 async function appendRun(stack: Awaited<ReturnType<typeof startStack>>, runId: string): Promise<void> {

@@ -1,20 +1,15 @@
 import { jetstreamManager } from "@nats-io/jetstream";
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
-import { encodeView, evolve, initialState, runRequested, type RecordedEvent, type RunEvent } from "@smallchain/shared";
+import { encodeView, evolve, initialState, type RecordedEvent, type RunEvent } from "@smallchain/shared";
 import { startProjector } from "@smallchain/projector";
+import { runStart } from "../support/events.js";
 import { eventually } from "../support/processes.js";
 import { startStack } from "../support/stack.js";
 
 const log = pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" });
-const agent = { name: "a", systemPrompt: "be brief", maxSteps: 5, llm: { name: "m", provider: "openai" as const, model: "m", api_key_env: "OPENAI_API_KEY", parameters: {}, timeout_ms: 1000 }, tools: [] };
-
 function runEvents(runId: string): RunEvent[] {
-  return [
-    runRequested(runId, 1, { agent: "a", task: "t", input: "hello" }),
-    { id: `${runId}:started`, type: "RunStarted", v: 1, runId, at: 2, data: { agent } },
-    { id: `${runId}:llm1`, type: "LLMRequested", v: 1, runId, at: 3, data: { step: 1, llm: "m", messageCount: 2 } },
-  ];
+  return [...runStart(runId), { id: `${runId}:llm1`, type: "LLMRequested", v: 1, runId, at: 3, data: { step: 1, llm: "m", messageCount: 2 } }];
 }
 
 describe("the projector's view writes", () => {

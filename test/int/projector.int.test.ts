@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 import { encode, provision, runRequested, type RecordedEvent, type RunEvent } from "@smallchain/shared";
 import { eventually } from "../support/processes.js";
 import { adderConfig } from "../support/configs.js";
+import { runStart } from "../support/events.js";
 import { startStack } from "../support/stack.js";
 
 describe("the projector", () => {
@@ -84,9 +85,9 @@ describe("the projector", () => {
     const first = await stack.start("projector");
     const store = stack.client.store;
     const runId = "rheld";
-    const agent = { name: "a", systemPrompt: "be brief", maxSteps: 5, llm: { name: "m", provider: "openai" as const, model: "m", api_key_env: "OPENAI_API_KEY", parameters: {}, timeout_ms: 1000 }, tools: [] };
-    await store.append(runRequested(runId, 1, { agent: "a", task: "t", input: "hello" }), 0);
-    await store.append({ id: `${runId}:started`, type: "RunStarted", v: 1, runId, at: 2, data: { agent } });
+    const [requested, started] = runStart(runId);
+    await store.append(requested, 0);
+    await store.append(started);
     await eventually(async () => (await stack.client.getRun(runId))?.status === "Running", 10_000, "the view to show RunStarted");
     await first.stop();
     await store.append({ id: `${runId}:llm1`, type: "LLMRequested", v: 1, runId, at: 3, data: { step: 1, llm: "m", messageCount: 2 } });
