@@ -67,6 +67,8 @@ function cpuTotals() {
   };
 }
 
+type CpuTotals = ReturnType<typeof cpuTotals>;
+
 function pooledChain(rounds: ChainResult[]): ChainResult {
   return { concurrency: rounds[0]!.concurrency, ...pooled(rounds.map((r) => r.samples!)) };
 }
@@ -100,16 +102,24 @@ async function scenario(nc: NatsConnection, mode: Mode, llm: Llm, fake: FakeOpen
     const rawPids = { bench: process.pid, "nats-server": natsPid };
     const pids = { ...inst.pids(), bench: process.pid, "nats-server": natsPid };
     const cpu = { raw1: cpuTotals(), raw64: cpuTotals(), c1: cpuTotals(), c64: cpuTotals() };
-    const c1Rounds: [ChainResult, StepResult][] = [];
-    for (let r = 0; r < ROUNDS; r++) {
-      const raw = await cpu.raw1.measure(rawPids, () => rawChain(nc, prefix("r"), 1, C1_RUNS_PER_ROUND * STEPS, 1));
-      c1Rounds.push([raw, await cpu.c1.measure(pids, () => measureSteps(inst, obs, 1, C1_RUNS_PER_ROUND, STEPS))]);
-    }
-    const c64Rounds: [ChainResult, StepResult][] = [];
-    for (let r = 0; r < ROUNDS; r++) {
-      const raw = await cpu.raw64.measure(rawPids, () => rawChain(nc, prefix("r"), 64, RAW_C64_STEPS_PER_ROUND, 64));
-      c64Rounds.push([raw, await cpu.c64.measure(pids, () => measureSteps(inst, obs, 64, C64_RUNS_PER_ROUND, STEPS))]);
-    }
+    /** ROUNDS of the raw chain and then the deployment, each with the CPU of its processes counted. */
+    const inRounds = async (raw: () => Promise<ChainResult>, rawCpu: CpuTotals, smallchain: () => Promise<StepResult>, smallchainCpu: CpuTotals) => {
+      const rounds: [ChainResult, StepResult][] = [];
+      for (let r = 0; r < ROUNDS; r++) rounds.push([await rawCpu.measure(rawPids, raw), await smallchainCpu.measure(pids, smallchain)]);
+      return rounds;
+    };
+    const c1Rounds = await inRounds(
+      () => rawChain(nc, prefix("r"), 1, C1_RUNS_PER_ROUND * STEPS, 1),
+      cpu.raw1,
+      () => measureSteps(inst, obs, 1, C1_RUNS_PER_ROUND, STEPS),
+      cpu.c1,
+    );
+    const c64Rounds = await inRounds(
+      () => rawChain(nc, prefix("r"), 64, RAW_C64_STEPS_PER_ROUND, 64),
+      cpu.raw64,
+      () => measureSteps(inst, obs, 64, C64_RUNS_PER_ROUND, STEPS),
+      cpu.c64,
+    );
     const rssMb = inst.rss();
     const raw: Raw = {
       c1: pooledChain(c1Rounds.map(([r]) => r)),

@@ -2,7 +2,7 @@ import { AckPolicy, RetentionPolicy, StorageType, jetstream, jetstreamManager } 
 import type { NatsConnection } from "@nats-io/transport-node";
 import { encode, decode } from "@smallchain/shared";
 import { z } from "zod";
-import { pool, summarize, windowOf, type Samples, type Summary } from "./stats.js";
+import { pool, summarize, rateOf, windowOf, type Samples, type Summary } from "./stats.js";
 
 export type ChainResult = {
   concurrency: number;
@@ -80,7 +80,7 @@ export async function rawChain(nc: NatsConnection, prefix: string, concurrency: 
   await jsm.streams.delete(`${up}_RAWEV`);
   const steps = chains * stepsPerChain;
   const window = chains === concurrency ? windowOf(ends, started, firstDone) : { steps, seconds };
-  const steadyStepsPerSecond = window.seconds > 0 ? Math.round(window.steps / window.seconds) : 0;
+  const steadyStepsPerSecond = rateOf(window);
   return {
     concurrency,
     steps,

@@ -4,7 +4,7 @@ import { fileURLToPath } from "node:url";
 import { jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { Client, names, parseConfig } from "@smallchain/shared";
-import { pool, summarize, windowOf, type Samples, type Summary } from "./stats.js";
+import { pool, summarize, rateOf, windowOf, type Samples, type Summary } from "./stats.js";
 
 const ROOT = fileURLToPath(new URL("../../../../", import.meta.url));
 const SERVICES = ["scheduler", "projector", "llm-worker", "tool-worker"] as const;
@@ -216,7 +216,7 @@ export async function measureSteps(inst: Installation, obs: Observer, concurrenc
   const last = starts.at(-1);
   const window =
     runs > concurrency && full !== undefined && last !== undefined ? windowOf(ids.flatMap((id) => obs.stepEnds(id)), full, last) : { steps, seconds };
-  const steadyStepsPerSecond = window.seconds > 0 ? Math.round(window.steps / window.seconds) : 0;
+  const steadyStepsPerSecond = rateOf(window);
   return { concurrency, runs, steps, seconds, stepsPerSecond, steadyStepsPerSecond, latencyMs: summarize(latencies), samples: { steps, seconds, window, latencies } };
 }
 

@@ -22,12 +22,11 @@ export async function pool(total: number, concurrency: number, task: (i: number)
 }
 
 /**
- * Steps per second inside [from, to]: the steps that ended in it over its length. At "64 concurrent" this is the
- * stretch in which 64 runs were in flight, without the ramp at either end (a pool that fills, then drains).
+ * Steps per second inside a window: the steps that ended in it over its length. At "64 concurrent" the window is
+ * the stretch in which 64 runs were in flight, without the ramp at either end (a pool that fills, then drains).
  */
-export function windowRate(stepEnds: number[], from: number, to: number): number {
-  const w = windowOf(stepEnds, from, to);
-  return w.seconds > 0 ? Math.round(w.steps / w.seconds) : 0;
+export function rateOf(window: Window): number {
+  return window.seconds > 0 ? Math.round(window.steps / window.seconds) : 0;
 }
 
 /** The steps that ended inside [from, to], and its length. */
