@@ -25,7 +25,7 @@ tasks: [ { name: sum, user_message: "add 2 and 3", agent: adder } ]
 `);
       const runId = "rlivestream1";
       const live: LiveMessage[] = [];
-      const sub = stack.nc.subscribe(stack.names.liveSubject(runId), { callback: (_e, m) => live.push(LiveMessage.parse(m.json())) });
+      const sub = stack.nc.subscribe(stack.names.liveSubject(runId), { callback: (_e, m) => void live.push(LiveMessage.parse(m.json())) });
       await stack.client.startRun({ task: "sum", runId });
 
       const done = await stack.client.waitForRun(runId, { timeoutMs: 15_000 });

@@ -1,4 +1,4 @@
-import { jetstream } from "@nats-io/jetstream";
+import { jetstream, type JsMsg } from "@nats-io/jetstream";
 import { describe, expect, it } from "vitest";
 import { encode, provision, runRequested, type RecordedEvent, type RunEvent } from "@smallchain/shared";
 import { eventually } from "../support/processes.js";
@@ -64,7 +64,7 @@ describe("the projector", () => {
       v: 1,
       runId: "rfail",
       at: 2,
-      data: { agent: { name: "a", systemPrompt: "be brief", maxSteps: 5, llm: { name: "m", provider: "openai", model: "m", api_key_env: "OPENAI_API_KEY", parameters: {}, timeout_ms: 1000 }, tools: [] } },
+      data: { agent: { name: "a", systemPrompt: "be brief", maxSteps: 5, llm: { name: "m", provider: "openai", model: "m", api_key_env: "OPENAI_API_KEY", parameters: {}, timeout_ms: 1000, stream: false }, tools: [] } },
     };
     await stack.client.store.append(started);
     await new Promise((r) => setTimeout(r, 500));
@@ -103,7 +103,7 @@ describe("the projector", () => {
     // made short and deterministic with a delayed nak): LLMRequested comes back at once, LLMResponded in 3 s.
     const consumer = await js.consumers.get(stack.names.eventsStream, stack.names.consumers.projector);
     const held = await consumer.fetch({ max_messages: 2, expires: 2_000 });
-    const taken = [];
+    const taken: JsMsg[] = [];
     for await (const m of held) {
       taken.push(m);
       if (taken.length === 2) break;

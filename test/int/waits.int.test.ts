@@ -226,7 +226,7 @@ describe("runs that wait for people and the outside world", () => {
   describe("callbacks", () => {
     it("hands the arguments out with a one-time token; the right token completes the call, wrong and reused ones are refused", async () => {
       const handedOut: { runId: string; callId: string; args: unknown; token: string; reply: { subject: string } }[] = [];
-      const sub = stack.nc.subscribe(`bank.${stack.prefix}.payments`, { callback: (_e, m) => handedOut.push(m.json()) });
+      const sub = stack.nc.subscribe(`bank.${stack.prefix}.payments`, { callback: (_e, m) => void handedOut.push(m.json()) });
       const viaNats = await start("pay_invoice");
       const viaHttp = await start("pay_invoice");
       await until(viaNats, "AwaitingCallback");

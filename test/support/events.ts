@@ -1,11 +1,11 @@
-import { runRequested, type RunEvent } from "@smallchain/shared";
+import { runRequested, type AgentSnapshot, type RunEvent } from "@smallchain/shared";
 
 /** A small agent snapshot, as a run's RunStarted holds it. */
-const briefAgent = {
+const briefAgent: AgentSnapshot = {
   name: "a",
   systemPrompt: "be brief",
   maxSteps: 5,
-  llm: { name: "m", provider: "openai" as const, model: "m", api_key_env: "OPENAI_API_KEY", parameters: {}, timeout_ms: 1000 },
+  llm: { name: "m", provider: "openai" as const, model: "m", api_key_env: "OPENAI_API_KEY", parameters: {}, timeout_ms: 1000, stream: false },
   tools: [],
 };
 

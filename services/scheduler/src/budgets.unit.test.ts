@@ -11,7 +11,7 @@ function builtin(name: keyof typeof BUILTIN_TOOLS): ToolSnapshot {
   return { kind: "builtin", name, description: BUILTIN_TOOLS[name].description, parameters: BUILTIN_TOOLS[name].parameters, builtin: name };
 }
 
-function ofType<T extends EventType>(events: RunEvent[], type: T): EventOf<T>[] {
+function ofType<T extends EventType>(events: readonly RunEvent[], type: T): EventOf<T>[] {
   return events.filter((e): e is EventOf<T> => e.type === type);
 }
 
@@ -179,7 +179,7 @@ describe("self-management builtins", () => {
     expect(decide(run.state, { now: NOW, budget: windows }).map((e) => e.type)).toEqual(["ToolCallRequested"]);
     settle(run, { now: NOW, budget: windows, spendSince });
 
-    const result = JSON.parse(ofType(run.events as RunEvent[], "ToolCallCompleted").at(-1)!.data.result);
+    const result = JSON.parse(ofType(run.events, "ToolCallCompleted").at(-1)!.data.result);
     expect(result).toMatchObject({
       run: { cost_usd: 0.01, tokens: 150 },
       agent: { name: "assistant", cost_usd: 0.06, tokens: 900 },
@@ -192,10 +192,10 @@ describe("self-management builtins", () => {
     const run = calling(["spawn_task", { agent: "writer", message: "write a poem" }]);
     settle(run, { now: NOW, budget: windows });
 
-    const requested = ofType(run.events as RunEvent[], "ChildRunRequested")[0]!;
+    const requested = ofType(run.events, "ChildRunRequested")[0]!;
     expect(requested.data).toMatchObject({ callId: "s2c0", agent: "writer", input: "write a poem", detached: true });
     const childId = requested.data.childRunId;
-    expect(JSON.parse(ofType(run.events as RunEvent[], "ToolCallCompleted").at(-1)!.data.result)).toEqual({ run_id: childId, agent: "writer", status: "Running" });
+    expect(JSON.parse(ofType(run.events, "ToolCallCompleted").at(-1)!.data.result)).toEqual({ run_id: childId, agent: "writer", status: "Running" });
     expect(run.state.children).toEqual([{ runId: childId, callId: "s2c0", agent: "writer", status: "Running" }]);
 
     const [effect] = effectsOf(run.state, { ...requested, seq: 99 }, NOW);
@@ -226,7 +226,7 @@ describe("self-management builtins", () => {
   it("wait_for refuses ids of runs it did not spawn", () => {
     const run = calling(["wait_for", { run_ids: ["rstranger"] }]);
     settle(run, { now: NOW, budget: windows });
-    expect(ofType(run.events as RunEvent[], "ToolCallFailed")[0]?.data.error).toMatch(/unknown: rstranger/);
+    expect(ofType(run.events, "ToolCallFailed")[0]?.data.error).toMatch(/unknown: rstranger/);
   });
 
   it("cancel_task cancels a spawned run through an effect on the child's stream", () => {
