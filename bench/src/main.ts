@@ -4,7 +4,7 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { names, runRequested } from "@smallchain/shared";
 import { startFakeOpenAI, turnOf, type FakeOpenAI } from "../../test/support/fake-openai.js";
 import { rawChain, type ChainResult } from "./raw-chain.js";
-import { Observer, applyConfig, benchConfig, cleanup, measureStarts, measureSteps, startServices, type Llm, type Mode, type StepResult } from "./smallchain.js";
+import { Observer, applyConfig, benchConfig, cleanup, measureStarts, measureSteps, quiesce, startServices, type Llm, type Mode, type StepResult } from "./smallchain.js";
 import { pooled, round, summarize } from "./stats.js";
 import { cpuMeter, natsServerPid } from "./cpu.js";
 
@@ -83,6 +83,40 @@ async function rawPass(nc: NatsConnection): Promise<void> {
   await rawChain(nc, prefix("r"), 64, quick ? 20 : 60, 64);
 }
 
+type Floor = { c1: ChainResult; c64: ChainResult; raw: { c1: ChainResult; c64: ChainResult }; ratios: { throughputC64: number; latencyP50C1: number }; roundRatios: { throughputC64: number[]; latencyP50C1: number[] } };
+
+/**
+ * The floor of the design on this server: the raw chain with a guarded decision stored before each command
+ * (rawChain's `decisions`), measured in rounds with the raw chain as the deployments are. No implementation of
+ * Smallchain's protocol on NATS 2.9 can do better than these ratios; what a deployment adds beyond them is its own.
+ */
+async function designFloor(nc: NatsConnection): Promise<Floor> {
+  const decisions = { decisions: true };
+  await rawChain(nc, prefix("f"), 1, quick ? 100 : 300, 1, decisions);
+  await rawChain(nc, prefix("f"), 64, quick ? 20 : 60, 64, decisions);
+  const rounds: { raw1: ChainResult; floor1: ChainResult; raw64: ChainResult; floor64: ChainResult }[] = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    const raw1 = await rawChain(nc, prefix("r"), 1, C1_RUNS_PER_ROUND * STEPS, 1);
+    const floor1 = await rawChain(nc, prefix("f"), 1, C1_RUNS_PER_ROUND * STEPS, 1, decisions);
+    const raw64 = await rawChain(nc, prefix("r"), 64, RAW_C64_STEPS_PER_ROUND, 64);
+    const floor64 = await rawChain(nc, prefix("f"), 64, RAW_C64_STEPS_PER_ROUND, 64, decisions);
+    rounds.push({ raw1, floor1, raw64, floor64 });
+  }
+  const raw = { c1: pooledChain(rounds.map((r) => r.raw1)), c64: pooledChain(rounds.map((r) => r.raw64)) };
+  const c1 = pooledChain(rounds.map((r) => r.floor1));
+  const c64 = pooledChain(rounds.map((r) => r.floor64));
+  return {
+    c1,
+    c64,
+    raw,
+    ratios: { throughputC64: round(c64.steadyStepsPerSecond / raw.c64.steadyStepsPerSecond), latencyP50C1: round(c1.latencyMs.p50 / raw.c1.latencyMs.p50) },
+    roundRatios: {
+      throughputC64: rounds.map((r) => round(r.floor64.steadyStepsPerSecond / r.raw64.steadyStepsPerSecond)),
+      latencyP50C1: rounds.map((r) => round(r.floor1.latencyMs.p50 / r.raw1.latencyMs.p50)),
+    },
+  };
+}
+
 /**
  * One deployment and llm at 1 and at 64 runs, in rounds that each measure the raw chain and then the deployment
  * (see ROUNDS): each ratio compares figures taken seconds apart, pooled over the rounds.
@@ -105,7 +139,13 @@ async function scenario(nc: NatsConnection, mode: Mode, llm: Llm, fake: FakeOpen
     /** ROUNDS of the raw chain and then the deployment, each with the CPU of its processes counted. */
     const inRounds = async (raw: () => Promise<ChainResult>, rawCpu: CpuTotals, smallchain: () => Promise<StepResult>, smallchainCpu: CpuTotals) => {
       const rounds: [ChainResult, StepResult][] = [];
-      for (let r = 0; r < ROUNDS; r++) rounds.push([await rawCpu.measure(rawPids, raw), await smallchainCpu.measure(pids, smallchain)]);
+      for (let r = 0; r < ROUNDS; r++) {
+        // Each measured with the cores to itself: the deployment idle (its projector caught up), the raw chain gone.
+        await quiesce(nc, p);
+        const rawRound = await rawCpu.measure(rawPids, raw);
+        await quiesce(nc, p);
+        rounds.push([rawRound, await smallchainCpu.measure(pids, smallchain)]);
+      }
       return rounds;
     };
     const c1Rounds = await inRounds(
@@ -160,6 +200,13 @@ async function main() {
   // new): cold, its first 300 steps at c1 took 2.2 ms each (p50), warm 1.0-1.2 ms.
   log("warming up the raw JetStream chain...");
   for (let i = 0; i < 3; i++) await rawPass(nc);
+  log(`the design's floor: the raw chain with a guarded decision before each command, in ${ROUNDS} rounds with the raw chain...`);
+  const floor = await designFloor(nc);
+  results.floor = floor;
+  log(
+    `  floor c1 p50 ${floor.c1.latencyMs.p50} ms against raw ${floor.raw.c1.latencyMs.p50} ms (${floor.ratios.latencyP50C1}x); c64 ${floor.c64.steadyStepsPerSecond} steps/s against ${floor.raw.c64.steadyStepsPerSecond} (${floor.ratios.throughputC64}x)`,
+  );
+  log(`    each round's ratio: c64 ${floor.roundRatios.throughputC64.join(", ")}; c1 p50 ${floor.roundRatios.latencyP50C1.join(", ")}`);
   log(`smallchain, each deployment in ${ROUNDS} rounds of the raw JetStream chain (the baseline) and then the deployment...`);
   const scenarios: Scenario[] = [];
   const order = (process.env.BENCH_ORDER?.split(",").map((s) => s.split(":")) as [Mode, Llm][] | undefined) ?? ([["processes", "mock"], ["processes", "openai"], ["in-process", "mock"]] as const);
@@ -236,6 +283,7 @@ async function main() {
     // The raw chain runs its driver and worker in one process: `smallchain dev` is the like-for-like deployment.
     ...(dev && { inProcess: ratiosOf(dev) }),
     targets: { throughputC64: ">= 0.5", latencyP50C1: "<= 2" },
+    designFloor: floor.ratios,
   };
   results.seconds = round((performance.now() - t0) / 1000, 1);
 
@@ -252,6 +300,9 @@ async function main() {
     const r = ratiosOf(s);
     console.log(`ratios (smallchain ${s.mode}/${s.llm} vs raw): throughput at 64 = ${r.throughputC64} (target >= 0.5), p50 latency at 1 = ${r.latencyP50C1} (target <= 2)`);
   }
+  console.log(
+    `the design's floor on this server (raw chain + a guarded decision before each command): throughput at 64 = ${floor.ratios.throughputC64}, p50 latency at 1 = ${floor.ratios.latencyP50C1}`,
+  );
   console.log(`runs started: ${starts.runsStartedPerSecond}/s; 200-step run: step p50 first 10 ${flat.first10.p50} ms, last 10 ${flat.last10.p50} ms`);
   console.log(`backlog of ${BACKLOG}: drained in ${round(drainSeconds, 1)} s, peak RSS MB ${JSON.stringify(peak)}; get runs: a page of ${pageSize} in ${round(getRunsMs, 0)} ms, all ${page.length} in ${round(allRunsMs, 0)} ms, the CLI process (first page of 500) ${round(cliMs, 0)} ms`);
   console.log(`CPU ms per step at c64: ${scenarios.map((s) => `raw ${JSON.stringify(s.raw.cpuMsPerStep)}, then ${s.mode}/${s.llm} ${JSON.stringify(s.cpuMsPerStep)}`).join("; ")}`);

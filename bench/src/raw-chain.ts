@@ -16,7 +16,7 @@ export type ChainResult = {
   samples?: Samples;
 };
 
-const Msg = z.object({ chain: z.number(), step: z.number(), kind: z.enum(["llm", "tool"]), body: z.string() });
+const Msg = z.object({ chain: z.number(), step: z.number(), kind: z.enum(["llm", "tool"]), body: z.string(), decided: z.boolean().optional() });
 type Msg = z.infer<typeof Msg>;
 
 /**
@@ -24,8 +24,21 @@ type Msg = z.infer<typeof Msg>;
  * and acked by a worker that appends an event on the chain's own subject; a driver consumes the event and
  * publishes the next command. One step = LLM command, its event, tool command, its event (4 stored messages),
  * with msgpack payloads validated by zod like ours.
+ *
+ * With `decisions`, it is the floor of Smallchain's design on NATS 2.9 instead: before each command the driver
+ * appends a decision to the chain's subject, guarded by the subject's last sequence (two deciders can never both
+ * write), and publishes the command once the decision is stored. Six stored messages a step, and one more round
+ * trip to the server before each command; the driver's consumer gets its own decisions back, as the scheduler's
+ * does. No code of Smallchain's runs in it.
  */
-export async function rawChain(nc: NatsConnection, prefix: string, concurrency: number, stepsPerChain: number, chains: number): Promise<ChainResult> {
+export async function rawChain(
+  nc: NatsConnection,
+  prefix: string,
+  concurrency: number,
+  stepsPerChain: number,
+  chains: number,
+  { decisions = false }: { decisions?: boolean } = {},
+): Promise<ChainResult> {
   const up = prefix.toUpperCase();
   const jsm = await jetstreamManager(nc);
   const js = jetstream(nc);
@@ -42,21 +55,28 @@ export async function rawChain(nc: NatsConnection, prefix: string, concurrency: 
     }
   })();
 
-  const waiters = new Map<number, (e: Msg) => void>();
+  const waiters = new Map<number, (seq: number) => void>();
   const driver = await (await js.consumers.get(`${up}_RAWEV`, "driver")).consume({ max_messages: 512 });
   void (async () => {
     for await (const m of driver) {
       const e = decode(Msg, m.data, "raw event");
       m.ack();
-      waiters.get(e.chain)?.(e);
+      if (!e.decided) waiters.get(e.chain)?.(m.seq);
     }
   })();
 
-  const send = (chain: number, step: number, kind: "llm" | "tool") =>
-    new Promise<Msg>((resolve) => {
-      waiters.set(chain, resolve);
-      void js.publish(`${prefix}.raw.cmd.${kind}`, encode({ chain, step, kind, body: "x".repeat(64) }), { msgID: `${chain}:${step}:${kind}:cmd` });
-    });
+  /** The chain's newest sequence on its subject: what its next decision expects. */
+  const lastSeq = new Map<number, number>();
+  const send = async (chain: number, step: number, kind: "llm" | "tool") => {
+    const done = new Promise<number>((resolve) => waiters.set(chain, resolve));
+    if (decisions) {
+      const decision = encode({ chain, step, kind, body: "x".repeat(64), decided: true });
+      const ack = await js.publish(`${prefix}.raw.ev.${chain}`, decision, { msgID: `${chain}:${step}:${kind}:decided`, expect: { lastSubjectSequence: lastSeq.get(chain) ?? 0 } });
+      lastSeq.set(chain, ack.seq);
+    }
+    void js.publish(`${prefix}.raw.cmd.${kind}`, encode({ chain, step, kind, body: "x".repeat(64) }), { msgID: `${chain}:${step}:${kind}:cmd` });
+    lastSeq.set(chain, await done);
+  };
 
   const latencies: number[] = [];
   const ends: number[] = [];

@@ -90,6 +90,26 @@ export async function cleanup(nc: NatsConnection, prefix: string): Promise<void>
   for (const name of doomed) await jsm.streams.delete(name);
 }
 
+/**
+ * Waits until the installation has nothing left to do: every consumer of its events and commands has delivered and
+ * had acked all it holds (the projector trails a pool of 64 by up to a second), then a moment for the views held
+ * back. The raw chain measured next must not share the cores with the tail of the deployment's last round.
+ */
+export async function quiesce(nc: NatsConnection, prefix: string, timeoutMs = 10_000): Promise<void> {
+  const jsm = await jetstreamManager(nc);
+  const n = names(prefix);
+  const busy = async () => {
+    let left = 0;
+    for (const stream of [n.eventsStream, n.commandsStream]) {
+      for await (const c of jsm.consumers.list(stream)) left += c.num_pending + c.num_ack_pending;
+    }
+    return left;
+  };
+  const deadline = Date.now() + timeoutMs;
+  while ((await busy()) > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  await new Promise((r) => setTimeout(r, 200));
+}
+
 /** The agent of every measurement: each LLM call returns one call of the builtin add, `steps` times, then an answer. */
 export function benchConfig(llm: Llm, steps: number, baseUrl?: string): string {
   const reply = "      - tool_calls: [ { name: add, arguments: { a: 1, b: 2 } } ]";
