@@ -278,12 +278,19 @@ async function main() {
     throughputC64: round(s.c64.steadyStepsPerSecond / s.raw.c64.steadyStepsPerSecond),
     latencyP50C1: round(s.c1.latencyMs.p50 / s.raw.c1.latencyMs.p50),
   });
+  const againstRawAlone = (s: Scenario) => ({
+    throughputC64: round(s.c64.steadyStepsPerSecond / floor.raw.c64.steadyStepsPerSecond),
+    latencyP50C1: round(s.c1.latencyMs.p50 / floor.raw.c1.latencyMs.p50),
+  });
   results.ratios = {
     ...ratiosOf(main),
     // The raw chain runs its driver and worker in one process: `smallchain dev` is the like-for-like deployment.
     ...(dev && { inProcess: ratiosOf(dev) }),
     targets: { throughputC64: ">= 0.5", latencyP50C1: "<= 2" },
     designFloor: floor.ratios,
+    // The same deployments against the raw chain of the floor's rounds, measured before any installation started:
+    // next to an idle installation the raw chain runs 15-25% slower (see docs/performance.md, session 7).
+    againstRawAlone: Object.fromEntries(scenarios.map((s) => [`${s.mode}/${s.llm}`, againstRawAlone(s)])),
   };
   results.seconds = round((performance.now() - t0) / 1000, 1);
 
@@ -300,6 +307,11 @@ async function main() {
     const r = ratiosOf(s);
     console.log(`ratios (smallchain ${s.mode}/${s.llm} vs raw): throughput at 64 = ${r.throughputC64} (target >= 0.5), p50 latency at 1 = ${r.latencyP50C1} (target <= 2)`);
   }
+  console.log(
+    `the raw chain before any installation started (the floor's rounds): c1 p50 ${floor.raw.c1.latencyMs.p50} ms, c64 ${floor.raw.c64.steadyStepsPerSecond} steps/s; against it: ${scenarios
+      .map((s) => `${s.mode}/${s.llm} ${againstRawAlone(s).throughputC64} at 64, ${againstRawAlone(s).latencyP50C1} at 1`)
+      .join("; ")}`,
+  );
   console.log(
     `the design's floor on this server (raw chain + a guarded decision before each command): throughput at 64 = ${floor.ratios.throughputC64}, p50 latency at 1 = ${floor.ratios.latencyP50C1}`,
   );

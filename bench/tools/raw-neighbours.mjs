@@ -1,5 +1,5 @@
 // How the raw chain fares next to a Smallchain installation: alone, right after a pool of runs, after a pause, and
-// after the installation's consumers have nothing pending. node bench/tools/raw-neighbours.mjs [processes|in-process]
+// after the installation's consumers have nothing pending; then after its services stop, and after its streams go. node bench/tools/raw-neighbours.mjs [processes|in-process]
 import { connect } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { names } from "@smallchain/shared";
@@ -41,7 +41,12 @@ for (let round = 0; round < 2; round++) {
   await raw("after a pool, once nothing is pending");
 }
 obs.close();
+await raw("services idle, the bench's observer closed");
+await raw("services idle, the bench's observer closed");
 await inst.stop();
-await raw("services stopped");
+await raw("services stopped, their streams kept");
+await raw("services stopped, their streams kept");
 await cleanup(nc, prefix);
+await raw("streams deleted too");
+await raw("streams deleted too");
 await nc.close();
