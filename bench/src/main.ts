@@ -5,7 +5,7 @@ import { names, runRequested } from "@smallchain/shared";
 import { startFakeOpenAI, turnOf, type FakeOpenAI } from "../../test/support/fake-openai.js";
 import { rawChain, type ChainResult } from "./raw-chain.js";
 import { Observer, applyConfig, benchConfig, cleanup, measureStarts, measureSteps, quiesce, startServices, type Llm, type Mode, type StepResult } from "./smallchain.js";
-import { pooled, round, summarize } from "./stats.js";
+import { pooled, round, summarize, type Summary } from "./stats.js";
 import { cpuMeter, natsServerPid } from "./cpu.js";
 
 const natsPid = natsServerPid();
@@ -83,7 +83,18 @@ async function rawPass(nc: NatsConnection): Promise<void> {
   await rawChain(nc, prefix("r"), 64, quick ? 20 : 60, 64);
 }
 
-type Floor = { c1: ChainResult; c64: ChainResult; raw: { c1: ChainResult; c64: ChainResult }; ratios: { throughputC64: number; latencyP50C1: number }; roundRatios: { throughputC64: number[]; latencyP50C1: number[] } };
+type Measured = { steadyStepsPerSecond: number; latencyMs: Summary };
+type Ratios = { throughputC64: number; latencyP50C1: number };
+/** Steps/s while 64 were in flight, as a multiple of the baseline's (higher is better). */
+const throughputRatio = (x: Measured, base: Measured) => round(x.steadyStepsPerSecond / base.steadyStepsPerSecond);
+/** p50 latency at 1, as a multiple of the baseline's (lower is better). */
+const latencyRatio = (x: Measured, base: Measured) => round(x.latencyMs.p50 / base.latencyMs.p50);
+const ratiosOf = (x: { c1: Measured; c64: Measured }, base: { c1: Measured; c64: Measured }): Ratios => ({
+  throughputC64: throughputRatio(x.c64, base.c64),
+  latencyP50C1: latencyRatio(x.c1, base.c1),
+});
+
+type Floor = { c1: ChainResult; c64: ChainResult; raw: { c1: ChainResult; c64: ChainResult }; ratios: Ratios; roundRatios: { throughputC64: number[]; latencyP50C1: number[] } };
 
 /**
  * The floor of the design on this server: the raw chain with a guarded decision stored before each command
@@ -109,10 +120,10 @@ async function designFloor(nc: NatsConnection): Promise<Floor> {
     c1,
     c64,
     raw,
-    ratios: { throughputC64: round(c64.steadyStepsPerSecond / raw.c64.steadyStepsPerSecond), latencyP50C1: round(c1.latencyMs.p50 / raw.c1.latencyMs.p50) },
+    ratios: ratiosOf({ c1, c64 }, raw),
     roundRatios: {
-      throughputC64: rounds.map((r) => round(r.floor64.steadyStepsPerSecond / r.raw64.steadyStepsPerSecond)),
-      latencyP50C1: rounds.map((r) => round(r.floor1.latencyMs.p50 / r.raw1.latencyMs.p50)),
+      throughputC64: rounds.map((r) => throughputRatio(r.floor64, r.raw64)),
+      latencyP50C1: rounds.map((r) => latencyRatio(r.floor1, r.raw1)),
     },
   };
 }
@@ -170,8 +181,8 @@ async function scenario(nc: NatsConnection, mode: Mode, llm: Llm, fake: FakeOpen
     const c1 = pooledSteps(c1Rounds.map(([, s]) => s));
     const c64 = pooledSteps(c64Rounds.map(([, s]) => s));
     const roundRatios = {
-      throughputC64: c64Rounds.map(([r, s]) => round(s.steadyStepsPerSecond / r.steadyStepsPerSecond)),
-      latencyP50C1: c1Rounds.map(([r, s]) => round(s.latencyMs.p50 / r.latencyMs.p50)),
+      throughputC64: c64Rounds.map(([r, s]) => throughputRatio(s, r)),
+      latencyP50C1: c1Rounds.map(([r, s]) => latencyRatio(s, r)),
     };
     const cpuMsPerStep = cpu.c64.perStep();
     log(`  raw chain, in the same rounds: c1 p50 ${raw.c1.latencyMs.p50} ms, c64 ${raw.c64.steadyStepsPerSecond} steps/s, CPU ms per step at c64 ${JSON.stringify(raw.cpuMsPerStep)}`);
@@ -274,18 +285,12 @@ async function main() {
   results.backlog = { runs: BACKLOG, drainSeconds: round(drainSeconds), runsPerSecond: Math.round(BACKLOG / drainSeconds), peakRssMb: peak, getRuns: { pageMs: round(getRunsMs), pageSize, allMs: round(allRunsMs), all: page.length, cliMs: round(cliMs), cliLines: cli.stdout.split("\n").length - 1 } };
 
   // Each against the raw chain measured in the same rounds; throughput while 64 runs (chains) were in flight.
-  const ratiosOf = (s: Scenario) => ({
-    throughputC64: round(s.c64.steadyStepsPerSecond / s.raw.c64.steadyStepsPerSecond),
-    latencyP50C1: round(s.c1.latencyMs.p50 / s.raw.c1.latencyMs.p50),
-  });
-  const againstRawAlone = (s: Scenario) => ({
-    throughputC64: round(s.c64.steadyStepsPerSecond / floor.raw.c64.steadyStepsPerSecond),
-    latencyP50C1: round(s.c1.latencyMs.p50 / floor.raw.c1.latencyMs.p50),
-  });
+  const sameRounds = (s: Scenario) => ratiosOf(s, s.raw);
+  const againstRawAlone = (s: Scenario) => ratiosOf(s, floor.raw);
   results.ratios = {
-    ...ratiosOf(main),
+    ...sameRounds(main),
     // The raw chain runs its driver and worker in one process: `smallchain dev` is the like-for-like deployment.
-    ...(dev && { inProcess: ratiosOf(dev) }),
+    ...(dev && { inProcess: sameRounds(dev) }),
     targets: { throughputC64: ">= 0.5", latencyP50C1: "<= 2" },
     designFloor: floor.ratios,
     // The same deployments against the raw chain of the floor's rounds, measured before any installation started:
@@ -304,12 +309,15 @@ async function main() {
   const line = (r: (string | number)[]) => r.map((v, i) => String(v).padEnd(widths[i]!)).join("  ");
   console.log(`\n${line(head)}\n${rows.map(line).join("\n")}\n(c64 steps/s: while 64 runs or chains were in flight)\n`);
   for (const s of scenarios) {
-    const r = ratiosOf(s);
+    const r = sameRounds(s);
     console.log(`ratios (smallchain ${s.mode}/${s.llm} vs raw): throughput at 64 = ${r.throughputC64} (target >= 0.5), p50 latency at 1 = ${r.latencyP50C1} (target <= 2)`);
   }
   console.log(
     `the raw chain before any installation started (the floor's rounds): c1 p50 ${floor.raw.c1.latencyMs.p50} ms, c64 ${floor.raw.c64.steadyStepsPerSecond} steps/s; against it: ${scenarios
-      .map((s) => `${s.mode}/${s.llm} ${againstRawAlone(s).throughputC64} at 64, ${againstRawAlone(s).latencyP50C1} at 1`)
+      .map((s) => {
+        const r = againstRawAlone(s);
+        return `${s.mode}/${s.llm} ${r.throughputC64} at 64, ${r.latencyP50C1} at 1`;
+      })
       .join("; ")}`,
   );
   console.log(

@@ -1,6 +1,6 @@
 import { jetstream, type JsMsg } from "@nats-io/jetstream";
 import { describe, expect, it } from "vitest";
-import { encode, provision, runRequested, type RecordedEvent, type RunEvent } from "@smallchain/shared";
+import { encode, provision, runRequested, type RecordedEvent } from "@smallchain/shared";
 import { eventually } from "../support/processes.js";
 import { adderConfig } from "../support/configs.js";
 import { runStart } from "../support/events.js";
@@ -54,18 +54,11 @@ describe("the projector", () => {
     await using stack = await startStack(["projector"]);
     const { jetstreamManager } = await import("@nats-io/jetstream");
     const jsm = await jetstreamManager(stack.nc);
-    await stack.client.store.append(runRequested("rfail", 1, { agent: "a", task: "t", input: "hello" }), 0);
+    const [requested, started] = runStart("rfail");
+    await stack.client.store.append(requested, 0);
     await eventually(async () => (await stack.client.getRun("rfail"))?.lastSeq === 1, 10_000, "the run's view");
     // The runs bucket vanishes: the projector folds RunStarted but cannot store the view.
     await jsm.streams.delete(`KV_${stack.names.runsBucket}`);
-    const started: RunEvent = {
-      id: "rfail:started",
-      type: "RunStarted",
-      v: 1,
-      runId: "rfail",
-      at: 2,
-      data: { agent: { name: "a", systemPrompt: "be brief", maxSteps: 5, llm: { name: "m", provider: "openai", model: "m", api_key_env: "OPENAI_API_KEY", parameters: {}, timeout_ms: 1000, stream: false }, tools: [] } },
-    };
     await stack.client.store.append(started);
     await new Promise((r) => setTimeout(r, 500));
     await provision(stack.nc, stack.names);
