@@ -3,7 +3,7 @@ import { writeFileSync } from "node:fs";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { names, runRequested } from "@smallchain/shared";
 import { startFakeOpenAI, turnOf, type FakeOpenAI } from "../../test/support/fake-openai.js";
-import { rawChain, type ChainResult } from "./raw-chain.js";
+import { RawWorkerProcesses, rawChain, type ChainResult } from "./raw-chain.js";
 import { Observer, applyConfig, benchConfig, cleanup, measureStarts, measureSteps, quiesce, startServices, type Llm, type Mode, type StepResult } from "./smallchain.js";
 import { pooled, round, summarize, type Summary } from "./stats.js";
 import { cpuMeter, natsServerPid } from "./cpu.js";
@@ -94,38 +94,56 @@ const ratiosOf = (x: { c1: Measured; c64: Measured }, base: { c1: Measured; c64:
   latencyP50C1: latencyRatio(x.c1, base.c1),
 });
 
-type Floor = { c1: ChainResult; c64: ChainResult; raw: { c1: ChainResult; c64: ChainResult }; ratios: Ratios; roundRatios: { throughputC64: number[]; latencyP50C1: number[] } };
+type FloorFigures = { c1: ChainResult; c64: ChainResult; ratios: Ratios; roundRatios: { throughputC64: number[]; latencyP50C1: number[] } };
+/** The floor with its workers in the bench process, the raw chain of the same rounds, and `processes`: the floor again with its workers in processes of their own. */
+type Floor = FloorFigures & { raw: { c1: ChainResult; c64: ChainResult }; processes: FloorFigures };
 
 /**
  * The floor of the design on this server: the raw chain with a guarded decision stored before each command
  * (rawChain's `decisions`), measured in rounds with the raw chain as the deployments are. No implementation of
  * Smallchain's protocol on NATS 2.9 can do better than these ratios; what a deployment adds beyond them is its own.
+ * The floor is measured twice in each round: with the raw chain's worker in the bench process, and with an LLM
+ * worker and a tool worker in processes of their own, as the four services run (a step then wakes three
+ * processes, not one): what the second adds is the price of that topology, not of Smallchain's code.
  */
 async function designFloor(nc: NatsConnection): Promise<Floor> {
-  const decisions = { decisions: true };
-  await rawChain(nc, prefix("f"), 1, quick ? 100 : 300, 1, decisions);
-  await rawChain(nc, prefix("f"), 64, quick ? 20 : 60, 64, decisions);
-  const rounds: { raw1: ChainResult; floor1: ChainResult; raw64: ChainResult; floor64: ChainResult }[] = [];
-  for (let r = 0; r < ROUNDS; r++) {
-    const raw1 = await rawChain(nc, prefix("r"), 1, C1_RUNS_PER_ROUND * STEPS, 1);
-    const floor1 = await rawChain(nc, prefix("f"), 1, C1_RUNS_PER_ROUND * STEPS, 1, decisions);
-    const raw64 = await rawChain(nc, prefix("r"), 64, RAW_C64_STEPS_PER_ROUND, 64);
-    const floor64 = await rawChain(nc, prefix("f"), 64, RAW_C64_STEPS_PER_ROUND, 64, decisions);
-    rounds.push({ raw1, floor1, raw64, floor64 });
+  const workers = await RawWorkerProcesses.start(nc);
+  try {
+    const decisions = { decisions: true };
+    const asProcesses = { decisions: true, workers };
+    for (const opts of [decisions, asProcesses]) {
+      await rawChain(nc, prefix("f"), 1, quick ? 100 : 300, 1, opts);
+      await rawChain(nc, prefix("f"), 64, quick ? 20 : 60, 64, opts);
+    }
+    type Round = Record<"raw1" | "floor1" | "proc1" | "raw64" | "floor64" | "proc64", ChainResult>;
+    const rounds: Round[] = [];
+    for (let r = 0; r < ROUNDS; r++) {
+      const raw1 = await rawChain(nc, prefix("r"), 1, C1_RUNS_PER_ROUND * STEPS, 1);
+      const floor1 = await rawChain(nc, prefix("f"), 1, C1_RUNS_PER_ROUND * STEPS, 1, decisions);
+      const proc1 = await rawChain(nc, prefix("f"), 1, C1_RUNS_PER_ROUND * STEPS, 1, asProcesses);
+      const raw64 = await rawChain(nc, prefix("r"), 64, RAW_C64_STEPS_PER_ROUND, 64);
+      const floor64 = await rawChain(nc, prefix("f"), 64, RAW_C64_STEPS_PER_ROUND, 64, decisions);
+      const proc64 = await rawChain(nc, prefix("f"), 64, RAW_C64_STEPS_PER_ROUND, 64, asProcesses);
+      rounds.push({ raw1, floor1, proc1, raw64, floor64, proc64 });
+    }
+    const raw = { c1: pooledChain(rounds.map((r) => r.raw1)), c64: pooledChain(rounds.map((r) => r.raw64)) };
+    const figures = (at1: "floor1" | "proc1", at64: "floor64" | "proc64"): FloorFigures => {
+      const c1 = pooledChain(rounds.map((r) => r[at1]));
+      const c64 = pooledChain(rounds.map((r) => r[at64]));
+      return {
+        c1,
+        c64,
+        ratios: ratiosOf({ c1, c64 }, raw),
+        roundRatios: {
+          throughputC64: rounds.map((r) => throughputRatio(r[at64], r.raw64)),
+          latencyP50C1: rounds.map((r) => latencyRatio(r[at1], r.raw1)),
+        },
+      };
+    };
+    return { ...figures("floor1", "floor64"), raw, processes: figures("proc1", "proc64") };
+  } finally {
+    await workers.stop();
   }
-  const raw = { c1: pooledChain(rounds.map((r) => r.raw1)), c64: pooledChain(rounds.map((r) => r.raw64)) };
-  const c1 = pooledChain(rounds.map((r) => r.floor1));
-  const c64 = pooledChain(rounds.map((r) => r.floor64));
-  return {
-    c1,
-    c64,
-    raw,
-    ratios: ratiosOf({ c1, c64 }, raw),
-    roundRatios: {
-      throughputC64: rounds.map((r) => throughputRatio(r.floor64, r.raw64)),
-      latencyP50C1: rounds.map((r) => latencyRatio(r.floor1, r.raw1)),
-    },
-  };
 }
 
 /**
@@ -218,6 +236,11 @@ async function main() {
     `  floor c1 p50 ${floor.c1.latencyMs.p50} ms against raw ${floor.raw.c1.latencyMs.p50} ms (${floor.ratios.latencyP50C1}x); c64 ${floor.c64.steadyStepsPerSecond} steps/s against ${floor.raw.c64.steadyStepsPerSecond} (${floor.ratios.throughputC64}x)`,
   );
   log(`    each round's ratio: c64 ${floor.roundRatios.throughputC64.join(", ")}; c1 p50 ${floor.roundRatios.latencyP50C1.join(", ")}`);
+  const fp = floor.processes;
+  log(
+    `  with its workers as processes: c1 p50 ${fp.c1.latencyMs.p50} ms (${fp.ratios.latencyP50C1}x); c64 ${fp.c64.steadyStepsPerSecond} steps/s (${fp.ratios.throughputC64}x)`,
+  );
+  log(`    each round's ratio: c64 ${fp.roundRatios.throughputC64.join(", ")}; c1 p50 ${fp.roundRatios.latencyP50C1.join(", ")}`);
   log(`smallchain, each deployment in ${ROUNDS} rounds of the raw JetStream chain (the baseline) and then the deployment...`);
   const scenarios: Scenario[] = [];
   const order = (process.env.BENCH_ORDER?.split(",").map((s) => s.split(":")) as [Mode, Llm][] | undefined) ?? ([["processes", "mock"], ["processes", "openai"], ["in-process", "mock"]] as const);
@@ -293,8 +316,10 @@ async function main() {
     ...(dev && { inProcess: sameRounds(dev) }),
     targets: { throughputC64: ">= 0.5", latencyP50C1: "<= 2" },
     designFloor: floor.ratios,
-    // The same deployments against the raw chain of the floor's rounds, measured before any installation started:
-    // next to an idle installation the raw chain runs 15-25% slower (see docs/performance.md, session 7).
+    designFloorAsProcesses: floor.processes.ratios,
+    // The same deployments against the raw chain of the floor's rounds, measured before any installation started
+    // (a minute or more earlier, so with the machine's drift in it). Session 7's machine ran the raw chain 15-25%
+    // slower next to an idle installation; session 8's did not (docs/performance.md).
     againstRawAlone: Object.fromEntries(scenarios.map((s) => [`${s.mode}/${s.llm}`, againstRawAlone(s)])),
   };
   results.seconds = round((performance.now() - t0) / 1000, 1);
@@ -321,7 +346,7 @@ async function main() {
       .join("; ")}`,
   );
   console.log(
-    `the design's floor on this server (raw chain + a guarded decision before each command): throughput at 64 = ${floor.ratios.throughputC64}, p50 latency at 1 = ${floor.ratios.latencyP50C1}`,
+    `the design's floor on this server (raw chain + a guarded decision before each command): throughput at 64 = ${floor.ratios.throughputC64}, p50 latency at 1 = ${floor.ratios.latencyP50C1}; with its workers as processes: ${floor.processes.ratios.throughputC64} at 64, ${floor.processes.ratios.latencyP50C1} at 1`,
   );
   console.log(`runs started: ${starts.runsStartedPerSecond}/s; 200-step run: step p50 first 10 ${flat.first10.p50} ms, last 10 ${flat.last10.p50} ms`);
   console.log(`backlog of ${BACKLOG}: drained in ${round(drainSeconds, 1)} s, peak RSS MB ${JSON.stringify(peak)}; get runs: a page of ${pageSize} in ${round(getRunsMs, 0)} ms, all ${page.length} in ${round(allRunsMs, 0)} ms, the CLI process (first page of 500) ${round(cliMs, 0)} ms`);

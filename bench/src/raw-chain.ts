@@ -1,3 +1,5 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { fileURLToPath } from "node:url";
 import { AckPolicy, RetentionPolicy, StorageType, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { encode, decode } from "@smallchain/shared";
@@ -16,8 +18,7 @@ export type ChainResult = {
   samples?: Samples;
 };
 
-const Msg = z.object({ chain: z.number(), step: z.number(), kind: z.enum(["llm", "tool"]), body: z.string(), decided: z.boolean().optional() });
-type Msg = z.infer<typeof Msg>;
+export const RawMsg = z.object({ chain: z.number(), step: z.number(), kind: z.enum(["llm", "tool"]), body: z.string(), decided: z.boolean().optional() });
 
 /**
  * The bare JetStream chain of our design, with no Smallchain code: a command on a work-queue stream is pulled
@@ -30,6 +31,9 @@ type Msg = z.infer<typeof Msg>;
  * write), and publishes the command once the decision is stored. Six stored messages a step, and one more round
  * trip to the server before each command; the driver's consumer gets its own decisions back, as the scheduler's
  * does. No code of Smallchain's runs in it.
+ *
+ * With `workers`, the LLM commands and the tool commands are each pulled by a worker process of their own (two
+ * durable consumers, one per kind), as in Smallchain's four processes: a step wakes three processes, not one.
  */
 export async function rawChain(
   nc: NatsConnection,
@@ -37,29 +41,39 @@ export async function rawChain(
   concurrency: number,
   stepsPerChain: number,
   chains: number,
-  { decisions = false }: { decisions?: boolean } = {},
+  { decisions = false, workers }: { decisions?: boolean; workers?: RawWorkerProcesses } = {},
 ): Promise<ChainResult> {
   const up = prefix.toUpperCase();
   const jsm = await jetstreamManager(nc);
   const js = jetstream(nc);
   await jsm.streams.add({ name: `${up}_RAWCMD`, subjects: [`${prefix}.raw.cmd.>`], retention: RetentionPolicy.Workqueue, storage: StorageType.File });
   await jsm.streams.add({ name: `${up}_RAWEV`, subjects: [`${prefix}.raw.ev.*`], storage: StorageType.File });
-  await jsm.consumers.add(`${up}_RAWCMD`, { durable_name: "worker", ack_policy: AckPolicy.Explicit, max_ack_pending: 10_000 });
   await jsm.consumers.add(`${up}_RAWEV`, { durable_name: "driver", ack_policy: AckPolicy.Explicit, max_ack_pending: 10_000 });
 
-  const worker = await (await js.consumers.get(`${up}_RAWCMD`, "worker")).consume({ max_messages: 512 });
-  void (async () => {
-    for await (const m of worker) {
-      const cmd = decode(Msg, m.data, "raw command");
-      void js.publish(`${prefix}.raw.ev.${cmd.chain}`, encode({ ...cmd, body: `${cmd.kind} done` }), { msgID: `${cmd.chain}:${cmd.step}:${cmd.kind}` }).then(() => m.ack());
+  let stopWorkers: () => Promise<void>;
+  if (workers) {
+    for (const kind of ["llm", "tool"]) {
+      await jsm.consumers.add(`${up}_RAWCMD`, { durable_name: `worker-${kind}`, filter_subject: `${prefix}.raw.cmd.${kind}`, ack_policy: AckPolicy.Explicit, max_ack_pending: 10_000 });
     }
-  })();
+    await workers.attach(prefix);
+    stopWorkers = () => workers.detach();
+  } else {
+    await jsm.consumers.add(`${up}_RAWCMD`, { durable_name: "worker", ack_policy: AckPolicy.Explicit, max_ack_pending: 10_000 });
+    const worker = await (await js.consumers.get(`${up}_RAWCMD`, "worker")).consume({ max_messages: 512 });
+    void (async () => {
+      for await (const m of worker) {
+        const cmd = decode(RawMsg, m.data, "raw command");
+        void js.publish(`${prefix}.raw.ev.${cmd.chain}`, encode({ ...cmd, body: `${cmd.kind} done` }), { msgID: `${cmd.chain}:${cmd.step}:${cmd.kind}` }).then(() => m.ack());
+      }
+    })();
+    stopWorkers = async () => void (await worker.close());
+  }
 
   const waiters = new Map<number, (seq: number) => void>();
   const driver = await (await js.consumers.get(`${up}_RAWEV`, "driver")).consume({ max_messages: 512 });
   void (async () => {
     for await (const m of driver) {
-      const e = decode(Msg, m.data, "raw event");
+      const e = decode(RawMsg, m.data, "raw event");
       m.ack();
       if (!e.decided) waiters.get(e.chain)?.(m.seq);
     }
@@ -94,7 +108,7 @@ export async function rawChain(
     firstDone = Math.min(firstDone, performance.now());
   });
   const seconds = (performance.now() - started) / 1000;
-  await worker.close();
+  await stopWorkers();
   await driver.close();
   await jsm.streams.delete(`${up}_RAWCMD`);
   await jsm.streams.delete(`${up}_RAWEV`);
@@ -110,4 +124,50 @@ export async function rawChain(
     latencyMs: summarize(latencies),
     samples: { steps, seconds, window, latencies },
   };
+}
+
+const WORKER = fileURLToPath(new URL("./raw-worker.js", import.meta.url));
+
+/**
+ * Two raw worker processes, one for LLM commands and one for tool commands, as Smallchain's llm-worker and
+ * tool-worker are. Started once and used by chain after chain, they warm up as the services do.
+ */
+export class RawWorkerProcesses {
+  private constructor(
+    private readonly nc: NatsConnection,
+    private readonly control: string,
+    private readonly children: ChildProcess[],
+  ) {}
+
+  static async start(nc: NatsConnection): Promise<RawWorkerProcesses> {
+    const control = `rawbench.${Math.random().toString(36).slice(2, 9)}`;
+    const children = await Promise.all((["llm", "tool"] as const).map((kind) => startWorkerProcess(`${control}.${kind}`, kind)));
+    return new RawWorkerProcesses(nc, control, children);
+  }
+
+  async attach(prefix: string): Promise<void> {
+    await Promise.all(["llm", "tool"].map((kind) => this.nc.request(`${this.control}.${kind}.attach`, prefix, { timeout: 10_000 })));
+  }
+
+  async detach(): Promise<void> {
+    await Promise.all(["llm", "tool"].map((kind) => this.nc.request(`${this.control}.${kind}.detach`, "", { timeout: 10_000 })));
+  }
+
+  pids(): number[] {
+    return this.children.map((c) => c.pid ?? 0);
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(
+      this.children.map((child) => new Promise<void>((r) => (child.exitCode !== null ? r() : (child.once("exit", () => r()), child.kill("SIGTERM"))))),
+    );
+  }
+}
+
+function startWorkerProcess(control: string, kind: "llm" | "tool"): Promise<ChildProcess> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [WORKER, control, kind], { stdio: ["ignore", "pipe", "inherit"] });
+    child.stdout.on("data", (d: Buffer) => d.toString().includes("ready") && resolve(child));
+    child.once("exit", (code) => reject(new Error(`raw ${kind} worker exited with ${code}`)));
+  });
 }

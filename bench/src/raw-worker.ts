@@ -1,0 +1,36 @@
+/**
+ * The raw chain's worker in a process of its own (`RawWorkerProcesses`): pulls the commands of one kind, appends
+ * each one's event to the chain's subject and acks, as the in-process worker does. It lives across chains, so
+ * that it warms up as the services do: a request on `<control>.attach` (the chain's prefix) starts pulling that
+ * chain's commands, one on `<control>.detach` stops. node raw-worker.js <control> <kind>; prints "ready".
+ */
+import { connect } from "@nats-io/transport-node";
+import { jetstream, type ConsumerMessages } from "@nats-io/jetstream";
+import { encode, decode } from "@smallchain/shared";
+import { RawMsg } from "./raw-chain.js";
+
+const [control = "", kind = ""] = process.argv.slice(2);
+const nc = await connect({ servers: process.env.NATS_URL ?? "nats://127.0.0.1:4222" });
+const js = jetstream(nc);
+let current: ConsumerMessages | undefined;
+
+nc.subscribe(`${control}.attach`, {
+  callback: (_err, req) => {
+    void (async () => {
+      const prefix = req.string();
+      const messages = await (await js.consumers.get(`${prefix.toUpperCase()}_RAWCMD`, `worker-${kind}`)).consume({ max_messages: 512 });
+      current = messages;
+      req.respond("ok");
+      for await (const m of messages) {
+        const cmd = decode(RawMsg, m.data, "raw command");
+        void js.publish(`${prefix}.raw.ev.${cmd.chain}`, encode({ ...cmd, body: `${cmd.kind} done` }), { msgID: `${cmd.chain}:${cmd.step}:${cmd.kind}` }).then(() => m.ack());
+      }
+    })();
+  },
+});
+nc.subscribe(`${control}.detach`, {
+  callback: (_err, req) => void (current?.close() ?? Promise.resolve()).then(() => req.respond("ok")),
+});
+await nc.flush();
+process.on("SIGTERM", () => void nc.close().then(() => process.exit(0)));
+console.log("ready");

@@ -1,0 +1,37 @@
+// The raw chain and the design's floor with the workers in the bench process and in two worker processes of their
+// own (as Smallchain's four processes), in rounds. node bench/tools/floor-processes.mjs [rounds]
+import { connect } from "@nats-io/transport-node";
+import { RawWorkerProcesses, rawChain } from "../dist/bench/src/raw-chain.js";
+
+const rounds = Number(process.argv[2] ?? 3);
+const nc = await connect({ servers: process.env.NATS_URL ?? "nats://127.0.0.1:4222" });
+const workers = await RawWorkerProcesses.start(nc);
+const id = () => `bfp${Math.random().toString(36).slice(2, 7)}`;
+const variants = {
+  raw: {},
+  floor: { decisions: true },
+  "raw, worker processes": { workers },
+  "floor, worker processes": { decisions: true, workers },
+};
+for (const opts of Object.values(variants)) {
+  await rawChain(nc, id(), 1, 300, 1, opts);
+  await rawChain(nc, id(), 64, 60, 64, opts);
+}
+const got = Object.fromEntries(Object.keys(variants).map((k) => [k, { c1: [], c64: [] }]));
+for (let r = 0; r < rounds; r++) {
+  const line = [];
+  for (const [name, opts] of Object.entries(variants)) {
+    const c1 = await rawChain(nc, id(), 1, 100, 1, opts);
+    const c64 = await rawChain(nc, id(), 64, 30, 64, opts);
+    got[name].c1.push(c1.latencyMs.p50);
+    got[name].c64.push(c64.steadyStepsPerSecond);
+    line.push(`${name}: ${c1.latencyMs.p50.toFixed(2)} ms, ${c64.steadyStepsPerSecond}/s`);
+  }
+  console.log(`round ${r + 1}: ${line.join("; ")}`);
+}
+const mean = (a) => a.reduce((x, y) => x + y, 0) / a.length;
+for (const [name, g] of Object.entries(got)) {
+  console.log(`${name.padEnd(26)} c1 p50 ${mean(g.c1).toFixed(3)} ms (${(mean(g.c1) / mean(got.raw.c1)).toFixed(2)}x raw), c64 ${Math.round(mean(g.c64))} steps/s (${(mean(g.c64) / mean(got.raw.c64)).toFixed(2)}x raw)`);
+}
+await workers.stop();
+await nc.close();
