@@ -17,16 +17,18 @@ const BACKLOG = quick ? 1000 : 10_000;
 /**
  * Each deployment is measured in rounds, each round the raw chain and then the deployment, seconds apart: this
  * machine's speed drifts by tens of percent within seconds (at 1 a step's CPU and its latency rise and fall
- * together, in every process at once), so figures taken minutes apart compare two machines. Three rounds of
- * each, pooled: at 1, 10 runs (100 steps) against 100 raw steps; at 64, 192 runs through the pool of 64 against
- * 64 raw chains of 30 steps.
+ * together, in every process at once), so figures taken minutes apart compare two machines. The rounds are
+ * pooled: at 1, six rounds of 10 runs (100 steps) against 100 raw steps (a round takes about a second, and one
+ * round's own ratio spreads by ±15%: six of them halve the spread of three); at 64, three rounds of 192 runs through
+ * the pool of 64 against 64 raw chains of 30 steps.
  */
 const ROUNDS = 3;
+const C1_ROUNDS = quick ? 3 : 6;
 const C1_RUNS_PER_ROUND = quick ? 5 : 10;
 const C64_RUNS_PER_ROUND = quick ? 128 : 192;
 const RAW_C64_STEPS_PER_ROUND = quick ? 20 : 30;
-/** Warm-up of each deployment, as much as it is then measured at 1; and a full pool at 64. */
-const C1_RUNS = ROUNDS * C1_RUNS_PER_ROUND;
+/** Warm-up of each deployment at 1 (300 steps, as the raw chain's); and a full pool at 64. */
+const C1_RUNS = 3 * C1_RUNS_PER_ROUND;
 const C64_RUNS = quick ? 128 : 384;
 const log = (line: string) => process.stderr.write(`${line}\n`);
 
@@ -49,6 +51,11 @@ type Scenario = {
   raw: Raw;
   /** The ratios of each round on its own (the headline ratios are of the pooled rounds). */
   roundRatios: { throughputC64: number[]; latencyP50C1: number[] };
+  /**
+   * The four processes on the mock only: the design's floor with its workers as processes, in the same rounds
+   * (after the raw chain, before the deployment); its ratios to the raw chain, and the deployment's to it.
+   */
+  topologyFloor?: { c1: ChainResult; c64: ChainResult; overRaw: Ratios; deploymentOverIt: Ratios };
 };
 
 /** CPU of named processes summed over several measurements, per step of all of them. */
@@ -106,51 +113,49 @@ type Floor = FloorFigures & { raw: { c1: ChainResult; c64: ChainResult }; proces
  * worker and a tool worker in processes of their own, as the four services run (a step then wakes three
  * processes, not one): what the second adds is the price of that topology, not of Smallchain's code.
  */
-async function designFloor(nc: NatsConnection): Promise<Floor> {
-  const workers = await RawWorkerProcesses.start(nc);
-  try {
-    const decisions = { decisions: true };
-    const asProcesses = { decisions: true, workers };
-    for (const opts of [decisions, asProcesses]) {
-      await rawChain(nc, prefix("f"), 1, quick ? 100 : 300, 1, opts);
-      await rawChain(nc, prefix("f"), 64, quick ? 20 : 60, 64, opts);
-    }
-    type Round = Record<"raw1" | "floor1" | "proc1" | "raw64" | "floor64" | "proc64", ChainResult>;
-    const rounds: Round[] = [];
-    for (let r = 0; r < ROUNDS; r++) {
-      const raw1 = await rawChain(nc, prefix("r"), 1, C1_RUNS_PER_ROUND * STEPS, 1);
-      const floor1 = await rawChain(nc, prefix("f"), 1, C1_RUNS_PER_ROUND * STEPS, 1, decisions);
-      const proc1 = await rawChain(nc, prefix("f"), 1, C1_RUNS_PER_ROUND * STEPS, 1, asProcesses);
-      const raw64 = await rawChain(nc, prefix("r"), 64, RAW_C64_STEPS_PER_ROUND, 64);
-      const floor64 = await rawChain(nc, prefix("f"), 64, RAW_C64_STEPS_PER_ROUND, 64, decisions);
-      const proc64 = await rawChain(nc, prefix("f"), 64, RAW_C64_STEPS_PER_ROUND, 64, asProcesses);
-      rounds.push({ raw1, floor1, proc1, raw64, floor64, proc64 });
-    }
-    const raw = { c1: pooledChain(rounds.map((r) => r.raw1)), c64: pooledChain(rounds.map((r) => r.raw64)) };
-    const figures = (at1: "floor1" | "proc1", at64: "floor64" | "proc64"): FloorFigures => {
-      const c1 = pooledChain(rounds.map((r) => r[at1]));
-      const c64 = pooledChain(rounds.map((r) => r[at64]));
-      return {
-        c1,
-        c64,
-        ratios: ratiosOf({ c1, c64 }, raw),
-        roundRatios: {
-          throughputC64: rounds.map((r) => throughputRatio(r[at64], r.raw64)),
-          latencyP50C1: rounds.map((r) => latencyRatio(r[at1], r.raw1)),
-        },
-      };
-    };
-    return { ...figures("floor1", "floor64"), raw, processes: figures("proc1", "proc64") };
-  } finally {
-    await workers.stop();
+async function designFloor(nc: NatsConnection, workers: RawWorkerProcesses): Promise<Floor> {
+  const decisions = { decisions: true };
+  const asProcesses = { decisions: true, workers };
+  for (const opts of [decisions, asProcesses]) {
+    await rawChain(nc, prefix("f"), 1, quick ? 100 : 300, 1, opts);
+    await rawChain(nc, prefix("f"), 64, quick ? 20 : 60, 64, opts);
   }
+  const rounds1: Record<"raw" | "floor" | "proc", ChainResult>[] = [];
+  for (let r = 0; r < C1_ROUNDS; r++) {
+    const raw = await rawChain(nc, prefix("r"), 1, C1_RUNS_PER_ROUND * STEPS, 1);
+    const floor = await rawChain(nc, prefix("f"), 1, C1_RUNS_PER_ROUND * STEPS, 1, decisions);
+    const proc = await rawChain(nc, prefix("f"), 1, C1_RUNS_PER_ROUND * STEPS, 1, asProcesses);
+    rounds1.push({ raw, floor, proc });
+  }
+  const rounds64: Record<"raw" | "floor" | "proc", ChainResult>[] = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    const raw = await rawChain(nc, prefix("r"), 64, RAW_C64_STEPS_PER_ROUND, 64);
+    const floor = await rawChain(nc, prefix("f"), 64, RAW_C64_STEPS_PER_ROUND, 64, decisions);
+    const proc = await rawChain(nc, prefix("f"), 64, RAW_C64_STEPS_PER_ROUND, 64, asProcesses);
+    rounds64.push({ raw, floor, proc });
+  }
+  const raw = { c1: pooledChain(rounds1.map((r) => r.raw)), c64: pooledChain(rounds64.map((r) => r.raw)) };
+  const figures = (variant: "floor" | "proc"): FloorFigures => {
+    const c1 = pooledChain(rounds1.map((r) => r[variant]));
+    const c64 = pooledChain(rounds64.map((r) => r[variant]));
+    return {
+      c1,
+      c64,
+      ratios: ratiosOf({ c1, c64 }, raw),
+      roundRatios: {
+        throughputC64: rounds64.map((r) => throughputRatio(r[variant], r.raw)),
+        latencyP50C1: rounds1.map((r) => latencyRatio(r[variant], r.raw)),
+      },
+    };
+  };
+  return { ...figures("floor"), raw, processes: figures("proc") };
 }
 
 /**
  * One deployment and llm at 1 and at 64 runs, in rounds that each measure the raw chain and then the deployment
- * (see ROUNDS): each ratio compares figures taken seconds apart, pooled over the rounds.
+ * (see ROUNDS and C1_ROUNDS): each ratio compares figures taken seconds apart, pooled over the rounds.
  */
-async function scenario(nc: NatsConnection, mode: Mode, llm: Llm, fake: FakeOpenAI): Promise<Scenario> {
+async function scenario(nc: NatsConnection, mode: Mode, llm: Llm, fake: FakeOpenAI, workers: RawWorkerProcesses): Promise<Scenario> {
   const p = prefix("s");
   const inst = await startServices(nc, p, mode, { OPENAI_API_KEY: "bench" });
   const obs = new Observer(nc, p);
@@ -165,50 +170,73 @@ async function scenario(nc: NatsConnection, mode: Mode, llm: Llm, fake: FakeOpen
     const rawPids = { bench: process.pid, "nats-server": natsPid };
     const pids = { ...inst.pids(), bench: process.pid, "nats-server": natsPid };
     const cpu = { raw1: cpuTotals(), raw64: cpuTotals(), c1: cpuTotals(), c64: cpuTotals() };
-    /** ROUNDS of the raw chain and then the deployment, each with the CPU of its processes counted. */
-    const inRounds = async (raw: () => Promise<ChainResult>, rawCpu: CpuTotals, smallchain: () => Promise<StepResult>, smallchainCpu: CpuTotals) => {
-      const rounds: [ChainResult, StepResult][] = [];
-      for (let r = 0; r < ROUNDS; r++) {
+    // Smallchain's own cost beyond its protocol and its topology: the floor with its workers as processes, measured
+    // in the same rounds (the four processes on the mock only: a like-for-like floor for the others is not built).
+    const withTopologyFloor = mode === "processes" && llm === "mock";
+    /** Rounds of the raw chain (and the topology floor) and then the deployment, the CPU of the raw chain and the deployment counted. */
+    const inRounds = async (
+      count: number,
+      raw: (opts?: { decisions: boolean; workers: RawWorkerProcesses }) => Promise<ChainResult>,
+      rawCpu: CpuTotals,
+      smallchain: () => Promise<StepResult>,
+      smallchainCpu: CpuTotals,
+    ) => {
+      const rounds: { raw: ChainResult; floor?: ChainResult; smallchain: StepResult }[] = [];
+      for (let r = 0; r < count; r++) {
         // Each measured with the cores to itself: the deployment idle (its projector caught up), the raw chain gone.
         await quiesce(nc, p);
-        const rawRound = await rawCpu.measure(rawPids, raw);
+        const rawRound = await rawCpu.measure(rawPids, () => raw());
+        const floor = withTopologyFloor ? await raw({ decisions: true, workers }) : undefined;
         await quiesce(nc, p);
-        rounds.push([rawRound, await smallchainCpu.measure(pids, smallchain)]);
+        rounds.push({ raw: rawRound, ...(floor && { floor }), smallchain: await smallchainCpu.measure(pids, smallchain) });
       }
       return rounds;
     };
     const c1Rounds = await inRounds(
-      () => rawChain(nc, prefix("r"), 1, C1_RUNS_PER_ROUND * STEPS, 1),
+      C1_ROUNDS,
+      (opts) => rawChain(nc, prefix("r"), 1, C1_RUNS_PER_ROUND * STEPS, 1, opts),
       cpu.raw1,
       () => measureSteps(inst, obs, 1, C1_RUNS_PER_ROUND, STEPS),
       cpu.c1,
     );
     const c64Rounds = await inRounds(
-      () => rawChain(nc, prefix("r"), 64, RAW_C64_STEPS_PER_ROUND, 64),
+      ROUNDS,
+      (opts) => rawChain(nc, prefix("r"), 64, RAW_C64_STEPS_PER_ROUND, 64, opts),
       cpu.raw64,
       () => measureSteps(inst, obs, 64, C64_RUNS_PER_ROUND, STEPS),
       cpu.c64,
     );
     const rssMb = inst.rss();
     const raw: Raw = {
-      c1: pooledChain(c1Rounds.map(([r]) => r)),
-      c64: pooledChain(c64Rounds.map(([r]) => r)),
+      c1: pooledChain(c1Rounds.map((r) => r.raw)),
+      c64: pooledChain(c64Rounds.map((r) => r.raw)),
       cpuMsPerStep: cpu.raw64.perStep(),
       cpuMsPerStepC1: cpu.raw1.perStep(),
     };
-    const c1 = pooledSteps(c1Rounds.map(([, s]) => s));
-    const c64 = pooledSteps(c64Rounds.map(([, s]) => s));
+    const c1 = pooledSteps(c1Rounds.map((r) => r.smallchain));
+    const c64 = pooledSteps(c64Rounds.map((r) => r.smallchain));
     const roundRatios = {
-      throughputC64: c64Rounds.map(([r, s]) => throughputRatio(s, r)),
-      latencyP50C1: c1Rounds.map(([r, s]) => latencyRatio(s, r)),
+      throughputC64: c64Rounds.map((r) => throughputRatio(r.smallchain, r.raw)),
+      latencyP50C1: c1Rounds.map((r) => latencyRatio(r.smallchain, r.raw)),
     };
+    let topologyFloor: Scenario["topologyFloor"];
+    if (withTopologyFloor) {
+      const floor = { c1: pooledChain(c1Rounds.map((r) => r.floor!)), c64: pooledChain(c64Rounds.map((r) => r.floor!)) };
+      topologyFloor = { ...floor, overRaw: ratiosOf(floor, raw), deploymentOverIt: ratiosOf({ c1, c64 }, floor) };
+    }
     const cpuMsPerStep = cpu.c64.perStep();
     log(`  raw chain, in the same rounds: c1 p50 ${raw.c1.latencyMs.p50} ms, c64 ${raw.c64.steadyStepsPerSecond} steps/s, CPU ms per step at c64 ${JSON.stringify(raw.cpuMsPerStep)}`);
     log(
       `  ${mode}/${llm}: c1 p50 ${c1.latencyMs.p50} ms, c64 ${c64.steadyStepsPerSecond} steps/s (${c64.stepsPerSecond} over the whole pools), CPU ms per step at c64 ${JSON.stringify(cpuMsPerStep)}`,
     );
     log(`    each round's ratio: c64 ${roundRatios.throughputC64.join(", ")}; c1 p50 ${roundRatios.latencyP50C1.join(", ")}`);
-    return { mode, llm, c1, c64, rssMb, cpuMsPerStep, cpuMsPerStepC1: cpu.c1.perStep(), raw, roundRatios };
+    if (topologyFloor) {
+      const { c1: f1, c64: f64, overRaw, deploymentOverIt } = topologyFloor;
+      log(
+        `  the floor with its workers as processes, in the same rounds: c1 p50 ${f1.latencyMs.p50} ms (${overRaw.latencyP50C1}x raw), c64 ${f64.steadyStepsPerSecond} steps/s (${overRaw.throughputC64}x raw); ${mode}/${llm} over it: c1 p50 ${deploymentOverIt.latencyP50C1}x, c64 ${deploymentOverIt.throughputC64}x`,
+      );
+    }
+    return { mode, llm, c1, c64, rssMb, cpuMsPerStep, cpuMsPerStepC1: cpu.c1.perStep(), raw, roundRatios, ...(topologyFloor && { topologyFloor }) };
   } finally {
     obs.close();
     await inst.stop();
@@ -229,8 +257,10 @@ async function main() {
   // new): cold, its first 300 steps at c1 took 2.2 ms each (p50), warm 1.0-1.2 ms.
   log("warming up the raw JetStream chain...");
   for (let i = 0; i < 3; i++) await rawPass(nc);
-  log(`the design's floor: the raw chain with a guarded decision before each command, in ${ROUNDS} rounds with the raw chain...`);
-  const floor = await designFloor(nc);
+  log(`the design's floor: the raw chain with a guarded decision before each command, in rounds with the raw chain (${C1_ROUNDS} at 1, ${ROUNDS} at 64)...`);
+  // Two raw worker processes for the floor with its workers as processes, warmed up by the floor's rounds.
+  const workers = await RawWorkerProcesses.start(nc);
+  const floor = await designFloor(nc, workers);
   results.floor = floor;
   log(
     `  floor c1 p50 ${floor.c1.latencyMs.p50} ms against raw ${floor.raw.c1.latencyMs.p50} ms (${floor.ratios.latencyP50C1}x); c64 ${floor.c64.steadyStepsPerSecond} steps/s against ${floor.raw.c64.steadyStepsPerSecond} (${floor.ratios.throughputC64}x)`,
@@ -241,12 +271,13 @@ async function main() {
     `  with its workers as processes: c1 p50 ${fp.c1.latencyMs.p50} ms (${fp.ratios.latencyP50C1}x); c64 ${fp.c64.steadyStepsPerSecond} steps/s (${fp.ratios.throughputC64}x)`,
   );
   log(`    each round's ratio: c64 ${fp.roundRatios.throughputC64.join(", ")}; c1 p50 ${fp.roundRatios.latencyP50C1.join(", ")}`);
-  log(`smallchain, each deployment in ${ROUNDS} rounds of the raw JetStream chain (the baseline) and then the deployment...`);
+  log(`smallchain, each deployment in rounds of the raw JetStream chain (the baseline) and then the deployment (${C1_ROUNDS} at 1, ${ROUNDS} at 64)...`);
   const scenarios: Scenario[] = [];
   const order = (process.env.BENCH_ORDER?.split(",").map((s) => s.split(":")) as [Mode, Llm][] | undefined) ?? ([["processes", "mock"], ["processes", "openai"], ["in-process", "mock"]] as const);
   for (const [mode, llm] of order) {
-    scenarios.push(await scenario(nc, mode, llm, fake));
+    scenarios.push(await scenario(nc, mode, llm, fake, workers));
   }
+  await workers.stop();
   results.smallchain = scenarios;
   // BENCH_ORDER may leave out or reorder deployments: the headline is the services as processes, on the mock.
   const main = scenarios.find((s) => s.mode === "processes" && s.llm === "mock") ?? scenarios[0]!;
@@ -317,6 +348,9 @@ async function main() {
     targets: { throughputC64: ">= 0.5", latencyP50C1: "<= 2" },
     designFloor: floor.ratios,
     designFloorAsProcesses: floor.processes.ratios,
+    // The four processes over the floor with its workers as processes, measured in their own rounds: Smallchain's
+    // own cost beyond its protocol and its topology (1 = none).
+    ...(main.topologyFloor && { processesOverTheirFloor: main.topologyFloor.deploymentOverIt }),
     // The same deployments against the raw chain of the floor's rounds, measured before any installation started
     // (a minute or more earlier, so with the machine's drift in it). Session 7's machine ran the raw chain 15-25%
     // slower next to an idle installation; session 8's did not (docs/performance.md).
@@ -348,6 +382,12 @@ async function main() {
   console.log(
     `the design's floor on this server (raw chain + a guarded decision before each command): throughput at 64 = ${floor.ratios.throughputC64}, p50 latency at 1 = ${floor.ratios.latencyP50C1}; with its workers as processes: ${floor.processes.ratios.throughputC64} at 64, ${floor.processes.ratios.latencyP50C1} at 1`,
   );
+  if (main.topologyFloor) {
+    const t = main.topologyFloor;
+    console.log(
+      `the floor with its workers as processes, in the rounds of processes/mock: ${t.overRaw.throughputC64} at 64, ${t.overRaw.latencyP50C1} at 1; processes/mock over it (Smallchain's own cost): throughput ${t.deploymentOverIt.throughputC64}, p50 latency ${t.deploymentOverIt.latencyP50C1}`,
+    );
+  }
   console.log(`runs started: ${starts.runsStartedPerSecond}/s; 200-step run: step p50 first 10 ${flat.first10.p50} ms, last 10 ${flat.last10.p50} ms`);
   console.log(`backlog of ${BACKLOG}: drained in ${round(drainSeconds, 1)} s, peak RSS MB ${JSON.stringify(peak)}; get runs: a page of ${pageSize} in ${round(getRunsMs, 0)} ms, all ${page.length} in ${round(allRunsMs, 0)} ms, the CLI process (first page of 500) ${round(cliMs, 0)} ms`);
   console.log(`CPU ms per step at c64: ${scenarios.map((s) => `raw ${JSON.stringify(s.raw.cpuMsPerStep)}, then ${s.mode}/${s.llm} ${JSON.stringify(s.cpuMsPerStep)}`).join("; ")}`);
