@@ -133,11 +133,22 @@ const WORKER = fileURLToPath(new URL("./raw-worker.js", import.meta.url));
  * tool-worker are. Started once and used by chain after chain, they warm up as the services do.
  */
 export class RawWorkerProcesses {
+  private stopping = false;
+
   private constructor(
     private readonly nc: NatsConnection,
     private readonly control: string,
     private readonly children: ChildProcess[],
-  ) {}
+  ) {
+    // A worker that dies mid-chain would leave the chain waiting for ever: say so and stop the bench.
+    for (const child of children) {
+      child.once("exit", (code, signal) => {
+        if (this.stopping) return;
+        process.stderr.write(`a raw worker process exited (${signal ?? `code ${code}`}) while the bench needed it\n`);
+        process.exit(1);
+      });
+    }
+  }
 
   static async start(nc: NatsConnection): Promise<RawWorkerProcesses> {
     const control = `rawbench.${Math.random().toString(36).slice(2, 9)}`;
@@ -145,19 +156,26 @@ export class RawWorkerProcesses {
     return new RawWorkerProcesses(nc, control, children);
   }
 
+  /** Each worker pulls the chain's commands of its kind, once the chain's consumers exist. */
   async attach(prefix: string): Promise<void> {
-    await Promise.all(["llm", "tool"].map((kind) => this.nc.request(`${this.control}.${kind}.attach`, prefix, { timeout: 10_000 })));
+    await this.ask("attach", prefix);
   }
 
   async detach(): Promise<void> {
-    await Promise.all(["llm", "tool"].map((kind) => this.nc.request(`${this.control}.${kind}.detach`, "", { timeout: 10_000 })));
+    await this.ask("detach", "");
   }
 
-  pids(): number[] {
-    return this.children.map((c) => c.pid ?? 0);
+  private async ask(what: "attach" | "detach", payload: string): Promise<void> {
+    await Promise.all(
+      ["llm", "tool"].map(async (kind) => {
+        const reply = (await this.nc.request(`${this.control}.${kind}.${what}`, payload, { timeout: 10_000 })).string();
+        if (reply !== "ok") throw new Error(`the raw ${kind} worker could not ${what}: ${reply}`);
+      }),
+    );
   }
 
   async stop(): Promise<void> {
+    this.stopping = true;
     await Promise.all(
       this.children.map((child) => new Promise<void>((r) => (child.exitCode !== null ? r() : (child.once("exit", () => r()), child.kill("SIGTERM"))))),
     );
@@ -168,6 +186,6 @@ function startWorkerProcess(control: string, kind: "llm" | "tool"): Promise<Chil
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [WORKER, control, kind], { stdio: ["ignore", "pipe", "inherit"] });
     child.stdout.on("data", (d: Buffer) => d.toString().includes("ready") && resolve(child));
-    child.once("exit", (code) => reject(new Error(`raw ${kind} worker exited with ${code}`)));
+    child.once("exit", (code) => reject(new Error(`raw ${kind} worker exited with ${code} before it was ready`)));
   });
 }

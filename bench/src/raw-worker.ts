@@ -18,7 +18,13 @@ nc.subscribe(`${control}.attach`, {
   callback: (_err, req) => {
     void (async () => {
       const prefix = req.string();
-      const messages = await (await js.consumers.get(`${prefix.toUpperCase()}_RAWCMD`, `worker-${kind}`)).consume({ max_messages: 512 });
+      let messages: ConsumerMessages;
+      try {
+        messages = await (await js.consumers.get(`${prefix.toUpperCase()}_RAWCMD`, `worker-${kind}`)).consume({ max_messages: 512 });
+      } catch (err) {
+        req.respond((err as Error).message);
+        return;
+      }
       current = messages;
       req.respond("ok");
       for await (const m of messages) {
