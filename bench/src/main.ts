@@ -120,20 +120,19 @@ async function designFloor(nc: NatsConnection, workers: RawWorkerProcesses): Pro
     await rawChain(nc, prefix("f"), 1, quick ? 100 : 300, 1, opts);
     await rawChain(nc, prefix("f"), 64, quick ? 20 : 60, 64, opts);
   }
-  const rounds1: Record<"raw" | "floor" | "proc", ChainResult>[] = [];
-  for (let r = 0; r < C1_ROUNDS; r++) {
-    const raw = await rawChain(nc, prefix("r"), 1, C1_RUNS_PER_ROUND * STEPS, 1);
-    const floor = await rawChain(nc, prefix("f"), 1, C1_RUNS_PER_ROUND * STEPS, 1, decisions);
-    const proc = await rawChain(nc, prefix("f"), 1, C1_RUNS_PER_ROUND * STEPS, 1, asProcesses);
-    rounds1.push({ raw, floor, proc });
-  }
-  const rounds64: Record<"raw" | "floor" | "proc", ChainResult>[] = [];
-  for (let r = 0; r < ROUNDS; r++) {
-    const raw = await rawChain(nc, prefix("r"), 64, RAW_C64_STEPS_PER_ROUND, 64);
-    const floor = await rawChain(nc, prefix("f"), 64, RAW_C64_STEPS_PER_ROUND, 64, decisions);
-    const proc = await rawChain(nc, prefix("f"), 64, RAW_C64_STEPS_PER_ROUND, 64, asProcesses);
-    rounds64.push({ raw, floor, proc });
-  }
+  /** `count` rounds at a concurrency, each the raw chain, then the floor in one process, then with worker processes. */
+  const inRounds = async (count: number, concurrency: number, stepsPerChain: number) => {
+    const rounds: Record<"raw" | "floor" | "proc", ChainResult>[] = [];
+    for (let r = 0; r < count; r++) {
+      const raw = await rawChain(nc, prefix("r"), concurrency, stepsPerChain, concurrency);
+      const floor = await rawChain(nc, prefix("f"), concurrency, stepsPerChain, concurrency, decisions);
+      const proc = await rawChain(nc, prefix("f"), concurrency, stepsPerChain, concurrency, asProcesses);
+      rounds.push({ raw, floor, proc });
+    }
+    return rounds;
+  };
+  const rounds1 = await inRounds(C1_ROUNDS, 1, C1_RUNS_PER_ROUND * STEPS);
+  const rounds64 = await inRounds(ROUNDS, 64, RAW_C64_STEPS_PER_ROUND);
   const raw = { c1: pooledChain(rounds1.map((r) => r.raw)), c64: pooledChain(rounds64.map((r) => r.raw)) };
   const figures = (variant: "floor" | "proc"): FloorFigures => {
     const c1 = pooledChain(rounds1.map((r) => r[variant]));
@@ -262,15 +261,14 @@ async function main() {
   const workers = await RawWorkerProcesses.start(nc);
   const floor = await designFloor(nc, workers);
   results.floor = floor;
-  log(
-    `  floor c1 p50 ${floor.c1.latencyMs.p50} ms against raw ${floor.raw.c1.latencyMs.p50} ms (${floor.ratios.latencyP50C1}x); c64 ${floor.c64.steadyStepsPerSecond} steps/s against ${floor.raw.c64.steadyStepsPerSecond} (${floor.ratios.throughputC64}x)`,
-  );
-  log(`    each round's ratio: c64 ${floor.roundRatios.throughputC64.join(", ")}; c1 p50 ${floor.roundRatios.latencyP50C1.join(", ")}`);
-  const fp = floor.processes;
-  log(
-    `  with its workers as processes: c1 p50 ${fp.c1.latencyMs.p50} ms (${fp.ratios.latencyP50C1}x); c64 ${fp.c64.steadyStepsPerSecond} steps/s (${fp.ratios.throughputC64}x)`,
-  );
-  log(`    each round's ratio: c64 ${fp.roundRatios.throughputC64.join(", ")}; c1 p50 ${fp.roundRatios.latencyP50C1.join(", ")}`);
+  const logFloor = (label: string, f: FloorFigures) => {
+    log(
+      `  ${label}: c1 p50 ${f.c1.latencyMs.p50} ms against raw ${floor.raw.c1.latencyMs.p50} ms (${f.ratios.latencyP50C1}x); c64 ${f.c64.steadyStepsPerSecond} steps/s against ${floor.raw.c64.steadyStepsPerSecond} (${f.ratios.throughputC64}x)`,
+    );
+    log(`    each round's ratio: c64 ${f.roundRatios.throughputC64.join(", ")}; c1 p50 ${f.roundRatios.latencyP50C1.join(", ")}`);
+  };
+  logFloor("floor", floor);
+  logFloor("with its workers as processes", floor.processes);
   log(`smallchain, each deployment in rounds of the raw JetStream chain (the baseline) and then the deployment (${C1_ROUNDS} at 1, ${ROUNDS} at 64)...`);
   const scenarios: Scenario[] = [];
   const order = (process.env.BENCH_ORDER?.split(",").map((s) => s.split(":")) as [Mode, Llm][] | undefined) ?? ([["processes", "mock"], ["processes", "openai"], ["in-process", "mock"]] as const);

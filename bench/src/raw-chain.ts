@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { AckPolicy, RetentionPolicy, StorageType, jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { AckPolicy, RetentionPolicy, StorageType, jetstream, jetstreamManager, type ConsumerMessages, type JetStreamClient } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { encode, decode } from "@smallchain/shared";
 import { z } from "zod";
@@ -59,13 +59,7 @@ export async function rawChain(
     stopWorkers = () => workers.detach();
   } else {
     await jsm.consumers.add(`${up}_RAWCMD`, { durable_name: "worker", ack_policy: AckPolicy.Explicit, max_ack_pending: 10_000 });
-    const worker = await (await js.consumers.get(`${up}_RAWCMD`, "worker")).consume({ max_messages: 512 });
-    void (async () => {
-      for await (const m of worker) {
-        const cmd = decode(RawMsg, m.data, "raw command");
-        void js.publish(`${prefix}.raw.ev.${cmd.chain}`, encode({ ...cmd, body: `${cmd.kind} done` }), { msgID: `${cmd.chain}:${cmd.step}:${cmd.kind}` }).then(() => m.ack());
-      }
-    })();
+    const worker = await serveRawCommands(js, prefix, "worker");
     stopWorkers = async () => void (await worker.close());
   }
 
@@ -124,6 +118,21 @@ export async function rawChain(
     latencyMs: summarize(latencies),
     samples: { steps, seconds, window, latencies },
   };
+}
+
+/**
+ * The raw chain's worker: pulls the chain's commands through the durable consumer `durable` and, for each, appends
+ * its event to the chain's subject and acks once it is stored. Returns the pull, to close.
+ */
+export async function serveRawCommands(js: JetStreamClient, prefix: string, durable: string): Promise<ConsumerMessages> {
+  const messages = await (await js.consumers.get(`${prefix.toUpperCase()}_RAWCMD`, durable)).consume({ max_messages: 512 });
+  void (async () => {
+    for await (const m of messages) {
+      const cmd = decode(RawMsg, m.data, "raw command");
+      void js.publish(`${prefix}.raw.ev.${cmd.chain}`, encode({ ...cmd, body: `${cmd.kind} done` }), { msgID: `${cmd.chain}:${cmd.step}:${cmd.kind}` }).then(() => m.ack());
+    }
+  })();
+  return messages;
 }
 
 const WORKER = fileURLToPath(new URL("./raw-worker.js", import.meta.url));

@@ -6,8 +6,7 @@
  */
 import { connect } from "@nats-io/transport-node";
 import { jetstream, type ConsumerMessages } from "@nats-io/jetstream";
-import { encode, decode } from "@smallchain/shared";
-import { RawMsg } from "./raw-chain.js";
+import { serveRawCommands } from "./raw-chain.js";
 
 const [control = "", kind = ""] = process.argv.slice(2);
 const nc = await connect({ servers: process.env.NATS_URL ?? "nats://127.0.0.1:4222" });
@@ -18,19 +17,13 @@ nc.subscribe(`${control}.attach`, {
   callback: (_err, req) => {
     void (async () => {
       const prefix = req.string();
-      let messages: ConsumerMessages;
       try {
-        messages = await (await js.consumers.get(`${prefix.toUpperCase()}_RAWCMD`, `worker-${kind}`)).consume({ max_messages: 512 });
+        current = await serveRawCommands(js, prefix, `worker-${kind}`);
       } catch (err) {
         req.respond((err as Error).message);
         return;
       }
-      current = messages;
       req.respond("ok");
-      for await (const m of messages) {
-        const cmd = decode(RawMsg, m.data, "raw command");
-        void js.publish(`${prefix}.raw.ev.${cmd.chain}`, encode({ ...cmd, body: `${cmd.kind} done` }), { msgID: `${cmd.chain}:${cmd.step}:${cmd.kind}` }).then(() => m.ack());
-      }
     })();
   },
 });
