@@ -193,8 +193,10 @@ function sendStream(
     ...usageField,
   });
 
-  res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" });
-  const send = (data: unknown) => res.write(`data: ${JSON.stringify(data)}\n\n`);
+  // An instant model: every event of the answer is ready at once, so they leave in one write (the client still
+  // parses them one event at a time). A write per event would make the client wake up once per event.
+  const events: string[] = [];
+  const send = (data: unknown) => events.push(`data: ${JSON.stringify(data)}\n\n`);
 
   send(chunk({ role: "assistant", content: "", refusal: null }));
   for (const piece of splitPieces(s.reply.content ?? "", 3)) send(chunk({ content: piece }));
@@ -206,7 +208,9 @@ function sendStream(
   });
   send(chunk({}, finishReason(s.toolCalls)));
   if (s.includeUsage) send({ ...base, choices: [], usage: usageOf(s.reply) });
-  res.end("data: [DONE]\n\n");
+  events.push("data: [DONE]\n\n");
+  res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" });
+  res.end(events.join(""));
 }
 
 function sendError(
