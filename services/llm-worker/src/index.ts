@@ -1,2 +1,3 @@
 export { startLlmWorker, type LlmWorkerOptions } from "./llm-worker.js";
-export { classify } from "./providers/openai.js";
+export { classify, openAIProvider } from "./providers/openai.js";
+export type { LlmReply, LlmRequest, Provider } from "./providers/provider.js";

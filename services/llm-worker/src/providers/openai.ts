@@ -1,9 +1,13 @@
 import OpenAI from "openai";
 import { RetryableError, TerminalError, wireMessage, type LlmConfig } from "@smallchain/shared";
 import type { LlmReply, LlmRequest, Provider } from "./provider.js";
+import { requestFetch, type Fetch } from "./transport.js";
 
-/** One client per endpoint and key; the SDK's own retries are off: redelivery with backoff is ours. */
-export function openAIProvider(env: NodeJS.ProcessEnv = process.env): Provider {
+/**
+ * One client per endpoint and key; the SDK's own retries are off: redelivery with backoff is ours. The SDK
+ * sends through undici's `request` rather than the global fetch (see transport.ts).
+ */
+export function openAIProvider(env: NodeJS.ProcessEnv = process.env, transport: Fetch = requestFetch()): Provider {
   const clients = new Map<string, OpenAI>();
   const clientFor = (llm: LlmConfig): OpenAI => {
     const apiKey = env[llm.api_key_env] ?? (llm.base_url ? "not-needed" : undefined);
@@ -13,7 +17,7 @@ export function openAIProvider(env: NodeJS.ProcessEnv = process.env): Provider {
     const key = `${llm.base_url ?? ""}\u0000${apiKey}`;
     let client = clients.get(key);
     if (!client) {
-      client = new OpenAI({ apiKey, maxRetries: 0, ...(llm.base_url !== undefined && { baseURL: llm.base_url }) });
+      client = new OpenAI({ apiKey, maxRetries: 0, fetch: transport, ...(llm.base_url !== undefined && { baseURL: llm.base_url }) });
       clients.set(key, client);
     }
     return client;
