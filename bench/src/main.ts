@@ -2,8 +2,9 @@ import { spawnSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { names, runRequested } from "@smallchain/shared";
-import { startFakeOpenAI, turnOf, type FakeOpenAI } from "../../test/support/fake-openai.js";
+import { startFakeOpenAIProcess, type FakeOpenAIProcess } from "./fake-openai-process.js";
 import { RawWorkerProcesses, rawChain, type ChainResult } from "./raw-chain.js";
+import { rawOpenAICall } from "./raw-llm.js";
 import { Observer, applyConfig, benchConfig, cleanup, measureStarts, measureSteps, quiesce, startServices, type Llm, type Mode, type StepResult } from "./smallchain.js";
 import { pooled, round, summarize, type Summary } from "./stats.js";
 import { cpuMeter, natsServerPid } from "./cpu.js";
@@ -56,6 +57,13 @@ type Scenario = {
    * (after the raw chain, before the deployment); its ratios to the raw chain, and the deployment's to it.
    */
   topologyFloor?: { c1: ChainResult; c64: ChainResult; overRaw: Ratios; deploymentOverIt: Ratios };
+  /**
+   * The openai deployments only: the raw chain whose worker makes the same LLM call (the llm-worker's provider
+   * against the same fake server) for each LLM command, in the same rounds (after the raw chain, before the
+   * deployment); its ratios to the raw chain, and the deployment's to it: the orchestration's cost with the
+   * client's cost on both sides.
+   */
+  rawWithClient?: { c1: ChainResult; c64: ChainResult; cpuMsPerStep: CpuPerStep; overRaw: Ratios; deploymentOverIt: Ratios };
 };
 
 /** CPU of named processes summed over several measurements, per step of all of them. */
@@ -154,40 +162,58 @@ async function designFloor(nc: NatsConnection, workers: RawWorkerProcesses): Pro
  * One deployment and llm at 1 and at 64 runs, in rounds that each measure the raw chain and then the deployment
  * (see ROUNDS and C1_ROUNDS): each ratio compares figures taken seconds apart, pooled over the rounds.
  */
-async function scenario(nc: NatsConnection, mode: Mode, llm: Llm, fake: FakeOpenAI, workers: RawWorkerProcesses): Promise<Scenario> {
+async function scenario(nc: NatsConnection, mode: Mode, llm: Llm, fake: FakeOpenAIProcess, workers: RawWorkerProcesses): Promise<Scenario> {
   const p = prefix("s");
   const inst = await startServices(nc, p, mode, { OPENAI_API_KEY: "bench" });
   const obs = new Observer(nc, p);
   try {
     await applyConfig(inst.client, benchConfig(llm, STEPS, fake.url));
+    // The fake server's CPU is the model's, not the client's: counted apart, where the deployment calls it.
+    const fakePid = llm === "openai" ? { "fake-openai": fake.pid } : {};
+    const rawPids = { bench: process.pid, "nats-server": natsPid };
+    const pids = { ...inst.pids(), bench: process.pid, "nats-server": natsPid, ...fakePid };
+    const cpu = { raw1: cpuTotals(), raw64: cpuTotals(), client1: cpuTotals(), client64: cpuTotals(), c1: cpuTotals(), c64: cpuTotals() };
+    // Smallchain's own cost beyond its protocol and its topology: the floor with its workers as processes, measured
+    // in the same rounds (the four processes on the mock only: a like-for-like floor for the others is not built).
+    const withTopologyFloor = mode === "processes" && llm === "mock";
+    // Its cost beyond the raw chain when the raw chain makes the same LLM call: the openai deployments.
+    const clientCall = llm === "openai" ? rawOpenAICall(fake.url, STEPS) : undefined;
+    type RawOpts = { decisions?: boolean; workers?: RawWorkerProcesses; llm?: typeof clientCall };
     // Warm-up: as much as the measurement itself, at 1 and at 64. A fresh service process spends about 1.5x the
     // CPU per step in its first few thousand steps (V8 has not compiled its hot paths yet): with only 160 steps
     // of warm-up, its first pool of 64 ran at 1,176 steps/s and the next five at 1,790-1,960
     // (bench/tools/warmup.mjs). The raw chain is warmed just as much (main).
     await measureSteps(inst, obs, 1, C1_RUNS, STEPS);
     await measureSteps(inst, obs, 64, C64_RUNS, STEPS);
-    const rawPids = { bench: process.pid, "nats-server": natsPid };
-    const pids = { ...inst.pids(), bench: process.pid, "nats-server": natsPid };
-    const cpu = { raw1: cpuTotals(), raw64: cpuTotals(), c1: cpuTotals(), c64: cpuTotals() };
-    // Smallchain's own cost beyond its protocol and its topology: the floor with its workers as processes, measured
-    // in the same rounds (the four processes on the mock only: a like-for-like floor for the others is not built).
-    const withTopologyFloor = mode === "processes" && llm === "mock";
-    /** Rounds of the raw chain (and the topology floor) and then the deployment, the CPU of the raw chain and the deployment counted. */
+    // The raw chain with the client is warmed up as much (cold, the SDK's first calls in this process cost several
+    // times a warm call; the first round at 1 ran at 2.9x the raw chain, the others at 1.5x).
+    if (clientCall) {
+      await rawChain(nc, prefix("r"), 1, C1_RUNS * STEPS, 1, { llm: clientCall });
+      await rawChain(nc, prefix("r"), 64, quick ? 20 : 60, 64, { llm: clientCall });
+    }
+    /**
+     * Rounds of the raw chain (then the topology floor or the raw chain with the same client, where measured) and
+     * then the deployment, the CPU of the raw chain, of the raw chain with the client, and of the deployment counted.
+     */
     const inRounds = async (
       count: number,
-      raw: (opts?: { decisions: boolean; workers: RawWorkerProcesses }) => Promise<ChainResult>,
+      raw: (opts?: RawOpts) => Promise<ChainResult>,
       rawCpu: CpuTotals,
+      clientCpu: CpuTotals,
       smallchain: () => Promise<StepResult>,
       smallchainCpu: CpuTotals,
     ) => {
-      const rounds: { raw: ChainResult; floor?: ChainResult; smallchain: StepResult }[] = [];
+      const rounds: { raw: ChainResult; floor?: ChainResult; withClient?: ChainResult; smallchain: StepResult }[] = [];
       for (let r = 0; r < count; r++) {
         // Each measured with the cores to itself: the deployment idle (its projector caught up), the raw chain gone.
         await quiesce(nc, p);
         const rawRound = await rawCpu.measure(rawPids, () => raw());
         const floor = withTopologyFloor ? await raw({ decisions: true, workers }) : undefined;
+        const withClient = clientCall
+          ? await clientCpu.measure({ ...rawPids, ...fakePid }, () => raw({ llm: clientCall }))
+          : undefined;
         await quiesce(nc, p);
-        rounds.push({ raw: rawRound, ...(floor && { floor }), smallchain: await smallchainCpu.measure(pids, smallchain) });
+        rounds.push({ raw: rawRound, ...(floor && { floor }), ...(withClient && { withClient }), smallchain: await smallchainCpu.measure(pids, smallchain) });
       }
       return rounds;
     };
@@ -195,6 +221,7 @@ async function scenario(nc: NatsConnection, mode: Mode, llm: Llm, fake: FakeOpen
       C1_ROUNDS,
       (opts) => rawChain(nc, prefix("r"), 1, C1_RUNS_PER_ROUND * STEPS, 1, opts),
       cpu.raw1,
+      cpu.client1,
       () => measureSteps(inst, obs, 1, C1_RUNS_PER_ROUND, STEPS),
       cpu.c1,
     );
@@ -202,6 +229,7 @@ async function scenario(nc: NatsConnection, mode: Mode, llm: Llm, fake: FakeOpen
       ROUNDS,
       (opts) => rawChain(nc, prefix("r"), 64, RAW_C64_STEPS_PER_ROUND, 64, opts),
       cpu.raw64,
+      cpu.client64,
       () => measureSteps(inst, obs, 64, C64_RUNS_PER_ROUND, STEPS),
       cpu.c64,
     );
@@ -223,6 +251,11 @@ async function scenario(nc: NatsConnection, mode: Mode, llm: Llm, fake: FakeOpen
       const floor = { c1: pooledChain(c1Rounds.map((r) => r.floor!)), c64: pooledChain(c64Rounds.map((r) => r.floor!)) };
       topologyFloor = { ...floor, overRaw: ratiosOf(floor, raw), deploymentOverIt: ratiosOf({ c1, c64 }, floor) };
     }
+    let rawWithClient: Scenario["rawWithClient"];
+    if (clientCall) {
+      const withClient = { c1: pooledChain(c1Rounds.map((r) => r.withClient!)), c64: pooledChain(c64Rounds.map((r) => r.withClient!)) };
+      rawWithClient = { ...withClient, cpuMsPerStep: cpu.client64.perStep(), overRaw: ratiosOf(withClient, raw), deploymentOverIt: ratiosOf({ c1, c64 }, withClient) };
+    }
     const cpuMsPerStep = cpu.c64.perStep();
     log(`  raw chain, in the same rounds: c1 p50 ${raw.c1.latencyMs.p50} ms, c64 ${raw.c64.steadyStepsPerSecond} steps/s, CPU ms per step at c64 ${JSON.stringify(raw.cpuMsPerStep)}`);
     log(
@@ -235,7 +268,25 @@ async function scenario(nc: NatsConnection, mode: Mode, llm: Llm, fake: FakeOpen
         `  the floor with its workers as processes, in the same rounds: c1 p50 ${f1.latencyMs.p50} ms (${overRaw.latencyP50C1}x raw), c64 ${f64.steadyStepsPerSecond} steps/s (${overRaw.throughputC64}x raw); ${mode}/${llm} over it: c1 p50 ${deploymentOverIt.latencyP50C1}x, c64 ${deploymentOverIt.throughputC64}x`,
       );
     }
-    return { mode, llm, c1, c64, rssMb, cpuMsPerStep, cpuMsPerStepC1: cpu.c1.perStep(), raw, roundRatios, ...(topologyFloor && { topologyFloor }) };
+    if (rawWithClient) {
+      const { c1: w1, c64: w64, overRaw, deploymentOverIt } = rawWithClient;
+      log(
+        `  the raw chain making the same LLM call, in the same rounds: c1 p50 ${w1.latencyMs.p50} ms (${overRaw.latencyP50C1}x raw), c64 ${w64.steadyStepsPerSecond} steps/s (${overRaw.throughputC64}x raw), CPU ms per step at c64 ${JSON.stringify(rawWithClient.cpuMsPerStep)}; ${mode}/${llm} over it: c1 p50 ${deploymentOverIt.latencyP50C1}x, c64 ${deploymentOverIt.throughputC64}x`,
+      );
+    }
+    return {
+      mode,
+      llm,
+      c1,
+      c64,
+      rssMb,
+      cpuMsPerStep,
+      cpuMsPerStepC1: cpu.c1.perStep(),
+      raw,
+      roundRatios,
+      ...(topologyFloor && { topologyFloor }),
+      ...(rawWithClient && { rawWithClient }),
+    };
   } finally {
     obs.close();
     await inst.stop();
@@ -245,10 +296,7 @@ async function scenario(nc: NatsConnection, mode: Mode, llm: Llm, fake: FakeOpen
 
 async function main() {
   const nc = await connect({ servers: url });
-  const fake = await startFakeOpenAI((req) => {
-    const turns = turnOf(req);
-    return turns < STEPS ? { toolCalls: [{ name: "add", arguments: { a: 1, b: 2 } }] } : { content: "done" };
-  });
+  const fake = await startFakeOpenAIProcess(STEPS);
   const t0 = performance.now();
   const results: Record<string, unknown> = { at: new Date().toISOString(), nats: url, stepsPerRun: STEPS };
 
@@ -353,12 +401,16 @@ async function main() {
     // (a minute or more earlier, so with the machine's drift in it). Session 7's machine ran the raw chain 15-25%
     // slower next to an idle installation; session 8's did not (docs/performance.md).
     againstRawAlone: Object.fromEntries(scenarios.map((s) => [`${s.mode}/${s.llm}`, againstRawAlone(s)])),
+    // The openai deployments against the raw chain whose worker makes the same LLM call, in the same rounds: the
+    // orchestration's cost with the client's on both sides (the SDK's call costs as much CPU as the rest of a step).
+    againstRawWithClient: Object.fromEntries(scenarios.flatMap((s) => (s.rawWithClient ? [[`${s.mode}/${s.llm}`, s.rawWithClient.deploymentOverIt]] : []))),
   };
   results.seconds = round((performance.now() - t0) / 1000, 1);
 
-  const rawRow = (r: Raw, label: string) => [label, "", r.c1.latencyMs.p50, r.c1.latencyMs.p99, r.c1.stepsPerSecond, r.c64.steadyStepsPerSecond, r.c64.latencyMs.p50, r.c64.latencyMs.p99];
+  const rawRow = (r: { c1: ChainResult; c64: ChainResult }, label: string) => [label, "", r.c1.latencyMs.p50, r.c1.latencyMs.p99, r.c1.stepsPerSecond, r.c64.steadyStepsPerSecond, r.c64.latencyMs.p50, r.c64.latencyMs.p99];
   const rows = scenarios.flatMap((s) => [
     rawRow(s.raw, "  raw chain (same rounds)"),
+    ...(s.rawWithClient ? [rawRow(s.rawWithClient, "  raw chain + the same LLM call")] : []),
     [`smallchain ${s.mode}`, s.llm, s.c1.latencyMs.p50, s.c1.latencyMs.p99, s.c1.stepsPerSecond, s.c64.steadyStepsPerSecond, s.c64.latencyMs.p50, s.c64.latencyMs.p99],
   ]);
   const head = ["", "llm", "c1 p50 ms", "c1 p99 ms", "c1 steps/s", "c64 steps/s", "c64 p50 ms", "c64 p99 ms"];
@@ -368,6 +420,10 @@ async function main() {
   for (const s of scenarios) {
     const r = sameRounds(s);
     console.log(`ratios (smallchain ${s.mode}/${s.llm} vs raw): throughput at 64 = ${r.throughputC64} (target >= 0.5), p50 latency at 1 = ${r.latencyP50C1} (target <= 2)`);
+    if (s.rawWithClient) {
+      const c = s.rawWithClient.deploymentOverIt;
+      console.log(`ratios (smallchain ${s.mode}/${s.llm} vs the raw chain making the same LLM call): throughput at 64 = ${c.throughputC64} (target >= 0.5), p50 latency at 1 = ${c.latencyP50C1} (target <= 2)`);
+    }
   }
   console.log(
     `the raw chain before any installation started (the floor's rounds): c1 p50 ${floor.raw.c1.latencyMs.p50} ms, c64 ${floor.raw.c64.steadyStepsPerSecond} steps/s; against it: ${scenarios
@@ -394,7 +450,7 @@ async function main() {
   // The samples pooled over rounds are not kept: the summaries are.
   writeFileSync(new URL("../../../results.json", import.meta.url), `${JSON.stringify(results, (k, v: unknown) => (k === "samples" ? undefined : v), 2)}\n`);
   console.log(`bench/results.json written (${results.seconds} s)`);
-  await fake.close();
+  fake.stop();
   await nc.close();
 }
 

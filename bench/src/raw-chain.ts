@@ -4,6 +4,7 @@ import { AckPolicy, RetentionPolicy, StorageType, jetstream, jetstreamManager, t
 import type { NatsConnection } from "@nats-io/transport-node";
 import { encode, decode } from "@smallchain/shared";
 import { z } from "zod";
+import type { RawLlmCall } from "./raw-llm.js";
 import { pool, summarize, rateOf, windowOf, type Samples, type Summary } from "./stats.js";
 
 export type ChainResult = {
@@ -34,6 +35,9 @@ export const RawMsg = z.object({ chain: z.number(), step: z.number(), kind: z.en
  *
  * With `workers`, the LLM commands and the tool commands are each pulled by a worker process of their own (two
  * durable consumers, one per kind), as in Smallchain's four processes: a step wakes three processes, not one.
+ *
+ * With `llm`, the worker (in this process) makes that call for each LLM command before it appends the event: the
+ * raw chain with the same client cost as a deployment whose LLM is reached over HTTP.
  */
 export async function rawChain(
   nc: NatsConnection,
@@ -41,7 +45,7 @@ export async function rawChain(
   concurrency: number,
   stepsPerChain: number,
   chains: number,
-  { decisions = false, workers }: { decisions?: boolean; workers?: RawWorkerProcesses } = {},
+  { decisions = false, workers, llm }: { decisions?: boolean; workers?: RawWorkerProcesses; llm?: RawLlmCall } = {},
 ): Promise<ChainResult> {
   const up = prefix.toUpperCase();
   const jsm = await jetstreamManager(nc);
@@ -51,6 +55,7 @@ export async function rawChain(
   await jsm.consumers.add(`${up}_RAWEV`, { durable_name: "driver", ack_policy: AckPolicy.Explicit, max_ack_pending: 10_000 });
 
   let stopWorkers: () => Promise<void>;
+  if (workers && llm) throw new Error("the raw chain's LLM call is made by its worker in this process, not by worker processes");
   if (workers) {
     for (const kind of ["llm", "tool"]) {
       await jsm.consumers.add(`${up}_RAWCMD`, { durable_name: `worker-${kind}`, filter_subject: `${prefix}.raw.cmd.${kind}`, ack_policy: AckPolicy.Explicit, max_ack_pending: 10_000 });
@@ -59,7 +64,7 @@ export async function rawChain(
     stopWorkers = () => workers.detach();
   } else {
     await jsm.consumers.add(`${up}_RAWCMD`, { durable_name: "worker", ack_policy: AckPolicy.Explicit, max_ack_pending: 10_000 });
-    const worker = await serveRawCommands(js, prefix, "worker");
+    const worker = await serveRawCommands(js, prefix, "worker", llm);
     stopWorkers = async () => void (await worker.close());
   }
 
@@ -122,14 +127,27 @@ export async function rawChain(
 
 /**
  * The raw chain's worker: pulls the chain's commands through the durable consumer `durable` and, for each, appends
- * its event to the chain's subject and acks once it is stored. Returns the pull, to close.
+ * its event to the chain's subject and acks once it is stored (an LLM command after `llm`'s call, if given).
+ * Returns the pull, to close.
  */
-export async function serveRawCommands(js: JetStreamClient, prefix: string, durable: string): Promise<ConsumerMessages> {
+export async function serveRawCommands(js: JetStreamClient, prefix: string, durable: string, llm?: RawLlmCall): Promise<ConsumerMessages> {
   const messages = await (await js.consumers.get(`${prefix.toUpperCase()}_RAWCMD`, durable)).consume({ max_messages: 512 });
+  const append = (cmd: z.infer<typeof RawMsg>, m: { ack(): void }) =>
+    js.publish(`${prefix}.raw.ev.${cmd.chain}`, encode({ ...cmd, body: `${cmd.kind} done` }), { msgID: `${cmd.chain}:${cmd.step}:${cmd.kind}` }).then(() => m.ack());
   void (async () => {
     for await (const m of messages) {
       const cmd = decode(RawMsg, m.data, "raw command");
-      void js.publish(`${prefix}.raw.ev.${cmd.chain}`, encode({ ...cmd, body: `${cmd.kind} done` }), { msgID: `${cmd.chain}:${cmd.step}:${cmd.kind}` }).then(() => m.ack());
+      if (llm && cmd.kind === "llm") {
+        // A failed call would leave its chain waiting for ever: say so and stop the bench.
+        void llm(cmd.chain, cmd.step).then(
+          () => append(cmd, m),
+          (err: unknown) => {
+            process.stderr.write(`the raw chain's LLM call failed: ${(err as Error).message}\n`);
+            process.exit(1);
+          },
+        );
+      }
+      else void append(cmd, m);
     }
   })();
   return messages;

@@ -1,9 +1,11 @@
 // Where a step's time goes at concurrency 1: median gap between consecutive events of a run, by transition,
 // from JetStream's own store timestamps (ns). node bench/tools/legs.mjs [processes|in-process] [runs]
+// BENCH_LLM=openai runs the agent through the openai SDK against the fake server (in a process of its own).
 import { connect } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { decode, RunEvent, names } from "@smallchain/shared";
 import { Observer, applyConfig, benchConfig, cleanup, measureSteps, startServices } from "../dist/bench/src/smallchain.js";
+import { startFakeOpenAIProcess } from "../dist/bench/src/fake-openai-process.js";
 
 /** ns since the epoch from an RFC 3339 timestamp with up to 9 fraction digits. */
 function nanos(ts) {
@@ -15,7 +17,9 @@ const [mode = "processes", count = "20"] = process.argv.slice(2);
 const prefix = `blegs${Math.random().toString(36).slice(2, 7)}`;
 const nc = await connect({ servers: process.env.NATS_URL ?? "nats://127.0.0.1:4222" });
 const inst = await startServices(nc, prefix, mode);
-await applyConfig(inst.client, benchConfig("mock", 10));
+const llm = process.env.BENCH_LLM ?? "mock";
+const fake = llm === "openai" ? await startFakeOpenAIProcess(10) : undefined;
+await applyConfig(inst.client, benchConfig(llm, 10, fake?.url));
 const obs = new Observer(nc, prefix);
 // Warm-up, as in the bench: fresh processes run their first few thousand steps before V8 has compiled them.
 await measureSteps(inst, obs, 64, 384, 10);
@@ -51,5 +55,6 @@ for (const [k, l] of gaps) {
 }
 obs.close();
 await inst.stop();
+fake?.stop();
 await cleanup(nc, prefix);
 await nc.close();
