@@ -1,5 +1,5 @@
 import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
+import { connect, type AddressInfo, type Socket } from "node:net";
 import { gzipSync } from "node:zlib";
 import { LlmConfig, RetryableError, TerminalError, type ResolvedLlmCommand } from "@smallchain/shared";
 import { afterEach, describe, expect, it } from "vitest";
@@ -150,5 +150,35 @@ describe("the openai provider", () => {
 
     expect(reply).toMatchObject({ content: "from the new place", model: "moved", usage: { promptTokens: 1, completionTokens: 2 } });
     expect(seen).toEqual(["POST /old/chat/completions", "POST /new/chat/completions"]);
+  });
+
+  it("goes through the proxy HTTP_PROXY names, and straight to the hosts NO_PROXY names", async () => {
+    fake = await startFakeOpenAI(() => ({ content: "via", usage: { prompt_tokens: 1, completion_tokens: 1 } }));
+    // A proxy as corporate ones are: the client asks it to CONNECT to the host and talks HTTP through the tunnel.
+    const proxied: string[] = [];
+    server = createServer((_req, res) => res.writeHead(405).end());
+    server.on("connect", (req: { url?: string }, client: Socket, head: Buffer) => {
+      proxied.push(`CONNECT ${req.url}`);
+      const [host = "", port = "80"] = (req.url ?? "").split(":");
+      const upstream = connect(Number(port), host, () => {
+        client.write("HTTP/1.1 200 Connection Established\r\n\r\n");
+        upstream.write(head);
+        upstream.pipe(client);
+        client.pipe(upstream);
+      });
+      upstream.on("error", () => client.destroy());
+      client.on("error", () => upstream.destroy());
+    });
+    await new Promise<void>((resolve) => server?.listen(0, "127.0.0.1", resolve));
+    const proxy = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const ask = (env: NodeJS.ProcessEnv) =>
+      openAIProvider(env)({ command: commandFor(fake!.url, { stream: false }), messages, signal: new AbortController().signal });
+
+    expect(await ask({ HTTP_PROXY: proxy })).toMatchObject({ content: "via" });
+    expect(proxied).toEqual([`CONNECT ${new URL(fake.url).host}`]);
+
+    expect(await ask({ HTTP_PROXY: proxy, NO_PROXY: "127.0.0.1" })).toMatchObject({ content: "via" });
+    expect(proxied).toHaveLength(1);
+    expect(fake.requests).toHaveLength(2);
   });
 });

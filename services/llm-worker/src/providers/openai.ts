@@ -1,13 +1,14 @@
 import OpenAI from "openai";
 import { RetryableError, TerminalError, wireMessage, type LlmConfig } from "@smallchain/shared";
 import type { LlmReply, LlmRequest, Provider } from "./provider.js";
-import { requestFetch, type Fetch } from "./transport.js";
+import { dispatcherFor, requestFetch, type Fetch } from "./transport.js";
 
 /**
  * One client per endpoint and key; the SDK's own retries are off: redelivery with backoff is ours. The SDK
- * sends through undici's `request` rather than the global fetch (see transport.ts).
+ * sends through undici's `request` rather than the global fetch, over one connection pool that honours the
+ * proxies `env` names (see transport.ts).
  */
-export function openAIProvider(env: NodeJS.ProcessEnv = process.env, transport: Fetch = requestFetch()): Provider {
+export function openAIProvider(env: NodeJS.ProcessEnv = process.env, transport: Fetch = requestFetch(dispatcherFor(env))): Provider {
   const clients = new Map<string, OpenAI>();
   const clientFor = (llm: LlmConfig): OpenAI => {
     const apiKey = env[llm.api_key_env] ?? (llm.base_url ? "not-needed" : undefined);

@@ -16,7 +16,7 @@ export type Fetch = (input: string | URL | Request, init?: RequestInit) => Promi
  * HTTP_PROXY, HTTPS_PROXY and NO_PROXY are honoured (Node 20's global fetch ignores them). Anything but a
  * string or bytes as the body (a form, a stream), or a Request as the input, goes to the global fetch.
  */
-export function requestFetch(dispatcher: Dispatcher = defaultDispatcher()): Fetch {
+export function requestFetch(dispatcher: Dispatcher = dispatcherFor(process.env)): Fetch {
   return async (input, init = {}) => {
     const body = init.body;
     if (input instanceof Request || !(body == null || typeof body === "string" || body instanceof Uint8Array)) {
@@ -66,10 +66,15 @@ function decoderFor(encoding: string | string[] | undefined): Transform | undefi
   }
 }
 
-let shared: Dispatcher | undefined;
-
-/** One connection pool for the process, as the global fetch has. */
-function defaultDispatcher(): Dispatcher {
-  shared ??= new EnvHttpProxyAgent().compose(interceptors.redirect({ maxRedirections: 5 }));
-  return shared;
+/**
+ * A connection pool that reaches each host through the proxy `env` names for its scheme (HTTPS_PROXY, HTTP_PROXY,
+ * or their lower-case forms), except for the hosts in NO_PROXY, and follows redirects.
+ */
+export function dispatcherFor(env: NodeJS.ProcessEnv): Dispatcher {
+  // Empty strings, not undefined: undici would read process.env for a missing one.
+  return new EnvHttpProxyAgent({
+    httpProxy: env.http_proxy ?? env.HTTP_PROXY ?? "",
+    httpsProxy: env.https_proxy ?? env.HTTPS_PROXY ?? "",
+    noProxy: env.no_proxy ?? env.NO_PROXY ?? "",
+  }).compose(interceptors.redirect({ maxRedirections: 5 }));
 }
