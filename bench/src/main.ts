@@ -63,7 +63,7 @@ type Scenario = {
    * deployment); its ratios to the raw chain, and the deployment's to it: the orchestration's cost with the
    * client's cost on both sides.
    */
-  rawWithClient?: { c1: ChainResult; c64: ChainResult; cpuMsPerStep: CpuPerStep; overRaw: Ratios; deploymentOverIt: Ratios };
+  rawWithClient?: { c1: ChainResult; c64: ChainResult; cpuMsPerStep: CpuPerStep; cpuMsPerStepC1: CpuPerStep; overRaw: Ratios; deploymentOverIt: Ratios };
 };
 
 /** CPU of named processes summed over several measurements, per step of all of them. */
@@ -254,7 +254,7 @@ async function scenario(nc: NatsConnection, mode: Mode, llm: Llm, fake: FakeOpen
     let rawWithClient: Scenario["rawWithClient"];
     if (clientCall) {
       const withClient = { c1: pooledChain(c1Rounds.map((r) => r.withClient!)), c64: pooledChain(c64Rounds.map((r) => r.withClient!)) };
-      rawWithClient = { ...withClient, cpuMsPerStep: cpu.client64.perStep(), overRaw: ratiosOf(withClient, raw), deploymentOverIt: ratiosOf({ c1, c64 }, withClient) };
+      rawWithClient = { ...withClient, cpuMsPerStep: cpu.client64.perStep(), cpuMsPerStepC1: cpu.client1.perStep(), overRaw: ratiosOf(withClient, raw), deploymentOverIt: ratiosOf({ c1, c64 }, withClient) };
     }
     const cpuMsPerStep = cpu.c64.perStep();
     log(`  raw chain, in the same rounds: c1 p50 ${raw.c1.latencyMs.p50} ms, c64 ${raw.c64.steadyStepsPerSecond} steps/s, CPU ms per step at c64 ${JSON.stringify(raw.cpuMsPerStep)}`);
@@ -444,8 +444,8 @@ async function main() {
   }
   console.log(`runs started: ${starts.runsStartedPerSecond}/s; 200-step run: step p50 first 10 ${flat.first10.p50} ms, last 10 ${flat.last10.p50} ms`);
   console.log(`backlog of ${BACKLOG}: drained in ${round(drainSeconds, 1)} s, peak RSS MB ${JSON.stringify(peak)}; get runs: a page of ${pageSize} in ${round(getRunsMs, 0)} ms, all ${page.length} in ${round(allRunsMs, 0)} ms, the CLI process (first page of 500) ${round(cliMs, 0)} ms`);
-  console.log(`CPU ms per step at c64: ${scenarios.map((s) => `raw ${JSON.stringify(s.raw.cpuMsPerStep)}, then ${s.mode}/${s.llm} ${JSON.stringify(s.cpuMsPerStep)}`).join("; ")}`);
-  console.log(`CPU ms per step at c1: ${scenarios.map((s) => `raw ${JSON.stringify(s.raw.cpuMsPerStepC1)}, then ${s.mode}/${s.llm} ${JSON.stringify(s.cpuMsPerStepC1)}`).join("; ")}`);
+  console.log(`CPU ms per step at c64: ${scenarios.map((s) => `raw ${JSON.stringify(s.raw.cpuMsPerStep)}, ${s.rawWithClient ? `raw + the same LLM call ${JSON.stringify(s.rawWithClient.cpuMsPerStep)}, ` : ""}then ${s.mode}/${s.llm} ${JSON.stringify(s.cpuMsPerStep)}`).join("; ")}`);
+  console.log(`CPU ms per step at c1: ${scenarios.map((s) => `raw ${JSON.stringify(s.raw.cpuMsPerStepC1)}, ${s.rawWithClient ? `raw + the same LLM call ${JSON.stringify(s.rawWithClient.cpuMsPerStepC1)}, ` : ""}then ${s.mode}/${s.llm} ${JSON.stringify(s.cpuMsPerStepC1)}`).join("; ")}`);
   console.log(`service RSS MB after the steps scenarios: ${scenarios.map((s) => `${s.mode}/${s.llm} ${JSON.stringify(s.rssMb)}`).join("; ")}`);
   // The samples pooled over rounds are not kept: the summaries are.
   writeFileSync(new URL("../../../results.json", import.meta.url), `${JSON.stringify(results, (k, v: unknown) => (k === "samples" ? undefined : v), 2)}\n`);
