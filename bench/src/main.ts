@@ -246,16 +246,15 @@ async function scenario(nc: NatsConnection, mode: Mode, llm: Llm, fake: FakeOpen
       throughputC64: c64Rounds.map((r) => throughputRatio(r.smallchain, r.raw)),
       latencyP50C1: c1Rounds.map((r) => latencyRatio(r.smallchain, r.raw)),
     };
-    let topologyFloor: Scenario["topologyFloor"];
-    if (withTopologyFloor) {
-      const floor = { c1: pooledChain(c1Rounds.map((r) => r.floor!)), c64: pooledChain(c64Rounds.map((r) => r.floor!)) };
-      topologyFloor = { ...floor, overRaw: ratiosOf(floor, raw), deploymentOverIt: ratiosOf({ c1, c64 }, floor) };
-    }
-    let rawWithClient: Scenario["rawWithClient"];
-    if (clientCall) {
-      const withClient = { c1: pooledChain(c1Rounds.map((r) => r.withClient!)), c64: pooledChain(c64Rounds.map((r) => r.withClient!)) };
-      rawWithClient = { ...withClient, cpuMsPerStep: cpu.client64.perStep(), cpuMsPerStepC1: cpu.client1.perStep(), overRaw: ratiosOf(withClient, raw), deploymentOverIt: ratiosOf({ c1, c64 }, withClient) };
-    }
+    /** A chain measured in the same rounds (the topology floor, the raw chain with the client), pooled: its ratios to the raw chain, and the deployment's to it. */
+    const alongside = (key: "floor" | "withClient") => {
+      const chain = { c1: pooledChain(c1Rounds.map((r) => r[key]!)), c64: pooledChain(c64Rounds.map((r) => r[key]!)) };
+      return { ...chain, overRaw: ratiosOf(chain, raw), deploymentOverIt: ratiosOf({ c1, c64 }, chain) };
+    };
+    const topologyFloor = withTopologyFloor ? alongside("floor") : undefined;
+    const rawWithClient = clientCall
+      ? { ...alongside("withClient"), cpuMsPerStep: cpu.client64.perStep(), cpuMsPerStepC1: cpu.client1.perStep() }
+      : undefined;
     const cpuMsPerStep = cpu.c64.perStep();
     log(`  raw chain, in the same rounds: c1 p50 ${raw.c1.latencyMs.p50} ms, c64 ${raw.c64.steadyStepsPerSecond} steps/s, CPU ms per step at c64 ${JSON.stringify(raw.cpuMsPerStep)}`);
     log(

@@ -146,8 +146,9 @@ export async function serveRawCommands(js: JetStreamClient, prefix: string, dura
             process.exit(1);
           },
         );
+      } else {
+        void append(cmd, m);
       }
-      else void append(cmd, m);
     }
   })();
   return messages;

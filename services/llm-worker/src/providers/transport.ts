@@ -7,8 +7,8 @@ export type Fetch = (input: string | URL | Request, init?: RequestInit) => Promi
 /**
  * The openai SDK's transport: fetch's interface over undici's `request`.
  *
- * Node's global fetch cost 0.71-0.95 ms of CPU per streamed call against the local fake server, the SDK's own
- * work included; this costs 0.50-0.56 (bench/tools/sdk-call.mjs). fetch builds a WHATWG Request, runs the fetch
+ * Node's global fetch cost 0.90-0.94 ms of the client's CPU per streamed call against the local fake server at
+ * 1 at once, the SDK's own work included; this costs 0.63-0.66 (bench/tools/sdk-call.mjs, docs/performance.md). fetch builds a WHATWG Request, runs the fetch
  * algorithm's steps and wraps the connection in web streams on both sides; `request` writes the body and hands
  * back a Node stream, and only the response becomes a web stream, because the SDK reads it as one.
  *
