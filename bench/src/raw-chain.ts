@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { AckPolicy, RetentionPolicy, StorageType, jetstream, jetstreamManager, type ConsumerMessages, type JetStreamClient } from "@nats-io/jetstream";
-import type { NatsConnection } from "@nats-io/transport-node";
+import { headers, type NatsConnection } from "@nats-io/transport-node";
 import { encode, decode } from "@smallchain/shared";
 import { z } from "zod";
 import type { RawLlmCall } from "./raw-llm.js";
@@ -38,6 +38,14 @@ export const RawMsg = z.object({ chain: z.number(), step: z.number(), kind: z.en
  *
  * With `llm`, the worker (in this process) makes that call for each LLM command before it appends the event: the
  * raw chain with the same client cost as a deployment whose LLM is reached over HTTP.
+ *
+ * With `decisionsAsCommands`, the guarded decision is itself the command (a protocol NATS 2.9 allows if workers read
+ * the events stream): no command stream, 4 stored messages a step as in the raw chain, but every event reaches the
+ * driver and each kind's worker, which acks what is not its kind unread (a header says the kind). The floor of
+ * that protocol, to compare with the design's (session 10). With `"by-subject"`, each decision goes to a subject of its
+ * kind (`<chain>.<kind>`) that only that kind's worker reads, as NATS 2.11's
+ * `Nats-Expected-Last-Subject-Sequence-Subject` would allow while guarding the whole chain: on 2.9 the guard can only
+ * cover the kind's own subject, so this emulates that protocol's cost, not its guarantee.
  */
 export async function rawChain(
   nc: NatsConnection,
@@ -45,18 +53,32 @@ export async function rawChain(
   concurrency: number,
   stepsPerChain: number,
   chains: number,
-  { decisions = false, workers, llm }: { decisions?: boolean; workers?: RawWorkerProcesses; llm?: RawLlmCall } = {},
+  { decisions = false, decisionsAsCommands = false, workers, llm }: { decisions?: boolean; decisionsAsCommands?: boolean | "by-subject"; workers?: RawWorkerProcesses; llm?: RawLlmCall } = {},
 ): Promise<ChainResult> {
+  if (decisionsAsCommands && (decisions || llm)) throw new Error("decisionsAsCommands stands alone: its decisions are its commands");
   const up = prefix.toUpperCase();
   const jsm = await jetstreamManager(nc);
   const js = jetstream(nc);
   await jsm.streams.add({ name: `${up}_RAWCMD`, subjects: [`${prefix}.raw.cmd.>`], retention: RetentionPolicy.Workqueue, storage: StorageType.File });
-  await jsm.streams.add({ name: `${up}_RAWEV`, subjects: [`${prefix}.raw.ev.*`], storage: StorageType.File });
+  await jsm.streams.add({ name: `${up}_RAWEV`, subjects: [`${prefix}.raw.ev.>`], storage: StorageType.File });
   await jsm.consumers.add(`${up}_RAWEV`, { durable_name: "driver", ack_policy: AckPolicy.Explicit, max_ack_pending: 10_000 });
 
   let stopWorkers: () => Promise<void>;
   if (workers && llm) throw new Error("the raw chain's LLM call is made by its worker in this process, not by worker processes");
-  if (workers) {
+  if (decisionsAsCommands) {
+    const kinds = workers ? ["llm", "tool"] : ["both"];
+    for (const kind of kinds) {
+      const filter = decisionsAsCommands === "by-subject" ? { filter_subject: `${prefix}.raw.ev.*.${kind === "both" ? "*" : kind}` } : {};
+      await jsm.consumers.add(`${up}_RAWEV`, { durable_name: `evworker-${kind}`, ack_policy: AckPolicy.Explicit, max_ack_pending: 10_000, ...filter });
+    }
+    if (workers) {
+      await workers.attach(prefix, true);
+      stopWorkers = () => workers.detach();
+    } else {
+      const worker = await serveRawDecisions(js, prefix, "both");
+      stopWorkers = async () => void (await worker.close());
+    }
+  } else if (workers) {
     for (const kind of ["llm", "tool"]) {
       await jsm.consumers.add(`${up}_RAWCMD`, { durable_name: `worker-${kind}`, filter_subject: `${prefix}.raw.cmd.${kind}`, ack_policy: AckPolicy.Explicit, max_ack_pending: 10_000 });
     }
@@ -78,10 +100,26 @@ export async function rawChain(
     }
   })();
 
-  /** The chain's newest sequence on its subject: what its next decision expects. */
-  const lastSeq = new Map<number, number>();
+  /** The chain's newest sequence on its subject (by-subject: also each kind's subject): what its next decision expects. */
+  const lastSeq = new Map<number | string, number>();
   const send = async (chain: number, step: number, kind: "llm" | "tool") => {
     const done = new Promise<number>((resolve) => waiters.set(chain, resolve));
+    if (decisionsAsCommands) {
+      const h = headers();
+      h.set(KIND_HEADER, kind);
+      const decision = encode({ chain, step, kind, body: "x".repeat(64), decided: true });
+      if (decisionsAsCommands === "by-subject") {
+        const subject = `${prefix}.raw.ev.${chain}.${kind}`;
+        const stored = js.publish(subject, decision, { msgID: `${chain}:${step}:${kind}:decided`, headers: h, expect: { lastSubjectSequence: lastSeq.get(subject) ?? 0 } });
+        lastSeq.set(chain, await done);
+        lastSeq.set(subject, (await stored).seq);
+        return;
+      }
+      const stored = js.publish(`${prefix}.raw.ev.${chain}`, decision, { msgID: `${chain}:${step}:${kind}:decided`, headers: h, expect: { lastSubjectSequence: lastSeq.get(chain) ?? 0 } });
+      lastSeq.set(chain, await done);
+      await stored;
+      return;
+    }
     if (decisions) {
       const decision = encode({ chain, step, kind, body: "x".repeat(64), decided: true });
       const ack = await js.publish(`${prefix}.raw.ev.${chain}`, decision, { msgID: `${chain}:${step}:${kind}:decided`, expect: { lastSubjectSequence: lastSeq.get(chain) ?? 0 } });
@@ -154,6 +192,31 @@ export async function serveRawCommands(js: JetStreamClient, prefix: string, dura
   return messages;
 }
 
+const KIND_HEADER = "Raw-Kind";
+
+/**
+ * The worker of `decisionsAsCommands`: pulls every event of the chains through the durable consumer
+ * `evworker-<kind>` and, for each decision of its kind ("both": either), appends the result to the chain's subject and
+ * acks once it is stored; anything else is acked without being read. Returns the pull, to close.
+ */
+export async function serveRawDecisions(js: JetStreamClient, prefix: string, kind: "llm" | "tool" | "both"): Promise<ConsumerMessages> {
+  const messages = await (await js.consumers.get(`${prefix.toUpperCase()}_RAWEV`, `evworker-${kind}`)).consume({ max_messages: 512 });
+  void (async () => {
+    for await (const m of messages) {
+      const k = m.headers?.get(KIND_HEADER);
+      if (!k || (kind !== "both" && k !== kind)) {
+        m.ack();
+        continue;
+      }
+      const cmd = decode(RawMsg, m.data, "raw decision");
+      void js
+        .publish(`${prefix}.raw.ev.${cmd.chain}`, encode({ ...cmd, decided: false, body: `${cmd.kind} done` }), { msgID: `${cmd.chain}:${cmd.step}:${cmd.kind}` })
+        .then(() => m.ack());
+    }
+  })();
+  return messages;
+}
+
 const WORKER = fileURLToPath(new URL("./raw-worker.js", import.meta.url));
 
 /**
@@ -185,8 +248,8 @@ export class RawWorkerProcesses {
   }
 
   /** Each worker pulls the chain's commands of its kind, once the chain's consumers exist. */
-  async attach(prefix: string): Promise<void> {
-    await this.ask("attach", prefix);
+  async attach(prefix: string, decisionsAsCommands = false): Promise<void> {
+    await this.ask("attach", decisionsAsCommands ? `${prefix} decisions` : prefix);
   }
 
   async detach(): Promise<void> {

@@ -2,11 +2,11 @@
  * The raw chain's worker in a process of its own (`RawWorkerProcesses`): pulls the commands of one kind, appends
  * each one's event to the chain's subject and acks, as the in-process worker does. It lives across chains, so
  * that it warms up as the services do: a request on `<control>.attach` (the chain's prefix) starts pulling that
- * chain's commands, one on `<control>.detach` stops. node raw-worker.js <control> <kind>; prints "ready".
+ * chain's commands (`<prefix> decisions`: its decisions, from the events stream), one on `<control>.detach` stops. node raw-worker.js <control> <kind>; prints "ready".
  */
 import { connect } from "@nats-io/transport-node";
 import { jetstream, type ConsumerMessages } from "@nats-io/jetstream";
-import { serveRawCommands } from "./raw-chain.js";
+import { serveRawCommands, serveRawDecisions } from "./raw-chain.js";
 
 const [control = "", kind = ""] = process.argv.slice(2);
 const nc = await connect({ servers: process.env.NATS_URL ?? "nats://127.0.0.1:4222" });
@@ -16,9 +16,9 @@ let current: ConsumerMessages | undefined;
 nc.subscribe(`${control}.attach`, {
   callback: (_err, req) => {
     void (async () => {
-      const prefix = req.string();
+      const [prefix = "", mode] = req.string().split(" ");
       try {
-        current = await serveRawCommands(js, prefix, `worker-${kind}`);
+        current = mode === "decisions" ? await serveRawDecisions(js, prefix, kind as "llm" | "tool") : await serveRawCommands(js, prefix, `worker-${kind}`);
       } catch (err) {
         req.respond((err as Error).message);
         return;
