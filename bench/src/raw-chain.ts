@@ -104,25 +104,22 @@ export async function rawChain(
   const lastSeq = new Map<number | string, number>();
   const send = async (chain: number, step: number, kind: "llm" | "tool") => {
     const done = new Promise<number>((resolve) => waiters.set(chain, resolve));
+    const decision = () => encode({ chain, step, kind, body: "x".repeat(64), decided: true });
+    const msgID = `${chain}:${step}:${kind}:decided`;
     if (decisionsAsCommands) {
+      // By subject, on 2.9 the guard covers only the kind's own subject, whose last message is this decision.
+      const subject = decisionsAsCommands === "by-subject" ? `${prefix}.raw.ev.${chain}.${kind}` : `${prefix}.raw.ev.${chain}`;
+      const guarded = decisionsAsCommands === "by-subject" ? subject : chain;
       const h = headers();
       h.set(KIND_HEADER, kind);
-      const decision = encode({ chain, step, kind, body: "x".repeat(64), decided: true });
-      if (decisionsAsCommands === "by-subject") {
-        const subject = `${prefix}.raw.ev.${chain}.${kind}`;
-        const stored = js.publish(subject, decision, { msgID: `${chain}:${step}:${kind}:decided`, headers: h, expect: { lastSubjectSequence: lastSeq.get(subject) ?? 0 } });
-        lastSeq.set(chain, await done);
-        lastSeq.set(subject, (await stored).seq);
-        return;
-      }
-      const stored = js.publish(`${prefix}.raw.ev.${chain}`, decision, { msgID: `${chain}:${step}:${kind}:decided`, headers: h, expect: { lastSubjectSequence: lastSeq.get(chain) ?? 0 } });
-      lastSeq.set(chain, await done);
-      await stored;
+      const stored = js.publish(subject, decision(), { msgID, headers: h, expect: { lastSubjectSequence: lastSeq.get(guarded) ?? 0 } });
+      const result = await done;
+      const { seq } = await stored;
+      lastSeq.set(guarded, guarded === chain ? result : seq);
       return;
     }
     if (decisions) {
-      const decision = encode({ chain, step, kind, body: "x".repeat(64), decided: true });
-      const ack = await js.publish(`${prefix}.raw.ev.${chain}`, decision, { msgID: `${chain}:${step}:${kind}:decided`, expect: { lastSubjectSequence: lastSeq.get(chain) ?? 0 } });
+      const ack = await js.publish(`${prefix}.raw.ev.${chain}`, decision(), { msgID, expect: { lastSubjectSequence: lastSeq.get(chain) ?? 0 } });
       lastSeq.set(chain, ack.seq);
     }
     void js.publish(`${prefix}.raw.cmd.${kind}`, encode({ chain, step, kind, body: "x".repeat(64) }), { msgID: `${chain}:${step}:${kind}:cmd` });
