@@ -46,6 +46,11 @@ export const RawMsg = z.object({ chain: z.number(), step: z.number(), kind: z.en
  * kind (`<chain>.<kind>`) that only that kind's worker reads, as NATS 2.11's
  * `Nats-Expected-Last-Subject-Sequence-Subject` would allow while guarding the whole chain: on 2.9 the guard can only
  * cover the kind's own subject, so this emulates that protocol's cost, not its guarantee.
+ *
+ * With `toolDecidedByWorker` (and `decisions`), the LLM worker appends the tool decision itself, right after its
+ * result and in the same write (deduplicated by its id, unguarded), and the driver publishes the tool command on it
+ * without a decision of its own: the LLM's result and the tool call it asks for recorded in one round trip, as if the
+ * llm-worker decided plain tool calls (session 10). 6 stores a step, 5 round trips one after another instead of 6.
  */
 export async function rawChain(
   nc: NatsConnection,
@@ -53,8 +58,15 @@ export async function rawChain(
   concurrency: number,
   stepsPerChain: number,
   chains: number,
-  { decisions = false, decisionsAsCommands = false, workers, llm }: { decisions?: boolean; decisionsAsCommands?: boolean | "by-subject"; workers?: RawWorkerProcesses; llm?: RawLlmCall } = {},
+  {
+    decisions = false,
+    decisionsAsCommands = false,
+    toolDecidedByWorker = false,
+    workers,
+    llm,
+  }: { decisions?: boolean; decisionsAsCommands?: boolean | "by-subject"; toolDecidedByWorker?: boolean; workers?: RawWorkerProcesses; llm?: RawLlmCall } = {},
 ): Promise<ChainResult> {
+  if (toolDecidedByWorker && (!decisions || llm)) throw new Error("toolDecidedByWorker needs decisions, and no LLM call");
   if (decisionsAsCommands && (decisions || llm)) throw new Error("decisionsAsCommands stands alone: its decisions are its commands");
   const up = prefix.toUpperCase();
   const jsm = await jetstreamManager(nc);
@@ -72,7 +84,7 @@ export async function rawChain(
       await jsm.consumers.add(`${up}_RAWEV`, { durable_name: `evworker-${kind}`, ack_policy: AckPolicy.Explicit, max_ack_pending: 10_000, ...filter });
     }
     if (workers) {
-      await workers.attach(prefix, true);
+      await workers.attach(prefix, "decisions");
       stopWorkers = () => workers.detach();
     } else {
       const worker = await serveRawDecisions(js, prefix, "both");
@@ -82,11 +94,11 @@ export async function rawChain(
     for (const kind of ["llm", "tool"]) {
       await jsm.consumers.add(`${up}_RAWCMD`, { durable_name: `worker-${kind}`, filter_subject: `${prefix}.raw.cmd.${kind}`, ack_policy: AckPolicy.Explicit, max_ack_pending: 10_000 });
     }
-    await workers.attach(prefix);
+    await workers.attach(prefix, toolDecidedByWorker ? "tool-decision" : undefined);
     stopWorkers = () => workers.detach();
   } else {
     await jsm.consumers.add(`${up}_RAWCMD`, { durable_name: "worker", ack_policy: AckPolicy.Explicit, max_ack_pending: 10_000 });
-    const worker = await serveRawCommands(js, prefix, "worker", llm);
+    const worker = await serveRawCommands(js, prefix, "worker", llm, toolDecidedByWorker);
     stopWorkers = async () => void (await worker.close());
   }
 
@@ -96,7 +108,8 @@ export async function rawChain(
     for await (const m of driver) {
       const e = decode(RawMsg, m.data, "raw event");
       m.ack();
-      if (!e.decided) waiters.get(e.chain)?.(m.seq);
+      // toolDecidedByWorker: the LLM half ends with the worker's tool decision, the tool half with the tool's result.
+      if (toolDecidedByWorker ? e.kind === "tool" : !e.decided) waiters.get(e.chain)?.(m.seq);
     }
   })();
 
@@ -118,7 +131,7 @@ export async function rawChain(
       lastSeq.set(guarded, guarded === chain ? result : seq);
       return;
     }
-    if (decisions) {
+    if (decisions && !(toolDecidedByWorker && kind === "tool")) {
       const ack = await js.publish(`${prefix}.raw.ev.${chain}`, decision(), { msgID, expect: { lastSubjectSequence: lastSeq.get(chain) ?? 0 } });
       lastSeq.set(chain, ack.seq);
     }
@@ -165,10 +178,17 @@ export async function rawChain(
  * its event to the chain's subject and acks once it is stored (an LLM command after `llm`'s call, if given).
  * Returns the pull, to close.
  */
-export async function serveRawCommands(js: JetStreamClient, prefix: string, durable: string, llm?: RawLlmCall): Promise<ConsumerMessages> {
+export async function serveRawCommands(js: JetStreamClient, prefix: string, durable: string, llm?: RawLlmCall, toolDecision = false): Promise<ConsumerMessages> {
   const messages = await (await js.consumers.get(`${prefix.toUpperCase()}_RAWCMD`, durable)).consume({ max_messages: 512 });
-  const append = (cmd: z.infer<typeof RawMsg>, m: { ack(): void }) =>
-    js.publish(`${prefix}.raw.ev.${cmd.chain}`, encode({ ...cmd, body: `${cmd.kind} done` }), { msgID: `${cmd.chain}:${cmd.step}:${cmd.kind}` }).then(() => m.ack());
+  const append = (cmd: z.infer<typeof RawMsg>, m: { ack(): void }) => {
+    const subject = `${prefix}.raw.ev.${cmd.chain}`;
+    const stored = [js.publish(subject, encode({ ...cmd, body: `${cmd.kind} done` }), { msgID: `${cmd.chain}:${cmd.step}:${cmd.kind}` })];
+    if (toolDecision && cmd.kind === "llm") {
+      const decision = encode({ chain: cmd.chain, step: cmd.step, kind: "tool", body: "x".repeat(64), decided: true });
+      stored.push(js.publish(subject, decision, { msgID: `${cmd.chain}:${cmd.step}:tool:decided` }));
+    }
+    return Promise.all(stored).then(() => m.ack());
+  };
   void (async () => {
     for await (const m of messages) {
       const cmd = decode(RawMsg, m.data, "raw command");
@@ -245,8 +265,9 @@ export class RawWorkerProcesses {
   }
 
   /** Each worker pulls the chain's commands of its kind, once the chain's consumers exist. */
-  async attach(prefix: string, decisionsAsCommands = false): Promise<void> {
-    await this.ask("attach", decisionsAsCommands ? `${prefix} decisions` : prefix);
+  /** `decisions`: the chain's decisions are its commands; `tool-decision`: the LLM worker appends the tool decision. */
+  async attach(prefix: string, mode?: "decisions" | "tool-decision"): Promise<void> {
+    await this.ask("attach", mode ? `${prefix} ${mode}` : prefix);
   }
 
   async detach(): Promise<void> {

@@ -2,7 +2,8 @@
  * The raw chain's worker in a process of its own (`RawWorkerProcesses`): pulls the commands of one kind, appends
  * each one's event to the chain's subject and acks, as the in-process worker does. It lives across chains, so
  * that it warms up as the services do: a request on `<control>.attach` (the chain's prefix) starts pulling that
- * chain's commands (`<prefix> decisions`: its decisions, from the events stream), one on `<control>.detach` stops. node raw-worker.js <control> <kind>; prints "ready".
+ * chain's commands (`<prefix> decisions`: its decisions, from the events stream; `<prefix> tool-decision`: an LLM command's result
+ * followed by the tool decision), one on `<control>.detach` stops. node raw-worker.js <control> <kind>; prints "ready".
  */
 import { connect } from "@nats-io/transport-node";
 import { jetstream, type ConsumerMessages } from "@nats-io/jetstream";
@@ -18,7 +19,10 @@ nc.subscribe(`${control}.attach`, {
     void (async () => {
       const [prefix = "", mode] = req.string().split(" ");
       try {
-        current = mode === "decisions" ? await serveRawDecisions(js, prefix, kind as "llm" | "tool") : await serveRawCommands(js, prefix, `worker-${kind}`);
+        current =
+          mode === "decisions"
+            ? await serveRawDecisions(js, prefix, kind as "llm" | "tool")
+            : await serveRawCommands(js, prefix, `worker-${kind}`, undefined, mode === "tool-decision");
       } catch (err) {
         req.respond((err as Error).message);
         return;
