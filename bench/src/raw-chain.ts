@@ -48,7 +48,7 @@ export const RawMsg = z.object({ chain: z.number(), step: z.number(), kind: z.en
  * cover the kind's own subject, so this emulates that protocol's cost, not its guarantee.
  *
  * With `toolDecidedByWorker` (and `decisions`), the LLM worker appends the tool decision itself, right after its
- * result and in the same write (deduplicated by its id, unguarded), and the driver publishes the tool command on it
+ * result without waiting for its PubAck (deduplicated by its id, unguarded), and the driver publishes the tool command on it
  * without a decision of its own: the LLM's result and the tool call it asks for recorded in one round trip, as if the
  * llm-worker decided plain tool calls (session 10). 6 stores a step, 5 round trips one after another instead of 6.
  */
