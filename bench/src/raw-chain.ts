@@ -20,6 +20,7 @@ export type ChainResult = {
 };
 
 export const RawMsg = z.object({ chain: z.number(), step: z.number(), kind: z.enum(["llm", "tool"]), body: z.string(), decided: z.boolean().optional() });
+export type RawMsg = z.infer<typeof RawMsg>;
 
 /**
  * The bare JetStream chain of our design, with no Smallchain code: a command on a work-queue stream is pulled
@@ -117,7 +118,7 @@ export async function rawChain(
   const lastSeq = new Map<number | string, number>();
   const send = async (chain: number, step: number, kind: "llm" | "tool") => {
     const done = new Promise<number>((resolve) => waiters.set(chain, resolve));
-    const decision = () => encode({ chain, step, kind, body: "x".repeat(64), decided: true });
+    const decision = () => decisionOf(chain, step, kind);
     const msgID = `${chain}:${step}:${kind}:decided`;
     if (decisionsAsCommands) {
       // By subject, on 2.9 the guard covers only the kind's own subject, whose last message is this decision.
@@ -180,12 +181,10 @@ export async function rawChain(
  */
 export async function serveRawCommands(js: JetStreamClient, prefix: string, durable: string, llm?: RawLlmCall, toolDecision = false): Promise<ConsumerMessages> {
   const messages = await (await js.consumers.get(`${prefix.toUpperCase()}_RAWCMD`, durable)).consume({ max_messages: 512 });
-  const append = (cmd: z.infer<typeof RawMsg>, m: { ack(): void }) => {
-    const subject = `${prefix}.raw.ev.${cmd.chain}`;
-    const stored = [js.publish(subject, encode({ ...cmd, body: `${cmd.kind} done` }), { msgID: `${cmd.chain}:${cmd.step}:${cmd.kind}` })];
+  const append = (cmd: RawMsg, m: { ack(): void }) => {
+    const stored = [appendResult(js, prefix, cmd)];
     if (toolDecision && cmd.kind === "llm") {
-      const decision = encode({ chain: cmd.chain, step: cmd.step, kind: "tool", body: "x".repeat(64), decided: true });
-      stored.push(js.publish(subject, decision, { msgID: `${cmd.chain}:${cmd.step}:tool:decided` }));
+      stored.push(js.publish(`${prefix}.raw.ev.${cmd.chain}`, decisionOf(cmd.chain, cmd.step, "tool"), { msgID: `${cmd.chain}:${cmd.step}:tool:decided` }));
     }
     return Promise.all(stored).then(() => m.ack());
   };
@@ -211,6 +210,16 @@ export async function serveRawCommands(js: JetStreamClient, prefix: string, dura
 
 const KIND_HEADER = "Raw-Kind";
 
+/** A decision of the chain's: what the driver (or, with `toolDecidedByWorker`, the LLM worker) appends. */
+function decisionOf(chain: number, step: number, kind: "llm" | "tool"): Uint8Array {
+  return encode({ chain, step, kind, body: "x".repeat(64), decided: true });
+}
+
+/** A worker's result for a command (or a decision that is one), appended to the chain's subject, deduplicated by its id. */
+function appendResult(js: JetStreamClient, prefix: string, { decided: _, ...cmd }: RawMsg) {
+  return js.publish(`${prefix}.raw.ev.${cmd.chain}`, encode({ ...cmd, body: `${cmd.kind} done` }), { msgID: `${cmd.chain}:${cmd.step}:${cmd.kind}` });
+}
+
 /**
  * The worker of `decisionsAsCommands`: pulls every event of the chains through the durable consumer
  * `evworker-<kind>` and, for each decision of its kind ("both": either), appends the result to the chain's subject and
@@ -225,10 +234,7 @@ export async function serveRawDecisions(js: JetStreamClient, prefix: string, kin
         m.ack();
         continue;
       }
-      const cmd = decode(RawMsg, m.data, "raw decision");
-      void js
-        .publish(`${prefix}.raw.ev.${cmd.chain}`, encode({ ...cmd, decided: false, body: `${cmd.kind} done` }), { msgID: `${cmd.chain}:${cmd.step}:${cmd.kind}` })
-        .then(() => m.ack());
+      void appendResult(js, prefix, decode(RawMsg, m.data, "raw decision")).then(() => m.ack());
     }
   })();
   return messages;
@@ -264,8 +270,10 @@ export class RawWorkerProcesses {
     return new RawWorkerProcesses(nc, control, children);
   }
 
-  /** Each worker pulls the chain's commands of its kind, once the chain's consumers exist. */
-  /** `decisions`: the chain's decisions are its commands; `tool-decision`: the LLM worker appends the tool decision. */
+  /**
+   * Each worker pulls the chain's commands of its kind, once the chain's consumers exist (`decisions`: the chain's
+   * decisions are its commands; `tool-decision`: the LLM worker appends the tool decision after its result).
+   */
   async attach(prefix: string, mode?: "decisions" | "tool-decision"): Promise<void> {
     await this.ask("attach", mode ? `${prefix} ${mode}` : prefix);
   }

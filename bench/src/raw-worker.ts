@@ -2,8 +2,9 @@
  * The raw chain's worker in a process of its own (`RawWorkerProcesses`): pulls the commands of one kind, appends
  * each one's event to the chain's subject and acks, as the in-process worker does. It lives across chains, so
  * that it warms up as the services do: a request on `<control>.attach` (the chain's prefix) starts pulling that
- * chain's commands (`<prefix> decisions`: its decisions, from the events stream; `<prefix> tool-decision`: an LLM command's result
- * followed by the tool decision), one on `<control>.detach` stops. node raw-worker.js <control> <kind>; prints "ready".
+ * chain's commands (`<prefix> decisions`: its decisions, from the events stream; `<prefix> tool-decision`: an LLM
+ * command's result followed by the tool decision), one on `<control>.detach` stops. node raw-worker.js <control> <kind>;
+ * prints "ready".
  */
 import { connect } from "@nats-io/transport-node";
 import { jetstream, type ConsumerMessages } from "@nats-io/jetstream";

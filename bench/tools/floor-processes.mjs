@@ -1,7 +1,8 @@
 // The raw chain and the design's floor with the workers in the bench process and in two worker processes of their
-// own (as Smallchain's four processes), in rounds; and the floor of a protocol whose guarded decision is the command,
-// read by the workers from the events stream, and its cost were each kind's decisions on a subject of their own, as NATS
-// 2.11 would allow; and the design's floor with the tool decision appended by the LLM worker with its result (session 10). node bench/tools/floor-processes.mjs [rounds]
+// own (as Smallchain's four processes), in rounds. With them (session 10): the floor of a protocol whose guarded
+// decision is the command, read by the workers from the events stream; its cost were each kind's decisions on a subject
+// of their own, as NATS 2.11 would allow; and the design's floor with the tool decision appended by the LLM worker
+// after its result. node bench/tools/floor-processes.mjs [rounds]
 import { connect } from "@nats-io/transport-node";
 import { RawWorkerProcesses, rawChain } from "../dist/bench/src/raw-chain.js";
 
