@@ -46,7 +46,11 @@ export type RawMsg = z.infer<typeof RawMsg>;
  * that protocol, to compare with the design's (session 10). With `"by-subject"`, each decision goes to a subject of its
  * kind (`<chain>.<kind>`) that only that kind's worker reads, as NATS 2.11's
  * `Nats-Expected-Last-Subject-Sequence-Subject` would allow while guarding the whole chain: on 2.9 the guard can only
- * cover the kind's own subject, so this emulates that protocol's cost, not its guarantee.
+ * cover the kind's own subject, so this emulates that protocol's cost, not its guarantee. With `"decision-subject"`,
+ * every decision goes to the chain's one subject of decisions (`<chain>.d`), guarded by that subject's last sequence,
+ * and the workers' results to the chain's own subject: both kinds' workers read the decisions (and ack the other
+ * kind's unread), not the results. A protocol NATS 2.9 guards fully, if every input a decision depends on other than
+ * the results of its calls is on the decisions' subject (session 11).
  *
  * With `toolDecidedByWorker` (and `decisions`), the LLM worker appends the tool decision itself, right after its
  * result without waiting for its PubAck (deduplicated by its id, unguarded), and the driver publishes the tool command on it
@@ -65,7 +69,7 @@ export async function rawChain(
     toolDecidedByWorker = false,
     workers,
     llm,
-  }: { decisions?: boolean; decisionsAsCommands?: boolean | "by-subject"; toolDecidedByWorker?: boolean; workers?: RawWorkerProcesses; llm?: RawLlmCall } = {},
+  }: { decisions?: boolean; decisionsAsCommands?: boolean | "by-subject" | "decision-subject"; toolDecidedByWorker?: boolean; workers?: RawWorkerProcesses; llm?: RawLlmCall } = {},
 ): Promise<ChainResult> {
   if (toolDecidedByWorker && (!decisions || llm)) throw new Error("toolDecidedByWorker needs decisions, and no LLM call");
   if (decisionsAsCommands && (decisions || llm)) throw new Error("decisionsAsCommands stands alone: its decisions are its commands");
@@ -81,7 +85,12 @@ export async function rawChain(
   if (decisionsAsCommands) {
     const kinds = workers ? ["llm", "tool"] : ["both"];
     for (const kind of kinds) {
-      const filter = decisionsAsCommands === "by-subject" ? { filter_subject: `${prefix}.raw.ev.*.${kind === "both" ? "*" : kind}` } : {};
+      const filter =
+        decisionsAsCommands === "by-subject"
+          ? { filter_subject: `${prefix}.raw.ev.*.${kind === "both" ? "*" : kind}` }
+          : decisionsAsCommands === "decision-subject"
+            ? { filter_subject: `${prefix}.raw.ev.*.d` }
+            : {};
       await jsm.consumers.add(`${up}_RAWEV`, { durable_name: `evworker-${kind}`, ack_policy: AckPolicy.Explicit, max_ack_pending: 10_000, ...filter });
     }
     if (workers) {
@@ -122,8 +131,14 @@ export async function rawChain(
     const msgID = `${chain}:${step}:${kind}:decided`;
     if (decisionsAsCommands) {
       // By subject, on 2.9 the guard covers only the kind's own subject, whose last message is this decision.
-      const subject = decisionsAsCommands === "by-subject" ? `${prefix}.raw.ev.${chain}.${kind}` : `${prefix}.raw.ev.${chain}`;
-      const guarded = decisionsAsCommands === "by-subject" ? subject : chain;
+      // Decision subject: every decision on the chain's one subject of decisions, guarded by it; results elsewhere.
+      const subject =
+        decisionsAsCommands === "by-subject"
+          ? `${prefix}.raw.ev.${chain}.${kind}`
+          : decisionsAsCommands === "decision-subject"
+            ? `${prefix}.raw.ev.${chain}.d`
+            : `${prefix}.raw.ev.${chain}`;
+      const guarded = decisionsAsCommands === true ? chain : subject;
       const h = headers();
       h.set(KIND_HEADER, kind);
       const stored = js.publish(subject, decision(), { msgID, headers: h, expect: { lastSubjectSequence: lastSeq.get(guarded) ?? 0 } });

@@ -2,7 +2,8 @@
 // own (as Smallchain's four processes), in rounds. With them (session 10): the floor of a protocol whose guarded
 // decision is the command, read by the workers from the events stream; its cost were each kind's decisions on a subject
 // of their own, as NATS 2.11 would allow; and the design's floor with the tool decision appended by the LLM worker
-// after its result. node bench/tools/floor-processes.mjs [rounds]
+// after its result. Session 11: every decision on a subject of decisions of its own, guarded by it, the results on
+// another, the workers reading the decisions only. node bench/tools/floor-processes.mjs [rounds] [variants]
 import { connect } from "@nats-io/transport-node";
 import { RawWorkerProcesses, rawChain } from "../dist/bench/src/raw-chain.js";
 
@@ -10,7 +11,7 @@ const rounds = Number(process.argv[2] ?? 3);
 const nc = await connect({ servers: process.env.NATS_URL ?? "nats://127.0.0.1:4222" });
 const workers = await RawWorkerProcesses.start(nc);
 const id = () => `bfp${Math.random().toString(36).slice(2, 7)}`;
-const variants = {
+const all = {
   raw: {},
   floor: { decisions: true },
   "raw, worker processes": { workers },
@@ -18,8 +19,13 @@ const variants = {
   "decision=command": { decisionsAsCommands: true },
   "decision=command, w. proc.": { decisionsAsCommands: true, workers },
   "by kind subject, w. proc.": { decisionsAsCommands: "by-subject", workers },
+  "decision subject": { decisionsAsCommands: "decision-subject" },
+  "decision subject, w. proc.": { decisionsAsCommands: "decision-subject", workers },
   "tool decided by worker, w. proc.": { decisions: true, toolDecidedByWorker: true, workers },
 };
+// A second argument keeps only the variants whose names match it (a regular expression), with the raw chain.
+const only = process.argv[3] ? new RegExp(process.argv[3]) : undefined;
+const variants = Object.fromEntries(Object.entries(all).filter(([name]) => name === "raw" || !only || only.test(name)));
 for (const opts of Object.values(variants)) {
   await rawChain(nc, id(), 1, 300, 1, opts);
   await rawChain(nc, id(), 64, 60, 64, opts);
