@@ -36,6 +36,7 @@ import {
   deriveRunId,
   encode,
   ensureConsumer,
+  awaitsWorkers,
   isCopying,
   isTerminal,
   provision,
@@ -211,9 +212,10 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
       const recorded: RecordedEvent[] = results.map((r, i) => ({ ...events[i]!, seq: r.seq }));
       const prior = state;
       // A worker's result of one of the run's calls may have landed before the decision unseen (the guard covers
-      // decisions only): looked for while the effects are carried out, and folded in stream order if found.
+      // decisions only): when a call was out, looked for while the effects are carried out, and folded in stream
+      // order if found.
       const first = recorded[0]!.seq;
-      const unseen = first > prior.lastSeq + 1 ? store.resultBetween(prior.runId, prior.lastSeq + 1, first) : undefined;
+      const unseen = first > prior.lastSeq + 1 && awaitsWorkers(prior) ? store.resultBetween(prior.runId, prior.lastSeq + 1, first) : undefined;
       unseen?.catch(() => {});
       state = cache.record(state, recorded);
       const effects = recorded.flatMap((e) => effectsOf(state, e, now()));

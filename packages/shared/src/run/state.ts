@@ -29,6 +29,15 @@ export type CallStatus =
 
 export const WAITING_CALL_STATUSES: readonly CallStatus[] = ["awaitingApproval", "awaitingHuman", "awaitingCallback", "sleeping", "awaitingTasks"];
 
+/**
+ * Whether a worker may still append a result for the run: its LLM call, or a tool call sent to the tool-worker
+ * (requested, or approved), has no result folded yet. Only then can a result land unseen before a decision.
+ */
+export function awaitsWorkers(state: Pick<RunState, "turn">): boolean {
+  const turn = state.turn;
+  return turn.phase === "llm" || (turn.phase === "tools" && turn.calls.some((c) => c.status === "requested" || c.status === "approved"));
+}
+
 export function isCallDone(call: Pick<CallState, "status">): boolean {
   return call.status === "completed" || call.status === "failed" || call.status === "rejected";
 }

@@ -4,7 +4,7 @@ import type { EventData, EventType, RecordedEvent, RunEvent } from "../events.js
 import type { ChatMessage } from "./messages.js";
 import type { AgentSnapshot } from "./spec.js";
 import { decodeView, encodeView } from "./views.js";
-import { evolve, findCall, initialState, messagesOf, pastInvalid, type RunState } from "./state.js";
+import { awaitsWorkers, evolve, findCall, initialState, messagesOf, pastInvalid, type RunState } from "./state.js";
 
 const RUN_ID = "rtest";
 const T0 = 1_700_000_000_000;
@@ -143,6 +143,14 @@ describe("evolve", () => {
     expect(byStep.map((s) => s.lastSeq)).toEqual(events.map((e) => e.seq));
     // Where the run is does not depend on which subject its events came on.
     expect({ ...fold(events), guardSeq: 0 }).toEqual({ ...fold(fullRun().events), guardSeq: 0 });
+  });
+
+  it("knows when a worker may still append a result: an LLM call out, or a tool call sent and not answered", () => {
+    const { events } = fullRun();
+    const outstanding = events.map((_, i) => awaitsWorkers(fold(events.slice(0, i + 1))));
+
+    // After LLMRequested 3 and 9; after each ToolCallRequested (5, 6) until both results (7, 8) are in.
+    expect(outstanding).toEqual([false, false, true, false, true, true, true, false, true, false, false]);
   });
 
   it("steps past an undecodable event: reading resumes after it, and decisions are guarded past it only on the decisions' subject", () => {
