@@ -127,8 +127,9 @@ export class EventStore {
       await heads.advance(sm);
     }
     if (!heads.next()) return events;
-    // A long run: the rest through a consumer of both its subjects. Its pending count is not trusted to end the read
-    // (on NATS 2.9 it can be short for a filter with a wildcard): the subjects' own lookups say whether more is stored.
+    // A long run: the rest through a consumer of both its subjects, up to the newest event stored now. The consumer's
+    // pending count alone cannot end the read: on NATS 2.9 it can be short for a filter with a wildcard.
+    const end = Math.max(...(await Promise.all([this.names.runSubject(runId), this.names.runResultsSubject(runId)].map((s) => this.lastSeqOn(s)))));
     const consumer = await this.js.consumers.get(this.names.eventsStream, {
       filter_subjects: this.names.runEventsSubject(runId),
       deliver_policy: DeliverPolicy.StartSequence,
@@ -138,7 +139,7 @@ export class EventStore {
     try {
       for await (const m of messages) {
         this.collect(events, () => this.decodeMsg(m), m.seq, m.subject, onInvalid);
-        if (m.info.pending === 0 && !(await this.anyAfter(runId, m.seq))) break;
+        if (m.seq >= end || (m.info.pending === 0 && !(await this.anyAfter(runId, m.seq)))) break;
       }
     } finally {
       await messages.close();
@@ -170,6 +171,11 @@ export class EventStore {
         next[i] = await this.get(subjects[i], sm.seq + 1);
       },
     };
+  }
+
+  /** The sequence of the newest message on `subject` (0: none). */
+  private async lastSeqOn(subject: string): Promise<number> {
+    return (await this.jsm.streams.getMessage(this.names.eventsStream, { last_by_subj: subject }))?.seq ?? 0;
   }
 
   /** The first message on `subject` at or after `seq`, from the stream's leader (NATS 2.9's STREAM.MSG.GET takes `next_by_subj`; the client's type omits it). */
