@@ -3,6 +3,7 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ConcurrencyError, EventStore, encode, names, provision, runRequested, type Names, type RunEvent } from "@smallchain/shared";
 import { cleanupPrefix, natsUrl, uniquePrefix } from "../support/nats.js";
+import { adderConfig } from "../support/configs.js";
 import { startStack } from "../support/stack.js";
 
 const result = (runId: string, callId: string): RunEvent => ({ id: `${runId}:done:${callId}`, type: "ToolCallCompleted", v: 1, runId, at: Date.now(), data: { callId, result: "ok" } });
@@ -92,18 +93,8 @@ describe("a run's two subjects", () => {
 describe("an installation", () => {
   it("records the workers' results on each run's results subject, and everything else on its decisions' subject", async () => {
     await using stack = await startStack();
-    await stack.apply(`
-llms:
-  - name: mock
-    provider: mock
-    replies:
-      - tool_calls: [ { name: add, arguments: { a: 2, b: 3 } } ]
-      - content: "{{last_tool_result}}"
-agents: [ { name: adder, llm: mock, tools: [ add ] } ]
-tools: [ { name: add, builtin: add } ]
-tasks: [ { name: t, user_message: go, agent: adder } ]
-`);
-    const { runId } = await stack.client.startRun({ task: "t" });
+    const applied = await stack.apply(adderConfig(["{ tool_calls: [ { name: add, arguments: { a: 2, b: 3 } } ] }", '{ content: "{{last_tool_result}}" }'], 1));
+    const runId = applied.runs[0]!.runId;
     await stack.client.waitForRun(runId);
 
     const jsm = await jetstreamManager(stack.nc);
