@@ -85,12 +85,8 @@ export async function rawChain(
   if (decisionsAsCommands) {
     const kinds = workers ? ["llm", "tool"] : ["both"];
     for (const kind of kinds) {
-      const filter =
-        decisionsAsCommands === "by-subject"
-          ? { filter_subject: `${prefix}.raw.ev.*.${kind === "both" ? "*" : kind}` }
-          : decisionsAsCommands === "decision-subject"
-            ? { filter_subject: `${prefix}.raw.ev.*.d` }
-            : {};
+      // Decisions on the chain's own subject (`true`): the workers read every event, unfiltered.
+      const filter = decisionsAsCommands === true ? {} : { filter_subject: decisionSubject(prefix, decisionsAsCommands, "*", kind === "both" ? "*" : kind) };
       await jsm.consumers.add(`${up}_RAWEV`, { durable_name: `evworker-${kind}`, ack_policy: AckPolicy.Explicit, max_ack_pending: 10_000, ...filter });
     }
     if (workers) {
@@ -132,12 +128,7 @@ export async function rawChain(
     if (decisionsAsCommands) {
       // By subject, on 2.9 the guard covers only the kind's own subject, whose last message is this decision.
       // Decision subject: every decision on the chain's one subject of decisions, guarded by it; results elsewhere.
-      const subject =
-        decisionsAsCommands === "by-subject"
-          ? `${prefix}.raw.ev.${chain}.${kind}`
-          : decisionsAsCommands === "decision-subject"
-            ? `${prefix}.raw.ev.${chain}.d`
-            : `${prefix}.raw.ev.${chain}`;
+      const subject = decisionSubject(prefix, decisionsAsCommands, String(chain), kind);
       const guarded = decisionsAsCommands === true ? chain : subject;
       const h = headers();
       h.set(KIND_HEADER, kind);
@@ -224,6 +215,16 @@ export async function serveRawCommands(js: JetStreamClient, prefix: string, dura
 }
 
 const KIND_HEADER = "Raw-Kind";
+
+/**
+ * Where a decision that is its command goes, for a chain and a kind (or `*`, to filter on): the chain's own subject
+ * (`true`), a subject of its kind (`by-subject`), or the chain's one subject of decisions (`decision-subject`).
+ */
+function decisionSubject(prefix: string, mode: true | "by-subject" | "decision-subject", chain: string, kind: string): string {
+  if (mode === "by-subject") return `${prefix}.raw.ev.${chain}.${kind}`;
+  if (mode === "decision-subject") return `${prefix}.raw.ev.${chain}.d`;
+  return `${prefix}.raw.ev.${chain}`;
+}
 
 /** A decision of the chain's: what the driver (or, with `toolDecidedByWorker`, the LLM worker) appends. */
 function decisionOf(chain: number, step: number, kind: "llm" | "tool"): Uint8Array {
