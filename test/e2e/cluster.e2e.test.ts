@@ -125,12 +125,22 @@ describe("a 3-node JetStream cluster with replicas: 3", () => {
     const finishedAt = Date.now();
     expect(views.map((v) => v.status)).toEqual(Array(RUNS).fill("Completed"));
 
-    // No event twice in any stream, parents' and children's alike.
+    // No event twice in any stream, parents' and children's alike. A read's JetStream request may still time out
+    // while the restarted node catches up: it is asked again (up to 3 times), never skipped.
+    const eventsOf = async (runId: string): Promise<RecordedEvent[]> => {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return await client.events(runId);
+        } catch (err) {
+          if (attempt >= 3 || (err as Error).name !== "TimeoutError") throw err;
+        }
+      }
+    };
     const all: RecordedEvent[] = [];
     for (const v of views) {
-      const events = await client.events(v.runId);
+      const events = await eventsOf(v.runId);
       const child = events.flatMap((e) => (e.type === "ChildRunRequested" ? [e.data.childRunId] : []));
-      all.push(...events, ...(await Promise.all(child.map((c) => client.events(c)))).flat());
+      all.push(...events, ...(await Promise.all(child.map((c) => eventsOf(c)))).flat());
     }
     const perRun = new Map<string, string[]>();
     for (const e of all) perRun.set(e.runId, [...(perRun.get(e.runId) ?? []), e.id]);
