@@ -35,7 +35,7 @@ const gaps = new Map();
 for (const id of ids.slice(2)) {
   let prev;
   for (let seq = 1; ; ) {
-    const sm = await jsm.direct.getMessage(n.eventsStream, { seq, next_by_subj: n.runSubject(id) });
+    const sm = await jsm.direct.getMessage(n.eventsStream, { seq, next_by_subj: n.runEventsSubject(id) });
     if (!sm) break;
     seq = sm.seq + 1;
     const e = decode(RunEvent, sm.data, "event");

@@ -4,7 +4,7 @@ import { z } from "zod";
 import { ConcurrencyError } from "./errors.js";
 import type { EventStore } from "./eventstore.js";
 import type { RecordedEvent, RunEvent } from "./events.js";
-import { argsDigest, callArguments, evolve, findCall, initialState, isTerminal, tokenDigest, type CallState, type RunState } from "./run/state.js";
+import { argsDigest, callArguments, evolve, findCall, initialState, isTerminal, pastInvalid, tokenDigest, type CallState, type RunState } from "./run/state.js";
 import { getRunView } from "./run/views.js";
 import { LimitRaise } from "./run/budget.js";
 
@@ -147,10 +147,10 @@ export class Control {
   /** The run's current state: its stored view, caught up with the stream. */
   async current(runId: string): Promise<RunState> {
     const view = await getRunView(this.runs, runId);
-    let skipped = 0;
-    const events = await this.store.readRun(runId, (view?.lastSeq ?? 0) + 1, (_err, seq) => (skipped = Math.max(skipped, seq)));
+    const skipped: { seq: number; guarded: boolean }[] = [];
+    const events = await this.store.readRun(runId, (view?.lastSeq ?? 0) + 1, (_err, seq, guarded) => skipped.push({ seq, guarded }));
     const state = events.reduce(evolve, view ?? initialState(runId));
-    return skipped > state.lastSeq ? { ...state, lastSeq: skipped } : state;
+    return skipped.reduce((s, { seq, guarded }) => pastInvalid(s, seq, guarded), state);
   }
 
   private openCall(state: RunState, callId: string, status: CallState["status"], what: string): CallState {
@@ -174,7 +174,7 @@ export class Control {
       const state = await this.current(runId);
       const event = make(state);
       try {
-        const r = await this.store.append(event, state.lastSeq);
+        const r = await this.store.append(event, state.guardSeq);
         if (r.duplicate) throw new ConcurrencyError(`run ${runId}: ${event.id} was recorded meanwhile`);
         const callId = (event.data as { callId?: string }).callId;
         return { runId, ...(callId !== undefined && { callId }), event: { ...event, seq: r.seq } };

@@ -164,8 +164,11 @@ export type RunEvent = z.infer<typeof RunEvent>;
 export type EventType = RunEvent["type"];
 export type EventOf<T extends EventType> = Extract<RunEvent, { type: T }>;
 export type EventData<T extends EventType> = EventOf<T>["data"];
-/** An event as read back from the stream, with its stream sequence. */
-export type RecordedEvent = RunEvent & { seq: number };
+/**
+ * An event as read back from the stream, with its stream sequence. `result`: it is on the run's results subject (a
+ * worker's result of a call), outside what decisions are guarded by.
+ */
+export type RecordedEvent = RunEvent & { seq: number; result?: true };
 
 /** The first event of a top-level run. Appended with expected last sequence 0: a run is requested once. */
 export function runRequested(

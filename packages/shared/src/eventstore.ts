@@ -6,6 +6,7 @@ import {
   type JetStreamClient,
   type JetStreamManager,
   type JsMsg,
+  type MsgRequest,
   type StoredMsg,
 } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
@@ -22,9 +23,13 @@ export type AppendResult = { seq: number; duplicate: boolean };
 /** Up to this many events a run is read with direct gets; longer runs with an ordered consumer. */
 const DIRECT_READ_LIMIT = 8;
 
+/** Reports an event that could not be decoded; `guarded`: it is on the run's subject of decisions. */
+export type OnInvalid = (err: DecodeError, seq: number, guarded: boolean) => void;
+
 /**
- * The run streams: one subject per run in the EVENTS stream. Every append carries the event's deterministic id
- * as Nats-Msg-Id (a retried writer appends nothing new); decisions also carry the expected last sequence.
+ * The run streams: two subjects per run in the EVENTS stream, one of decisions and inputs, one of the workers'
+ * results (see Names.runSubject). Every append carries the event's deterministic id as Nats-Msg-Id (a retried
+ * writer appends nothing new); decisions also carry the expected last sequence of the decisions' subject.
  */
 export class EventStore {
   private constructor(
@@ -40,8 +45,9 @@ export class EventStore {
   }
 
   /**
-   * Appends one event. With `expectedLastSeq` it only lands if the run's newest event has that sequence
-   * (0: the run has no event yet), else it throws ConcurrencyError and nothing is written.
+   * Appends one event to the run's subject of decisions. With `expectedLastSeq` it only lands if that subject's
+   * newest event has that sequence (0: the run has no event yet), else it throws ConcurrencyError and nothing is
+   * written.
    */
   async append(event: RunEvent, expectedLastSeq?: number): Promise<AppendResult> {
     try {
@@ -56,6 +62,12 @@ export class EventStore {
       }
       throw err;
     }
+  }
+
+  /** Appends a worker's result of a call to the run's results subject: unguarded, deduplicated by its id. */
+  async appendResult(event: RunEvent): Promise<AppendResult> {
+    const ack = await this.publisher.publish(this.names.runResultsSubject(event.runId), encode(event), { msgID: event.id });
+    return { seq: ack.seq, duplicate: ack.duplicate };
   }
 
   /**
@@ -75,43 +87,59 @@ export class EventStore {
     return results;
   }
 
+  /**
+   * Whether a worker's result of the run landed at a sequence in [fromSeq, beforeSeq): a decider that recorded
+   * its decision at `beforeSeq` over a state ending before `fromSeq` has not seen it (the guard covers decisions,
+   * not results).
+   */
+  async resultBetween(runId: string, fromSeq: number, beforeSeq: number): Promise<boolean> {
+    if (fromSeq >= beforeSeq) return false;
+    const sm = await this.get(this.names.runResultsSubject(runId), fromSeq);
+    return sm !== null && sm.seq < beforeSeq;
+  }
+
   /** The run's first valid event at or after `fromSeq`, or null. Invalid ones are skipped (and reported). */
-  async nextEvent(runId: string, fromSeq: number, onInvalid?: (err: DecodeError, seq: number) => void): Promise<RecordedEvent | null> {
-    for (let seq = fromSeq; ; ) {
-      const sm = await this.jsm.direct.getMessage(this.names.eventsStream, { seq, next_by_subj: this.names.runSubject(runId) });
+  async nextEvent(runId: string, fromSeq: number, onInvalid?: OnInvalid): Promise<RecordedEvent | null> {
+    const heads = await this.heads(runId, fromSeq);
+    for (;;) {
+      const sm = heads.next();
       if (!sm) return null;
       try {
         return this.decodeStored(sm);
       } catch (err) {
         if (!(err instanceof DecodeError)) throw err;
-        onInvalid?.(err, sm.seq);
-        seq = sm.seq + 1;
+        onInvalid?.(err, sm.seq, this.guarded(sm.subject));
+        await heads.advance(sm);
       }
     }
   }
 
   /** Every event of the run from `fromSeq` on, in order. Undecodable events are skipped (and reported). */
-  async readRun(runId: string, fromSeq = 1, onInvalid?: (err: DecodeError, seq: number) => void): Promise<RecordedEvent[]> {
+  async readRun(runId: string, fromSeq = 1, onInvalid?: OnInvalid): Promise<RecordedEvent[]> {
     const events: RecordedEvent[] = [];
+    const heads = await this.heads(runId, fromSeq);
     let seq = fromSeq;
     for (let i = 0; i < DIRECT_READ_LIMIT; i++) {
-      const sm = await this.jsm.direct.getMessage(this.names.eventsStream, { seq, next_by_subj: this.names.runSubject(runId) });
+      const sm = heads.next();
       if (!sm) return events;
-      this.collect(events, () => this.decodeStored(sm), sm.seq, onInvalid);
+      this.collect(events, () => this.decodeStored(sm), sm.seq, sm.subject, onInvalid);
       seq = sm.seq + 1;
+      await heads.advance(sm);
     }
+    if (!heads.next()) return events;
+    // A long run: the rest through a consumer of both its subjects, up to the newest event stored now. The consumer's
+    // pending count alone cannot end the read: on NATS 2.9 it can be short for a filter with a wildcard.
+    const end = Math.max(...(await Promise.all([this.names.runSubject(runId), this.names.runResultsSubject(runId)].map((s) => this.lastSeqOn(s)))));
     const consumer = await this.js.consumers.get(this.names.eventsStream, {
-      filter_subjects: this.names.runSubject(runId),
+      filter_subjects: this.names.runEventsSubject(runId),
       deliver_policy: DeliverPolicy.StartSequence,
       opt_start_seq: seq,
     });
-    const first = await this.jsm.direct.getMessage(this.names.eventsStream, { seq, next_by_subj: this.names.runSubject(runId) });
-    if (!first) return events;
     const messages = await consumer.consume({ max_messages: 1000 });
     try {
       for await (const m of messages) {
-        this.collect(events, () => this.decodeMsg(m), m.seq, onInvalid);
-        if (m.info.pending === 0) break;
+        this.collect(events, () => this.decodeMsg(m), m.seq, m.subject, onInvalid);
+        if (m.seq >= end || (m.info.pending === 0 && !(await this.anyAfter(runId, m.seq)))) break;
       }
     } finally {
       await messages.close();
@@ -119,18 +147,60 @@ export class EventStore {
     return events;
   }
 
+  /** Whether the run has an event stored after `seq`. */
+  async anyAfter(runId: string, seq: number): Promise<boolean> {
+    return (await this.heads(runId, seq + 1)).next() !== null;
+  }
+
+  /**
+   * The next stored message of each of the run's two subjects, to read them merged in stream order. Looked up by
+   * their literal subjects, from the stream's leader: on NATS 2.9 a lookup by wildcard can miss a message (a
+   * replica that restarted), and two replicas lagging differently could show one subject's newer events without
+   * the other's older ones.
+   */
+  private async heads(runId: string, fromSeq: number) {
+    const subjects = [this.names.runSubject(runId), this.names.runResultsSubject(runId)] as const;
+    const next = await Promise.all(subjects.map((s) => this.get(s, fromSeq)));
+    return {
+      next: (): StoredMsg | null => {
+        const [a, b] = next;
+        return !a ? (b ?? null) : !b || a.seq < b.seq ? a : b;
+      },
+      advance: async (sm: StoredMsg): Promise<void> => {
+        const i = next[0]?.seq === sm.seq ? 0 : 1;
+        next[i] = await this.get(subjects[i], sm.seq + 1);
+      },
+    };
+  }
+
+  /** The sequence of the newest message on `subject` (0: none). */
+  private async lastSeqOn(subject: string): Promise<number> {
+    return (await this.jsm.streams.getMessage(this.names.eventsStream, { last_by_subj: subject }))?.seq ?? 0;
+  }
+
+  /** The first message on `subject` at or after `seq`, from the stream's leader (NATS 2.9's STREAM.MSG.GET takes `next_by_subj`; the client's type omits it). */
+  private async get(subject: string, seq: number): Promise<StoredMsg | null> {
+    return this.jsm.streams.getMessage(this.names.eventsStream, { seq, next_by_subj: subject } as unknown as MsgRequest);
+  }
+
   private collect(
     into: RecordedEvent[],
     read: () => RecordedEvent,
     seq: number,
-    onInvalid?: (err: DecodeError, seq: number) => void,
+    subject: string,
+    onInvalid?: OnInvalid,
   ): void {
     try {
       into.push(read());
     } catch (err) {
       if (!(err instanceof DecodeError)) throw err;
-      onInvalid?.(err, seq);
+      onInvalid?.(err, seq, this.guarded(subject));
     }
+  }
+
+  /** Whether a subject of the run stream is a run's subject of decisions (the one decisions are guarded by). */
+  guarded(subject: string): boolean {
+    return subject.endsWith(".ev");
   }
 
   /** Decodes an event delivered by a consumer; throws DecodeError for anything that is not a valid event of that run. */
@@ -150,16 +220,19 @@ export class EventStore {
     }
   }
 
-  private decodeStored(sm: StoredMsg): RecordedEvent {
+  /** Decodes a stored message as `decodeMsg` does a delivered one. */
+  decodeStored(sm: StoredMsg): RecordedEvent {
     return this.decodeAt(sm.subject, sm.data, sm.seq);
   }
 
   private decodeAt(subject: string, data: Uint8Array, seq: number): RecordedEvent {
+    const result = subject.endsWith(".res");
+    if (!result && !this.guarded(subject)) throw new DecodeError(`event ${seq} on ${subject}: a run's events are on <run>.ev and <run>.res only`);
     const event = decode(RunEvent, data, `event ${seq} on ${subject}`);
     const runId = this.names.runIdOfSubject(subject);
     if (event.runId !== runId) throw new DecodeError(`event ${seq} on ${subject} names run ${event.runId}`);
     // A subject token may hold what a run id may not (and a KV key cannot): such a "run" is no run of ours.
     if (!isRunId(runId)) throw new DecodeError(`event ${seq} on ${subject}: run id ${JSON.stringify(runId)} is not 1-64 letters, digits, '_' or '-'`);
-    return { ...event, seq };
+    return result ? { ...event, seq, result } : { ...event, seq };
   }
 }

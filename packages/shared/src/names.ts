@@ -1,6 +1,6 @@
 /**
  * Every JetStream and subject name derives from one prefix, so tests (and tenants) can isolate themselves.
- * With the default prefix "sc" the names are those of the design: stream SC_EVENTS on sc.run.<runId>.ev, etc.
+ * With the default prefix "sc" the names are those of the design: stream SC_EVENTS on sc.run.<runId>.ev (and .res), etc.
  */
 export type Names = ReturnType<typeof names>;
 
@@ -18,9 +18,19 @@ export function names(prefix: string = DEFAULT_PREFIX) {
     ingressStream: `${up}_INGRESS`,
     runIndexStream: `${up}_RUNINDEX`,
     runIndexSubject: `${prefix}.index.runs`,
+    /**
+     * A run's events are on two subjects. Its decisions and every input from outside (requests, approvals, answers,
+     * cancels, a child's end) are on `runSubject`, each decision guarded by that subject's last sequence; the
+     * workers' results of its calls are on `runResultsSubject`, unguarded (deduplicated by their ids). A decision
+     * depends on nothing else but the results of the calls it waited for, so a result landing beside it cannot make
+     * it stale (see docs/performance.md, session 11).
+     */
     runSubject: (runId: string) => `${prefix}.run.${runId}.ev`,
-    allRunsSubject: `${prefix}.run.*.ev`,
-    runIdOfSubject: (subject: string) => subject.slice(prefix.length + 5, -3),
+    runResultsSubject: (runId: string) => `${prefix}.run.${runId}.res`,
+    /** Both subjects of a run, in stream order. */
+    runEventsSubject: (runId: string) => `${prefix}.run.${runId}.*`,
+    allRunsSubject: `${prefix}.run.*.*`,
+    runIdOfSubject: (subject: string) => subject.slice(prefix.length + 5, subject.lastIndexOf(".")),
     llmCommandSubject: `${prefix}.cmd.llm`,
     toolCommandSubject: (executor: string) => `${prefix}.cmd.tool.${executor}`,
     allToolCommandsSubject: `${prefix}.cmd.tool.>`,

@@ -36,6 +36,7 @@ import {
   deriveRunId,
   encode,
   ensureConsumer,
+  awaitsWorkers,
   isCopying,
   isTerminal,
   provision,
@@ -191,7 +192,7 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
       if (events.length === 0) return;
       let results;
       try {
-        results = await store.appendDecision(events, state.lastSeq);
+        results = await store.appendDecision(events, state.guardSeq);
       } catch (err) {
         if (!(err instanceof ConcurrencyError)) throw err;
         conflicts++;
@@ -209,6 +210,13 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
       }
       metrics?.decision();
       const recorded: RecordedEvent[] = results.map((r, i) => ({ ...events[i]!, seq: r.seq }));
+      const prior = state;
+      // A worker's result of one of the run's calls may have landed before the decision unseen (the guard covers
+      // decisions only): when a call was out, looked for while the effects are carried out, and folded in stream
+      // order if found.
+      const first = recorded[0]!.seq;
+      const unseen = first > prior.lastSeq + 1 && awaitsWorkers(prior) ? store.resultBetween(prior.runId, prior.lastSeq + 1, first) : undefined;
+      unseen?.catch(() => {});
       state = cache.record(state, recorded);
       const effects = recorded.flatMap((e) => effectsOf(state, e, now()));
       for (const e of recorded) carriedOut.add(e.id);
@@ -219,6 +227,7 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
         for (const e of recorded) carriedOut.delete(e.id);
         throw err;
       }
+      if (unseen && (await unseen)) state = await cache.catchUp(prior);
     }
     log.warn({ runId: state.runId }, "gave up deciding after repeated conflicts; the next event retries");
   };

@@ -2,13 +2,10 @@ import { isDeepStrictEqual } from "node:util";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import {
   DecodeError,
-  RunEvent,
-  decode,
   decodeView,
   encodeView,
   evolve,
   initialState,
-  isRunId,
   replayLlmCalls,
   wireMessage,
   type Client,
@@ -57,13 +54,11 @@ async function readAllRuns(client: Client, report: StreamCheck): Promise<void> {
   for await (const m of messages) {
     report.events++;
     try {
-      const event = decode(RunEvent, m.data, `event ${m.seq} on ${m.subject}`);
-      const runId = n.runIdOfSubject(m.subject);
-      if (event.runId !== runId) throw new DecodeError(`event ${m.seq} on ${m.subject} names run ${event.runId}`);
-      if (!isRunId(runId)) throw new DecodeError(`event ${m.seq} on ${m.subject}: not a valid run id`);
-      const list = runs.get(runId) ?? [];
-      list.push({ ...event, seq: m.seq });
-      runs.set(runId, list);
+      // As every reader decodes it: the schema, its run's subject, and which of the run's subjects it is on.
+      const event = client.store.decodeMsg(m);
+      const list = runs.get(event.runId) ?? [];
+      list.push(event);
+      runs.set(event.runId, list);
     } catch (err) {
       if (!(err instanceof DecodeError)) throw err;
       report.invalidEvents.push(err.message);

@@ -12,12 +12,12 @@ export type FollowOptions = {
 /** Streams events (one run's or every run's) in stream order; with `follow`, keeps waiting for new ones. */
 export async function* readEvents(client: Client, opts: FollowOptions): AsyncGenerator<RecordedEvent> {
   const n = client.names;
-  const subject = opts.runId ? n.runSubject(opts.runId) : n.allRunsSubject;
+  const subject = opts.runId ? n.runEventsSubject(opts.runId) : n.allRunsSubject;
   const jsm = await jetstreamManager(client.nc);
-  if (!opts.follow) {
-    const first = await jsm.direct.getMessage(n.eventsStream, { seq: 1, next_by_subj: subject });
-    if (!first) return;
-  }
+  // The pending count of a consumer filtered to a wildcard can be short on NATS 2.9: checked before stopping.
+  const anyAfter = async (seq: number) =>
+    opts.runId ? client.store.anyAfter(opts.runId, seq) : (await jsm.streams.info(n.eventsStream)).state.last_seq > seq;
+  if (!opts.follow && !(await anyAfter(0))) return;
   const consumer = await jetstream(client.nc).consumers.get(n.eventsStream, {
     filter_subjects: subject,
     deliver_policy: DeliverPolicy.All,
@@ -32,12 +32,12 @@ export async function* readEvents(client: Client, opts: FollowOptions): AsyncGen
       } catch (err) {
         if (!(err instanceof DecodeError)) throw err;
         process.stderr.write(`skipping invalid event #${m.seq}: ${err.message}\n`);
-        if (!opts.follow && m.info.pending === 0) break;
+        if (!opts.follow && m.info.pending === 0 && !(await anyAfter(m.seq))) break;
         continue;
       }
       yield event;
       if (opts.until?.(event)) break;
-      if (!opts.follow && m.info.pending === 0) break;
+      if (!opts.follow && m.info.pending === 0 && !(await anyAfter(m.seq))) break;
     }
   } finally {
     await messages.close();

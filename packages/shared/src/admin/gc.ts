@@ -35,8 +35,11 @@ export async function collectGarbage(client: Client, opts: GcOptions): Promise<R
     if (!opts.dryRun) {
       if (opts.archive) await opts.archive(view, await client.events(view.runId));
       // Events first, the view last: a gc that dies half-way finds the run again next time.
-      const purged = await jsm.streams.purge(n.eventsStream, { filter: n.runSubject(view.runId) });
-      entry.events = purged.purged;
+      // Each of the run's two subjects by name (lookups by wildcard are not exact on NATS 2.9).
+      entry.events = 0;
+      for (const subject of [n.runSubject(view.runId), n.runResultsSubject(view.runId)]) {
+        entry.events += (await jsm.streams.purge(n.eventsStream, { filter: subject })).purged;
+      }
       for (const bucket of [n.waitsBucket, n.timersBucket, n.effectsBucket]) {
         await jsm.streams.purge(`KV_${bucket}`, { filter: `$KV.${bucket}.${view.runId}.>` });
       }

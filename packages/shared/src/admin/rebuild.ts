@@ -21,7 +21,8 @@ export function foldRun(runId: string, events: RecordedEvent[]): RunState {
 export async function runIdsInStream(client: Client): Promise<string[]> {
   const jsm = await jetstreamManager(client.nc);
   const info = await jsm.streams.info(client.names.eventsStream, { subjects_filter: client.names.allRunsSubject });
-  return Object.keys(info.state.subjects ?? {}).map((s) => client.names.runIdOfSubject(s));
+  // A run has two subjects (decisions and results).
+  return [...new Set(Object.keys(info.state.subjects ?? {}).map((s) => client.names.runIdOfSubject(s)))];
 }
 
 /**

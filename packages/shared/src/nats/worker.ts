@@ -209,14 +209,14 @@ export async function startCommandWorker<S extends z.ZodType>(opts: CommandWorke
 }
 
 /**
- * Appends a result, retrying while JetStream is briefly unavailable (a restarting server, a cluster electing a
+ * Appends a result to its run's results subject, retrying while JetStream is briefly unavailable (a restarting server, a cluster electing a
  * leader) for about two minutes; the caller keeps the command alive meanwhile. Then it gives up: the command
  * is redelivered.
  */
 async function appendPatiently(store: EventStore, event: RunEvent, log: Logger): Promise<void> {
   for (let attempt = 1; ; attempt++) {
     try {
-      await store.append(event);
+      await store.appendResult(event);
       return;
     } catch (err) {
       if (attempt >= 60 || isTooLarge(err)) throw err;

@@ -1,7 +1,7 @@
 import type { Logger } from "pino";
 import type { EventStore } from "../eventstore.js";
 import type { RecordedEvent } from "../events.js";
-import { evolve, initialState, type RunState } from "./state.js";
+import { evolve, initialState, pastInvalid, type RunState } from "./state.js";
 
 /** Sees every event folded, with the state before it (the projector writes the messages it adds). */
 export type FoldSink = (before: RunState, event: RecordedEvent) => void;
@@ -131,17 +131,17 @@ export class RunCache {
   /** Folds every event after the state's last one. */
   async catchUp(state: RunState, sink?: FoldSink): Promise<RunState> {
     const generation = this.generation;
-    let skipped = 0;
+    const skipped: { seq: number; guarded: boolean }[] = [];
     const report = this.reportInvalid(state.runId);
-    const events = await this.store.readRun(state.runId, state.lastSeq + 1, (err, seq) => {
-      skipped = Math.max(skipped, seq);
+    const events = await this.store.readRun(state.runId, state.lastSeq + 1, (err, seq, guarded) => {
+      skipped.push({ seq, guarded });
       report(err, seq);
     });
     const next = this.record(state, events, sink);
     this.verified.set(state.runId, generation);
     // An invalid event still occupies its place in the stream: decisions must be guarded past it.
-    if (skipped <= next.lastSeq) return next;
-    const past = { ...next, lastSeq: skipped };
+    const past = skipped.reduce((s, { seq, guarded }) => pastInvalid(s, seq, guarded), next);
+    if (past === next) return next;
     this.set(past);
     return past;
   }

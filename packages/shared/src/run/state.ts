@@ -29,6 +29,15 @@ export type CallStatus =
 
 export const WAITING_CALL_STATUSES: readonly CallStatus[] = ["awaitingApproval", "awaitingHuman", "awaitingCallback", "sleeping", "awaitingTasks"];
 
+/**
+ * Whether a worker may still append a result for the run: its LLM call, or a tool call sent to the tool-worker
+ * (requested, or approved), has no result folded yet. Only then can a result land unseen before a decision.
+ */
+export function awaitsWorkers(state: Pick<RunState, "turn">): boolean {
+  const turn = state.turn;
+  return turn.phase === "llm" || (turn.phase === "tools" && turn.calls.some((c) => c.status === "requested" || c.status === "approved"));
+}
+
 export function isCallDone(call: Pick<CallState, "status">): boolean {
   return call.status === "completed" || call.status === "failed" || call.status === "rejected";
 }
@@ -127,8 +136,13 @@ export type RunState = {
   newMessages: ChatMessage[];
   /** The messages the current LLM call adds to the window it had at the previous call. */
   llmDelta: ChatMessage[];
-  /** Stream sequence of the last folded event; the scheduler appends with it as the expected last sequence. */
+  /** Stream sequence of the last folded event (on either of the run's subjects): where reading the run resumes. */
   lastSeq: number;
+  /**
+   * Stream sequence of the last folded event on the run's subject of decisions (every event but the workers'
+   * results): decisions and inputs are appended with it as the expected last sequence.
+   */
+  guardSeq: number;
   eventCount: number;
 };
 
@@ -177,8 +191,18 @@ export function initialState(runId: string): RunState {
     newMessages: [],
     llmDelta: [],
     lastSeq: 0,
+    guardSeq: 0,
     eventCount: 0,
   };
+}
+
+/**
+ * The state past an event that could not be decoded: it still occupies its place in the stream, so reading resumes
+ * after it and, on the decisions' subject (`guarded`), decisions are guarded past it.
+ */
+export function pastInvalid(state: RunState, seq: number, guarded: boolean): RunState {
+  if (seq <= state.lastSeq && (!guarded || seq <= state.guardSeq)) return state;
+  return { ...state, lastSeq: Math.max(state.lastSeq, seq), ...(guarded && { guardSeq: Math.max(state.guardSeq, seq) }) };
 }
 
 /** Folds one recorded event into the run view. Pure; events at or below `lastSeq` are already in it. */
@@ -189,6 +213,7 @@ export function evolve(state: RunState, event: RecordedEvent): RunState {
     ...apply(state, event),
     messageCount: state.messageCount + added.length,
     lastSeq: event.seq,
+    guardSeq: event.result ? state.guardSeq : event.seq,
     eventCount: state.eventCount + 1,
     updatedAt: event.at,
   };

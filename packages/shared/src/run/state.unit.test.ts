@@ -3,7 +3,8 @@ import { LlmConfig } from "../config/schema.js";
 import type { EventData, EventType, RecordedEvent, RunEvent } from "../events.js";
 import type { ChatMessage } from "./messages.js";
 import type { AgentSnapshot } from "./spec.js";
-import { evolve, findCall, initialState, messagesOf, type RunState } from "./state.js";
+import { decodeView, encodeView } from "./views.js";
+import { awaitsWorkers, evolve, findCall, initialState, messagesOf, pastInvalid, type RunState } from "./state.js";
 
 const RUN_ID = "rtest";
 const T0 = 1_700_000_000_000;
@@ -129,6 +130,36 @@ describe("evolve", () => {
     const { events } = fullRun();
 
     expect(fold(events)).toMatchObject({ lastSeq: events.length, eventCount: events.length, updatedAt: events.at(-1)!.at });
+  });
+
+  it("guards decisions by the last event on the run's subject of decisions: the workers' results do not move it", () => {
+    const results = new Set(["LLMResponded", "ToolCallCompleted"]);
+    const events = fullRun().events.map((e) => (results.has(e.type) ? { ...e, result: true as const } : e));
+    const byStep = events.map((_, i) => fold(events.slice(0, i + 1)));
+
+    // RunRequested 1, RunStarted 2, LLMRequested 3, LLMResponded 4 (a result), ToolCallRequested 5 and 6, two results
+    // 7 and 8, LLMRequested 9, LLMResponded 10 (a result), RunCompleted 11.
+    expect(byStep.map((s) => s.guardSeq)).toEqual([1, 2, 3, 3, 5, 6, 6, 6, 9, 9, 11]);
+    expect(byStep.map((s) => s.lastSeq)).toEqual(events.map((e) => e.seq));
+    // Where the run is does not depend on which subject its events came on.
+    expect({ ...fold(events), guardSeq: 0 }).toEqual({ ...fold(fullRun().events), guardSeq: 0 });
+  });
+
+  it("knows when a worker may still append a result: an LLM call out, or a tool call sent and not answered", () => {
+    const { events } = fullRun();
+    const outstanding = events.map((_, i) => awaitsWorkers(fold(events.slice(0, i + 1))));
+
+    // After LLMRequested 3 and 9; after each ToolCallRequested (5, 6) until both results (7, 8) are in.
+    expect(outstanding).toEqual([false, false, true, false, true, true, true, false, true, false, false]);
+  });
+
+  it("steps past an undecodable event: reading resumes after it, and decisions are guarded past it only on the decisions' subject", () => {
+    const state = fold(fullRun().events.slice(0, 4)); // lastSeq 4, guardSeq 4
+
+    expect(pastInvalid(state, 6, false)).toMatchObject({ lastSeq: 6, guardSeq: 4 });
+    expect(pastInvalid(state, 6, true)).toMatchObject({ lastSeq: 6, guardSeq: 6 });
+    expect(pastInvalid(state, 3, true)).toBe(state);
+    expect(pastInvalid({ ...state, guardSeq: 2 }, 3, true)).toMatchObject({ lastSeq: 4, guardSeq: 3 });
   });
 
   it("accumulates token usage over every LLMResponded", () => {
@@ -278,5 +309,14 @@ describe("evolve", () => {
 
       expect(before).toEqual(snapshot);
     });
+  });
+});
+
+describe("stored views", () => {
+  it("read a view stored before results had a subject of their own as guarded by its last event", () => {
+    const { guardSeq: _, ...old } = fold(fullRun().events.slice(0, 8));
+
+    expect(decodeView(encodeView(old as RunState))).toMatchObject({ lastSeq: 8, guardSeq: 8 });
+    expect(decodeView(encodeView({ ...(old as RunState), guardSeq: 6 }))).toMatchObject({ lastSeq: 8, guardSeq: 6 });
   });
 });

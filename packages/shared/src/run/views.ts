@@ -23,8 +23,10 @@ export function viewOf(state: RunState): Omit<RunState, "newMessages" | "llmDelt
 
 /** Run views are written only by the projector, from validated events; they are read without a schema. */
 export function decodeView(bytes: Uint8Array): RunState {
-  // Views stored before spend accounting lack its fields: they start at zero.
-  return { newMessages: [], llmDelta: [], costUsd: 0, descendants: NO_SPEND, resumes: 0, ...(packr.unpack(bytes) as Partial<RunState>) } as RunState;
+  // Views stored before spend accounting lack its fields: they start at zero. Views stored before the results had a
+  // subject of their own have no guardSeq: every event they folded was on the decisions' subject.
+  const view = { newMessages: [], llmDelta: [], costUsd: 0, descendants: NO_SPEND, resumes: 0, ...(packr.unpack(bytes) as Partial<RunState>) } as RunState;
+  return view.guardSeq === undefined ? { ...view, guardSeq: view.lastSeq } : view;
 }
 
 /** An entry of the run index: which run appeared, and when (the index's order is the order runs appeared). */

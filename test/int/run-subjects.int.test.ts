@@ -1,0 +1,109 @@
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { ConcurrencyError, EventStore, encode, names, provision, runRequested, type Names, type RunEvent } from "@smallchain/shared";
+import { cleanupPrefix, natsUrl, uniquePrefix } from "../support/nats.js";
+import { adderConfig } from "../support/configs.js";
+import { startStack } from "../support/stack.js";
+
+const result = (runId: string, callId: string): RunEvent => ({ id: `${runId}:done:${callId}`, type: "ToolCallCompleted", v: 1, runId, at: Date.now(), data: { callId, result: "ok" } });
+const input = (runId: string, n: number): RunEvent => ({ id: `${runId}:resumed:${n}`, type: "RunResumed", v: 1, runId, at: Date.now(), data: {} });
+
+describe("a run's two subjects", () => {
+  let nc: NatsConnection;
+  let prefix: string;
+  let n: Names;
+  let store: EventStore;
+
+  beforeEach(async () => {
+    nc = await connect({ servers: natsUrl() });
+    prefix = uniquePrefix("rs");
+    n = names(prefix);
+    await provision(nc, n);
+    store = await EventStore.open(nc, n);
+  });
+
+  afterEach(async () => {
+    await cleanupPrefix(nc, prefix);
+    await nc.close();
+  });
+
+  it("guards a decision by the decisions' subject only: a result landing meanwhile does not make it conflict, an input does", async () => {
+    const first = await store.append(runRequested("r1", Date.now(), { agent: "a", task: "t", input: "go" }), 0);
+    const res = await store.appendResult(result("r1", "s1c0"));
+
+    // Decided over a state that ends before the result: it lands, and the decider learns what it did not see.
+    const decided = await store.append(input("r1", 1), first.seq);
+    expect(await store.resultBetween("r1", first.seq + 1, decided.seq)).toBe(true);
+    expect(await store.resultBetween("r1", res.seq + 1, decided.seq)).toBe(false);
+
+    // An input is on the decisions' subject: a decision over a state without it conflicts.
+    await expect(store.append(input("r1", 2), first.seq)).rejects.toBeInstanceOf(ConcurrencyError);
+
+    const events = await store.readRun("r1");
+    expect(events.map((e) => [e.type, e.seq, e.result ?? false])).toEqual([
+      ["RunRequested", first.seq, false],
+      ["ToolCallCompleted", res.seq, true],
+      ["RunResumed", decided.seq, false],
+    ]);
+  });
+
+  it("reads a long run from both subjects in stream order, up to a result stored last, with other runs' events between", async () => {
+    const want: number[] = [];
+    const results = new Set<number>();
+    let guard = (await store.append(runRequested("long", Date.now(), { agent: "a", task: "t", input: "go" }), 0)).seq;
+    want.push(guard);
+    for (let i = 1; i <= 12; i++) {
+      guard = (await store.append(input("long", i), guard)).seq;
+      const res = (await store.appendResult(result("long", `s${i}c0`))).seq;
+      want.push(guard, res);
+      results.add(res);
+      await store.append(runRequested(`other${i}`, Date.now(), { agent: "a", task: "t", input: "go" }), 0);
+    }
+    for (let i = 0; i < 50; i++) await store.append(runRequested(`later${i}`, Date.now(), { agent: "a", task: "t", input: "go" }), 0);
+    const last = (await store.appendResult(result("long", "last"))).seq;
+    want.push(last);
+    results.add(last);
+
+    // The first events come by direct gets, the rest through a consumer filtered to both subjects.
+    for (const from of [1, want[10]!, want.at(-2)!]) {
+      const events = await store.readRun("long", from);
+      expect(events.map((e) => e.seq)).toEqual(want.filter((s) => s >= from));
+      expect(events.filter((e) => e.result).map((e) => e.seq)).toEqual(want.filter((s) => s >= from && results.has(s)));
+    }
+  });
+
+  it("takes nothing on any other subject of a run for its event, and reads past an invalid event, saying which subject it was on", async () => {
+    const first = await store.append(runRequested("r2", Date.now(), { agent: "a", task: "t", input: "go" }), 0);
+    const stray = await jetstream(nc).publish(`${prefix}.run.r2.other`, encode(input("r2", 1)));
+    const sm = await jetstreamManager(nc).then((jsm) => jsm.streams.getMessage(n.eventsStream, { seq: stray.seq }));
+    expect(() => store.decodeStored(sm!)).toThrow(`event ${stray.seq} on ${prefix}.run.r2.other: a run's events are on <run>.ev and <run>.res only`);
+    const bad = await jetstream(nc).publish(n.runResultsSubject("r2"), encode({ not: "an event" }));
+    const res = await store.appendResult(result("r2", "s1c0"));
+
+    const invalid: { seq: number; message: string; guarded: boolean }[] = [];
+    const events = await store.readRun("r2", 1, (err, seq, guarded) => invalid.push({ seq, message: err.message, guarded }));
+
+    expect(events.map((e) => e.seq)).toEqual([first.seq, res.seq]);
+    expect(invalid).toEqual([{ seq: bad.seq, message: expect.stringContaining(`event ${bad.seq} on ${n.runResultsSubject("r2")}`), guarded: false }]);
+    expect(await store.nextEvent("r2", first.seq + 1)).toMatchObject({ seq: res.seq, result: true });
+  });
+});
+
+describe("an installation", () => {
+  it("records the workers' results on each run's results subject, and everything else on its decisions' subject", async () => {
+    await using stack = await startStack();
+    const applied = await stack.apply(adderConfig(["{ tool_calls: [ { name: add, arguments: { a: 2, b: 3 } } ] }", '{ content: "{{last_tool_result}}" }'], 1));
+    const runId = applied.runs[0]!.runId;
+    await stack.client.waitForRun(runId);
+
+    const jsm = await jetstreamManager(stack.nc);
+    const { state } = await jsm.streams.info(stack.names.eventsStream, { subjects_filter: stack.names.runEventsSubject(runId) });
+    expect(Object.keys(state.subjects ?? {}).sort()).toEqual([stack.names.runSubject(runId), stack.names.runResultsSubject(runId)]);
+
+    const events = await stack.client.events(runId);
+    expect(events.filter((e) => e.result).map((e) => e.type)).toEqual(["LLMResponded", "ToolCallCompleted", "LLMResponded"]);
+    expect(events.filter((e) => !e.result).map((e) => e.type)).toEqual(["RunRequested", "RunStarted", "LLMRequested", "ToolCallRequested", "LLMRequested", "RunCompleted"]);
+    expect(events.map((e) => e.seq)).toEqual([...events.map((e) => e.seq)].sort((a, b) => a - b));
+  }, 30_000);
+});
