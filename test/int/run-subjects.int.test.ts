@@ -73,6 +73,27 @@ describe("a run's two subjects", () => {
     }
   });
 
+  it("does not pass over a decision stored after its subject was found empty, before a newer result was read", async () => {
+    const first = await store.append(runRequested("r3", Date.now(), { agent: "a", task: "t", input: "go" }), 0);
+    const a = await store.appendResult(result("r3", "s1c0"));
+    // The read asks both subjects from the result on. The decisions' subject has nothing there yet; right after it
+    // answers, a decision lands, then another result: the kind of interleaving two schedulers made (a stall 1 in 6).
+    const jsm = (store as unknown as { jsm: Awaited<ReturnType<typeof jetstreamManager>> }).jsm;
+    const getMessage = jsm.streams.getMessage.bind(jsm.streams);
+    let landed: { decision: number; result: number } | undefined;
+    jsm.streams.getMessage = async (stream, query) => {
+      const sm = await getMessage(stream, query);
+      if (!landed && (query as { next_by_subj?: string }).next_by_subj === n.runSubject("r3") && sm === null) {
+        const decision = (await store.append(input("r3", 1), first.seq)).seq;
+        landed = { decision, result: (await store.appendResult(result("r3", "s1c1"))).seq };
+      }
+      return sm;
+    };
+    const events = await store.readRun("r3", a.seq);
+    expect(landed).toBeDefined();
+    expect(events.map((e) => e.seq)).toEqual([a.seq, landed!.decision, landed!.result]);
+  });
+
   it("takes nothing on any other subject of a run for its event, and reads past an invalid event, saying which subject it was on", async () => {
     const first = await store.append(runRequested("r2", Date.now(), { agent: "a", task: "t", input: "go" }), 0);
     const stray = await jetstream(nc).publish(`${prefix}.run.r2.other`, encode(input("r2", 1)));

@@ -98,11 +98,14 @@ export class EventStore {
     return sm !== null && sm.seq < beforeSeq;
   }
 
-  /** The run's first valid event at or after `fromSeq`, or null. Invalid ones are skipped (and reported). */
-  async nextEvent(runId: string, fromSeq: number, onInvalid?: OnInvalid): Promise<RecordedEvent | null> {
-    const heads = await this.heads(runId, fromSeq);
+  /**
+   * The run's first valid event at or after `fromSeq`, or null. Invalid ones are skipped (and reported).
+   * `stored`: a sequence known to be stored already (a delivered event's), up to which the read needs no second look.
+   */
+  async nextEvent(runId: string, fromSeq: number, onInvalid?: OnInvalid, stored = fromSeq - 1): Promise<RecordedEvent | null> {
+    const heads = await this.heads(runId, fromSeq, stored);
     for (;;) {
-      const sm = heads.next();
+      const sm = await heads.next();
       if (!sm) return null;
       try {
         return this.decodeStored(sm);
@@ -120,13 +123,13 @@ export class EventStore {
     const heads = await this.heads(runId, fromSeq);
     let seq = fromSeq;
     for (let i = 0; i < DIRECT_READ_LIMIT; i++) {
-      const sm = heads.next();
+      const sm = await heads.next();
       if (!sm) return events;
       this.collect(events, () => this.decodeStored(sm), sm.seq, sm.subject, onInvalid);
       seq = sm.seq + 1;
       await heads.advance(sm);
     }
-    if (!heads.next()) return events;
+    if (!(await heads.next())) return events;
     // A long run: the rest through a consumer of both its subjects, up to the newest event stored now. The consumer's
     // pending count alone cannot end the read: on NATS 2.9 it can be short for a filter with a wildcard.
     const end = Math.max(...(await Promise.all([this.names.runSubject(runId), this.names.runResultsSubject(runId)].map((s) => this.lastSeqOn(s)))));
@@ -149,7 +152,7 @@ export class EventStore {
 
   /** Whether the run has an event stored after `seq`. */
   async anyAfter(runId: string, seq: number): Promise<boolean> {
-    return (await this.heads(runId, seq + 1)).next() !== null;
+    return (await (await this.heads(runId, seq + 1)).next()) !== null;
   }
 
   /**
@@ -157,18 +160,41 @@ export class EventStore {
    * their literal subjects, from the stream's leader: on NATS 2.9 a lookup by wildcard can miss a message (a
    * replica that restarted), and two replicas lagging differently could show one subject's newer events without
    * the other's older ones.
+   *
+   * A subject's message found is the first there from its cursor on: nothing older can be stored after it. "None" is
+   * only true of what was stored when it was asked: a message of the other subject newer than anything seen by then
+   * may have been stored after an event of this one, so this one is asked again before it is passed over.
    */
-  private async heads(runId: string, fromSeq: number) {
+  private async heads(runId: string, fromSeq: number, stored = fromSeq - 1) {
     const subjects = [this.names.runSubject(runId), this.names.runResultsSubject(runId)] as const;
-    const next = await Promise.all(subjects.map((s) => this.get(s, fromSeq)));
+    const next: (StoredMsg | null)[] = [null, null];
+    const cursor = [fromSeq, fromSeq];
+    /** For a subject that had no message: the newest sequence known stored before it was asked. */
+    const askedAfter = [0, 0];
+    let known = stored;
+    const fetch = async (i: 0 | 1, seq: number): Promise<void> => {
+      const before = known;
+      const sm = await this.get(subjects[i], seq);
+      cursor[i] = seq;
+      next[i] = sm;
+      askedAfter[i] = before;
+      if (sm) known = Math.max(known, sm.seq);
+    };
+    await Promise.all([fetch(0, fromSeq), fetch(1, fromSeq)]);
     return {
-      next: (): StoredMsg | null => {
-        const [a, b] = next;
-        return !a ? (b ?? null) : !b || a.seq < b.seq ? a : b;
+      next: async (): Promise<StoredMsg | null> => {
+        for (;;) {
+          const [a, b] = next;
+          if (!a && !b) return null;
+          const i = !b || (a && a.seq < b.seq) ? 0 : 1;
+          const sm = next[i]!;
+          const other = i === 0 ? 1 : 0;
+          if (next[other] || sm.seq <= askedAfter[other]!) return sm;
+          await fetch(other, cursor[other]!);
+        }
       },
       advance: async (sm: StoredMsg): Promise<void> => {
-        const i = next[0]?.seq === sm.seq ? 0 : 1;
-        next[i] = await this.get(subjects[i], sm.seq + 1);
+        await fetch(next[0]?.seq === sm.seq ? 0 : 1, sm.seq + 1);
       },
     };
   }

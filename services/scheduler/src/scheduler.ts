@@ -211,11 +211,15 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
       metrics?.decision();
       const recorded: RecordedEvent[] = results.map((r, i) => ({ ...events[i]!, seq: r.seq }));
       const prior = state;
-      // A worker's result of one of the run's calls may have landed before the decision unseen (the guard covers
-      // decisions only): when a call was out, looked for while the effects are carried out, and folded in stream
-      // order if found.
-      const first = recorded[0]!.seq;
-      const unseen = first > prior.lastSeq + 1 && awaitsWorkers(prior) ? store.resultBetween(prior.runId, prior.lastSeq + 1, first) : undefined;
+      // A worker's result of one of the run's calls may have landed before or among the decision's events unseen (the
+      // guard covers decisions only): when a call was out, or the decision's first events ask for calls (another
+      // scheduler handling their echo sends those out at once), looked for while the effects are carried out, and
+      // folded in stream order if found. Only when something else landed in that span at all.
+      const last = recorded.at(-1)!.seq;
+      const unseen =
+        last - prior.lastSeq > recorded.length && (awaitsWorkers(prior) || recorded.length > 1)
+          ? store.resultBetween(prior.runId, prior.lastSeq + 1, last)
+          : undefined;
       unseen?.catch(() => {});
       state = cache.record(state, recorded);
       const effects = recorded.flatMap((e) => effectsOf(state, e, now()));

@@ -120,7 +120,7 @@ export class RunCache {
     if (event.seq <= cached.lastSeq) return cached;
     if (this.trusted(cached)) return this.record(cached, [event], sink);
     const generation = this.generation;
-    const next = await this.store.nextEvent(event.runId, cached.lastSeq + 1, this.reportInvalid(event.runId));
+    const next = await this.store.nextEvent(event.runId, cached.lastSeq + 1, this.reportInvalid(event.runId), event.seq);
     if (next && next.seq === event.seq) {
       this.verified.set(event.runId, generation);
       return this.record(cached, [event], sink);
