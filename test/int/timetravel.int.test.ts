@@ -1,3 +1,4 @@
+import { jetstreamManager } from "@nats-io/jetstream";
 import { describe, expect, it } from "vitest";
 import { ForkError, collectGarbage, encodeView, rebuildViews, replayLlmCalls, type RecordedEvent } from "@smallchain/shared";
 import { cli } from "../support/processes.js";
@@ -56,8 +57,13 @@ describe("smallchain fork", () => {
     const original = await finishedRun(stack);
     const forked = await stack.client.fork(original.runId, seqOf(original.events, "ToolCallRequested"));
     expect((await stack.client.waitForRun(forked.runId)).output).toBe("sum 3");
-    const types = (await stack.client.events(forked.runId)).map((e) => e.type);
-    expect(types.filter((t) => t === "ToolCallCompleted")).toHaveLength(1);
+    const events = await stack.client.events(forked.runId);
+    expect(events.filter((e) => e.type === "ToolCallCompleted")).toHaveLength(1);
+    // A copy carries no command (the original's were the original's): the copied call went out on the COMMANDS
+    // stream once the copy was complete; the fork's own decision after it carries its command.
+    expect(events.filter((e) => e.command !== undefined).map((e) => e.type)).toEqual(["LLMRequested"]);
+    const jsm = await jetstreamManager(stack.nc);
+    expect((await jsm.streams.info(stack.names.commandsStream)).state.last_seq).toBe(1);
   });
 
   it("can replace the user message of a fork taken before the first LLM call", async () => {

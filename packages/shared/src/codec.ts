@@ -20,18 +20,21 @@ export function encode(value: unknown): Uint8Array {
 
 /** Accepts msgpack or JSON (by content type, or a leading `{`), then validates: fails closed. */
 export function decode<S extends z.ZodType>(schema: S, bytes: Uint8Array, what: string, contentType?: string | null): z.infer<S> {
-  let raw: unknown;
-  try {
-    raw = looksLikeJson(bytes, contentType) ? JSON.parse(new TextDecoder().decode(bytes)) : packr.unpack(bytes);
-  } catch (err) {
-    throw new DecodeError(`${what}: not valid ${looksLikeJson(bytes, contentType) ? "JSON" : "msgpack"} (${(err as Error).message})`);
-  }
-  const parsed = schema.safeParse(raw);
+  const parsed = schema.safeParse(decodeRaw(bytes, what, contentType));
   if (!parsed.success) {
     const issues = parsed.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`).join("; ");
     throw new DecodeError(`${what}: ${issues}`);
   }
   return parsed.data;
+}
+
+/** Decodes msgpack (or JSON) without a schema: for a reader that takes one field and validates that itself. */
+export function decodeRaw(bytes: Uint8Array, what: string, contentType?: string | null): unknown {
+  try {
+    return looksLikeJson(bytes, contentType) ? JSON.parse(new TextDecoder().decode(bytes)) : packr.unpack(bytes);
+  } catch (err) {
+    throw new DecodeError(`${what}: not valid ${looksLikeJson(bytes, contentType) ? "JSON" : "msgpack"} (${(err as Error).message})`);
+  }
 }
 
 function looksLikeJson(bytes: Uint8Array, contentType?: string | null): boolean {

@@ -25,6 +25,12 @@ function event<T extends string, D extends z.ZodType>(type: T, data: D) {
     causationId: z.string().optional(),
     /** W3C traceparent of the run's trace (RunRequested only): every span of the run continues it. */
     trace: z.string().max(128).optional(),
+    /**
+     * The work a decision sends out (LLMRequested, ToolCallRequested): its LlmCommand or ToolCommand, encoded. The
+     * workers read it from the decision itself (the `Sc-Command` header names their kind), so no command is stored
+     * apart from it; every other reader leaves the bytes undecoded. Copies of events (a fork's) never carry one.
+     */
+    command: z.custom<Uint8Array>((v) => v instanceof Uint8Array, "must be bytes (an encoded command)").optional(),
     data,
   });
 }
@@ -169,6 +175,12 @@ export type EventData<T extends EventType> = EventOf<T>["data"];
  * worker's result of a call), outside what decisions are guarded by.
  */
 export type RecordedEvent = RunEvent & { seq: number; result?: true };
+
+/** The event as people read it (JSON lines, archives): without the bytes of the command it carried. */
+export function shownEvent<E extends { command?: Uint8Array | undefined }>(event: E): Omit<E, "command"> {
+  const { command: _command, ...shown } = event;
+  return shown;
+}
 
 /** The first event of a top-level run. Appended with expected last sequence 0: a run is requested once. */
 export function runRequested(

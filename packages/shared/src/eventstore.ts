@@ -16,7 +16,19 @@ import { JsPublisher } from "./nats/publisher.js";
 import { ConcurrencyError } from "./errors.js";
 import { RunEvent, type RecordedEvent } from "./events.js";
 import { isRunId } from "./ids.js";
-import type { Names } from "./names.js";
+import { currentTraceparent } from "./tracing.js";
+import { Header, type Names } from "./names.js";
+
+/** A decision's command continues the active span's trace (when tracing is on), as a command on its own did. */
+function commandHeaders(kind: string): Record<string, string> {
+  const traceparent = currentTraceparent();
+  return { [Header.Command]: kind, ...(traceparent && { traceparent }) };
+}
+
+/** Whose work a decision carrying a command is: the worker kind its `Sc-Command` header names. */
+export function commandKind(event: RunEvent): "llm" | "tool" | undefined {
+  return event.type === "LLMRequested" ? "llm" : event.type === "ToolCallRequested" ? "tool" : undefined;
+}
 
 export type AppendResult = { seq: number; duplicate: boolean };
 
@@ -51,8 +63,10 @@ export class EventStore {
    */
   async append(event: RunEvent, expectedLastSeq?: number): Promise<AppendResult> {
     try {
+      const kind = event.command && commandKind(event);
       const ack = await this.publisher.publish(this.names.runSubject(event.runId), encode(event), {
         msgID: event.id,
+        ...(kind && { headers: commandHeaders(kind) }),
         ...(expectedLastSeq !== undefined && { expectedLastSubjectSequence: expectedLastSeq }),
       });
       return { seq: ack.seq, duplicate: ack.duplicate };

@@ -30,6 +30,8 @@ export function names(prefix: string = DEFAULT_PREFIX) {
     /** Both subjects of a run, in stream order. */
     runEventsSubject: (runId: string) => `${prefix}.run.${runId}.*`,
     allRunsSubject: `${prefix}.run.*.*`,
+    /** Every run's subject of decisions: the workers read the commands decisions carry from it. */
+    allDecisionsSubject: `${prefix}.run.*.ev`,
     runIdOfSubject: (subject: string) => subject.slice(prefix.length + 5, subject.lastIndexOf(".")),
     llmCommandSubject: `${prefix}.cmd.llm`,
     toolCommandSubject: (executor: string) => `${prefix}.cmd.tool.${executor}`,
@@ -66,6 +68,9 @@ export function names(prefix: string = DEFAULT_PREFIX) {
       projector: "projector",
       llmWorker: "llm-worker",
       toolWorker: "tool-worker",
+      /** The workers' consumers of the runs' decisions (each kind's own): the commands the decisions carry. */
+      llmDecisions: "llm-worker-decisions",
+      toolDecisions: "tool-worker-decisions",
       ingress: "ingress",
     },
   } as const;
@@ -76,5 +81,7 @@ export const Header = {
   ContentType: "Content-Type",
   EventType: "Sc-Event-Type",
   RunId: "Sc-Run-Id",
+  /** On a decision that carries a command: whose it is (`llm` or `tool`), so other consumers skip it unread. */
+  Command: "Sc-Command",
 } as const;
 export type Header = (typeof Header)[keyof typeof Header];

@@ -13,6 +13,7 @@ import {
   HumanAnswer,
   ResolveError,
   displayStatus,
+  shownEvent,
   viewOf,
   type Logger,
   type Names,
@@ -103,7 +104,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
         return [200, view(run)];
       },
     },
-    { method: "GET", pattern: /^\/runs\/([^/]+)\/events$/, auth: true, handle: async ([runId]) => [200, await client.events(runId!)] },
+    { method: "GET", pattern: /^\/runs\/([^/]+)\/events$/, auth: true, handle: async ([runId]) => [200, (await client.events(runId!)).map(shownEvent)] },
     { method: "GET", pattern: /^\/approvals$/, auth: true, handle: async () => [200, await client.listWaits("approval")] },
     { method: "GET", pattern: /^\/waits$/, auth: true, handle: async () => [200, await client.listWaits()] },
     {

@@ -1,6 +1,8 @@
 import { BUDGET_TIMER } from "./decide.js";
 import {
   callArguments,
+  encode,
+  evolve,
   findCall,
   isCopying,
   isTerminal,
@@ -8,6 +10,7 @@ import {
   runsInToolWorker,
   totalSpend,
   type ChatMessage,
+  type EventOf,
   type LlmCommand,
   type RecordedEvent,
   type RunEvent,
@@ -53,30 +56,13 @@ export function effectsOf(state: RunState, event: RecordedEvent, now: number): E
   const agent = state.agent;
   switch (event.type) {
     case "LLMRequested": {
-      if (!agent || state.turn.phase !== "llm" || state.turn.step !== event.data.step) return [];
-      const delta = fitsInCommand(state.llmDelta) ? state.llmDelta : undefined;
-      return [
-        {
-          kind: "llm",
-          command: {
-            id: `${state.runId}:llm:${event.data.step}`,
-            runId: state.runId,
-            step: event.data.step,
-            messageCount: event.data.messageCount,
-            ...(delta && { delta }),
-            // A worker reads nothing of the run for a command whose delta is the whole window: that command carries
-            // the agent's llm and tools. Any other worker learns them from the run's stream with the window.
-            ...(delta && delta.length >= event.data.messageCount && llmAgentOf(agent)),
-          },
-        },
-      ];
+      // A decision that carries its command was the command: the llm-worker read it from the run's stream.
+      const command = event.command ? undefined : llmCommandOf(state, event);
+      return command ? [{ kind: "llm", command }] : [];
     }
     case "ToolCallRequested": {
-      if (event.data.kind !== "tool") return [];
-      const call = findCall(state, event.data.callId);
-      const tool = agent?.tools.find((t) => t.name === event.data.tool);
-      if (!call || call.status !== "requested" || !tool || tool.approval || !runsInToolWorker(tool)) return [];
-      return [{ kind: "tool", command: { id: `${state.runId}:tool:${call.callId}`, runId: state.runId, callId: call.callId, step: event.data.step, tool, args: event.data.args } }];
+      const command = event.command ? undefined : toolCommandOf(state, event);
+      return command ? [{ kind: "tool", command }] : [];
     }
     case "ToolCallApproved": {
       const call = findCall(state, event.data.callId);
@@ -211,6 +197,51 @@ export function effectsOf(state: RunState, event: RecordedEvent, now: number): E
     case "LLMFailed":
       return [];
   }
+}
+
+/** The LLM command an LLMRequested asks for, given the run's state with it folded (none if the run moved on). */
+function llmCommandOf(state: RunState, event: EventOf<"LLMRequested">): LlmCommand | undefined {
+  const agent = state.agent;
+  if (!agent || state.turn.phase !== "llm" || state.turn.step !== event.data.step) return undefined;
+  const delta = fitsInCommand(state.llmDelta) ? state.llmDelta : undefined;
+  return {
+    id: `${state.runId}:llm:${event.data.step}`,
+    runId: state.runId,
+    step: event.data.step,
+    messageCount: event.data.messageCount,
+    ...(delta && { delta }),
+    // A worker reads nothing of the run for a command whose delta is the whole window: that command carries
+    // the agent's llm and tools. Any other worker learns them from the run's stream with the window.
+    ...(delta && delta.length >= event.data.messageCount && llmAgentOf(agent)),
+  };
+}
+
+/** The tool command a ToolCallRequested asks for, given the run's state with it folded: none for a call that is not the tool-worker's (or waits for approval). */
+function toolCommandOf(state: RunState, event: EventOf<"ToolCallRequested">): ToolCommand | undefined {
+  if (event.data.kind !== "tool") return undefined;
+  const call = findCall(state, event.data.callId);
+  const tool = state.agent?.tools.find((t) => t.name === event.data.tool);
+  if (!call || call.status !== "requested" || !tool || tool.approval || !runsInToolWorker(tool)) return undefined;
+  return { id: `${state.runId}:tool:${call.callId}`, runId: state.runId, callId: call.callId, step: event.data.step, tool, args: event.data.args };
+}
+
+/**
+ * A decision's events, each that sends work out (an LLM call, a tool-worker's tool call) carrying its command: the
+ * workers take it from the decision once it is stored, and nothing is published apart from it. `state`: the run
+ * before the decision; its events are folded in turn, as the commands are built from the state each leaves.
+ */
+export function withCommands(state: RunState, events: RunEvent[]): RunEvent[] {
+  let s = state;
+  let last = -1;
+  events.forEach((e, i) => {
+    if (e.type === "LLMRequested" || e.type === "ToolCallRequested") last = i;
+  });
+  return events.map((e, i) => {
+    if (i > last) return e;
+    s = evolve(s, { ...e, seq: s.lastSeq + 1 });
+    const command = e.type === "LLMRequested" ? llmCommandOf(s, e) : e.type === "ToolCallRequested" ? toolCommandOf(s, e) : undefined;
+    return command ? { ...e, command: encode(command) } : e;
+  });
 }
 
 /** A cancelled run cancels the children it waits for and the ones it spawned that still run; they cancel theirs. */

@@ -1,8 +1,8 @@
-import type { RecordedEvent } from "@smallchain/shared";
+import { decodeRaw, type RecordedEvent, type RunEvent } from "@smallchain/shared";
 import { describe, expect, it } from "vitest";
 import { childRunId, decide } from "./decide.js";
-import { effectsOf } from "./effects.js";
-import { RUN_ID, RunHistory, T0, addTool, agentSnapshot, operatorTool, runWaitingForLlm, testLlm, toolCall } from "./testing.js";
+import { effectsOf, withCommands } from "./effects.js";
+import { RUN_ID, RunHistory, T0, addTool, agentSnapshot, approvedAddTool, operatorTool, runWaitingForLlm, testLlm, toolCall } from "./testing.js";
 
 const NOW = T0 + 1_000_000;
 
@@ -316,5 +316,40 @@ describe("effectsOf", () => {
     for (const event of run.events.filter((e) => ["RunRequested", "RunStarted", "LLMResponded", "ToolCallCompleted"].includes(e.type))) {
       expect(effectsOf(run.state, event, NOW)).toEqual([]);
     }
+  });
+});
+
+describe("withCommands", () => {
+  const commandIn = (e: RunEvent): unknown => (e.command ? decodeRaw(e.command, "command") : undefined);
+
+  it("puts into a decision the command its effect would have published, and the event then publishes none", () => {
+    const run = new RunHistory().requested().started();
+    const plain = decide(run.state, { now: NOW });
+    const carried = withCommands(run.state, plain);
+
+    const published = effectsOf(new RunHistory().requested().started().record(...plain).state, { ...plain[0]!, seq: 3 }, NOW);
+    expect(published).toHaveLength(1);
+    expect(commandIn(carried[0]!)).toEqual(published[0]!.kind === "llm" && published[0]!.command);
+    run.record(...carried);
+    expect(effectsOf(run.state, run.events.at(-1)!, NOW)).toEqual([]);
+  });
+
+  it("builds each command from the state its event leaves: the calls of one decision each carry their own", () => {
+    const run = runWaitingForLlm().responded(1, { toolCalls: [toolCall("a", "add", { a: 1, b: 2 }), toolCall("b", "add", { a: 3, b: 4 })] });
+    const carried = withCommands(run.state, decide(run.state, { now: NOW }));
+
+    expect(carried.map((e) => e.type)).toEqual(["ToolCallRequested", "ToolCallRequested"]);
+    expect(carried.map(commandIn)).toEqual([
+      { id: `${RUN_ID}:tool:s1c0`, runId: RUN_ID, callId: "s1c0", step: 1, tool: addTool, args: { a: 1, b: 2 } },
+      { id: `${RUN_ID}:tool:s1c1`, runId: RUN_ID, callId: "s1c1", step: 1, tool: addTool, args: { a: 3, b: 4 } },
+    ]);
+  });
+
+  it("puts none into a call that waits for approval, nor into events that send nothing out", () => {
+    const run = runWaitingForLlm(agentSnapshot({ tools: [approvedAddTool] })).responded(1, { toolCalls: [toolCall("a", "careful_add", { a: 1, b: 2 })] });
+    const carried = withCommands(run.state, decide(run.state, { now: NOW }));
+
+    expect(carried.map((e) => e.type)).toContain("ToolCallRequested");
+    expect(carried.every((e) => e.command === undefined)).toBe(true);
   });
 });

@@ -53,7 +53,7 @@ import {
   type Service,
 } from "@smallchain/shared";
 import { BUDGET_TIMER, decide, wantsLlmCall, type DecideInput } from "./decide.js";
-import { effectsOf, type Effect } from "./effects.js";
+import { effectsOf, withCommands, type Effect } from "./effects.js";
 import { WakeUps } from "./wakeups.js";
 
 export type { Service };
@@ -188,7 +188,8 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
     let state = initial;
     // Each round either records a decision (the run moves on) or learns the stream moved; conflicts are bounded.
     for (let conflicts = 0; conflicts < MAX_DECIDE_ATTEMPTS; ) {
-      const events = decide(state, await resolveInput(state));
+      // The decision carries the commands it sends out: the workers read them from the run's stream.
+      const events = withCommands(state, decide(state, await resolveInput(state)));
       if (events.length === 0) return;
       let results;
       try {

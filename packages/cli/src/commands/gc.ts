@@ -1,6 +1,6 @@
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { Blobs, Duration, collectGarbage } from "@smallchain/shared";
+import { Blobs, Duration, collectGarbage, shownEvent } from "@smallchain/shared";
 import { age } from "../format.js";
 import { table } from "../table.js";
 import { UserError, withClient, type GlobalOptions } from "../context.js";
@@ -19,7 +19,7 @@ export async function gc(opts: GlobalOptions & { olderThan: string; dryRun?: boo
       ...(archive && {
         // The events, one JSON per line; a large result kept in the object store beside them, whole.
         archive: async (view, events) => {
-          await writeFile(join(archive, `${view.runId}.jsonl`), events.map((e) => JSON.stringify(e)).join("\n") + "\n");
+          await writeFile(join(archive, `${view.runId}.jsonl`), events.map((e) => JSON.stringify(shownEvent(e))).join("\n") + "\n");
           for (const e of events) {
             if (e.type !== "ToolCallCompleted" || !e.data.resultRef) continue;
             blobs ??= await Blobs.open(client.nc, client.names);

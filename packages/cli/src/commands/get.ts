@@ -1,5 +1,5 @@
 import { withClient, type GlobalOptions } from "../context.js";
-import { LiveMessage } from "@smallchain/shared";
+import { LiveMessage, shownEvent } from "@smallchain/shared";
 import { eventLine, liveLine, runRow, runRowWide } from "../format.js";
 import { table } from "../table.js";
 import { readEvents } from "./follow.js";
@@ -37,7 +37,7 @@ export async function getEvents(opts: GlobalOptions & { run?: string; follow?: b
       : undefined;
     abort.signal.addEventListener("abort", () => live?.unsubscribe());
     for await (const event of readEvents(client, { follow: opts.follow ?? false, signal: abort.signal, ...(opts.run !== undefined && { runId: opts.run }) })) {
-      if (opts.output === "json") process.stdout.write(`${JSON.stringify(event)}\n`);
+      if (opts.output === "json") process.stdout.write(`${JSON.stringify(shownEvent(event))}\n`);
       else {
         process.stdout.write(`${eventLine(event, { color: (opts.pretty ?? false) && process.stdout.isTTY })}\n`);
         if (opts.pretty) process.stdout.write(`${indent(JSON.stringify(event.data, null, 2))}\n`);

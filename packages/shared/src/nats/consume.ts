@@ -2,7 +2,7 @@ import { jetstream, type JsMsg } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import type { ServiceMetrics } from "../metrics/metrics.js";
-import { flushAcks } from "./batch.js";
+import { ackSoon, flushAcks } from "./batch.js";
 
 export type ConsumerLoop = {
   /** Stops pulling, waits for the messages in hand to be handled. */
@@ -18,6 +18,8 @@ export type ConsumerLoopOptions = {
   log: Logger;
   /** Counts redeliveries of this consumer's messages. */
   metrics?: ServiceMetrics | undefined;
+  /** Messages that are not this handler's (told by their headers): acked as they arrive, unhandled. */
+  skip?: (msg: JsMsg) => boolean;
 };
 
 /**
@@ -49,6 +51,10 @@ export function startConsumerLoop(nc: NatsConnection, opts: ConsumerLoopOptions)
           // Pulled but not started before stop: hand it back now rather than after the ack wait.
           if (stopped) {
             msg.nak();
+            continue;
+          }
+          if (opts.skip?.(msg)) {
+            ackSoon(msg);
             continue;
           }
           if (inflight.size >= opts.concurrency) await Promise.race(inflight);

@@ -14,6 +14,7 @@ import {
 import { Kvm, type KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Names } from "../names.js";
+import { msFromEnv } from "../env.js";
 
 export type ProvisionOptions = { replicas?: number };
 
@@ -68,6 +69,7 @@ export async function provision(nc: NatsConnection, n: Names, opts: ProvisionOpt
     max_msg_size: MAX_PAYLOAD,
     num_replicas: replicas,
   });
+  await ensureDecisionConsumers(jsm, n);
   await ensureStream(jsm, {
     name: n.commandsStream,
     subjects: [n.allCommandsSubject],
@@ -172,6 +174,41 @@ async function ensureStream(jsm: JetStreamManager, config: Partial<StreamConfig>
 }
 
 /** Creates or updates a durable pull consumer, so redeploying a service with new settings takes effect. */
+/**
+ * The workers' consumers of the runs' decisions, created before any decision can carry a command (every service,
+ * the scheduler too, provisions on start): a command in a decision appended later is delivered. Created to deliver
+ * decisions from their creation on, never the history before (whose commands went through the COMMANDS stream),
+ * with the workers' ack waits as the environment sets them. One that exists is left as its worker configured it:
+ * on NATS 2.9 adding a consumer that exists with another config updates it.
+ */
+async function ensureDecisionConsumers(jsm: JetStreamManager, n: Names): Promise<void> {
+  const consumers = [
+    { durable: n.consumers.llmDecisions, ackWaitMs: msFromEnv("SC_LLM_ACK_WAIT_MS", LLM_ACK_WAIT_MS) },
+    { durable: n.consumers.toolDecisions, ackWaitMs: msFromEnv("SC_TOOL_ACK_WAIT_MS", TOOL_ACK_WAIT_MS) },
+  ];
+  for (const { durable, ackWaitMs } of consumers) {
+    try {
+      await jsm.consumers.info(n.eventsStream, durable);
+      continue;
+    } catch (err) {
+      if (!(err instanceof JetStreamApiError && err.code === 10014)) throw err;
+    }
+    await jsm.consumers.add(n.eventsStream, {
+      durable_name: durable,
+      filter_subject: n.allDecisionsSubject,
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.New,
+      ack_wait: ackWaitMs * 1_000_000,
+      max_deliver: -1,
+      max_ack_pending: 10_000,
+    });
+  }
+}
+
+/** How long a worker may go without a heartbeat on a command before it goes to another (SC_*_ACK_WAIT_MS). */
+export const LLM_ACK_WAIT_MS = 60_000;
+export const TOOL_ACK_WAIT_MS = 30_000;
+
 export async function ensureConsumer(
   nc: NatsConnection,
   stream: string,

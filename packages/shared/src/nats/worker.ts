@@ -1,13 +1,13 @@
-import type { JsMsg } from "@nats-io/jetstream";
+import { DeliverPolicy, type JsMsg } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import type { z } from "zod";
-import { DecodeError, decode, encode } from "../codec.js";
+import { DecodeError, decode, decodeRaw, encode } from "../codec.js";
 import { RetryableError, TerminalError, ensureError } from "../errors.js";
 import type { EventStore } from "../eventstore.js";
 import type { RunEvent } from "../events.js";
 import type { CommandOutcome, ServiceMetrics } from "../metrics/metrics.js";
-import type { Names } from "../names.js";
+import { Header, type Names } from "../names.js";
 import { ackSoon } from "./batch.js";
 import { startConsumerLoop, type ConsumerLoop } from "./consume.js";
 import { ensureConsumer } from "./provision.js";
@@ -47,23 +47,38 @@ export type CommandWorkerOptions<S extends z.ZodType> = {
   metrics?: ServiceMetrics | undefined;
   /** Runs cancelled lately: their commands are acked and dropped, and one running is stopped. */
   cancelled?: CancelledRuns | undefined;
+  /**
+   * The commands the runs' decisions carry (those with this kind in their `Sc-Command` header), read through this
+   * durable consumer of the events stream; every other decision is acked unread as it arrives.
+   */
+  decisions: { durable: string; kind: "llm" | "tool" };
+  /** The command subject a command would have had on the COMMANDS stream: its metrics label and span name. */
+  subjectOf: (command: z.infer<S>) => string;
 };
 
 /**
- * A stateless worker over a shared durable pull consumer: every replica pulls from it, a command is acked only
- * after its result event is stored, and a crash leaves it to be redelivered. A malformed command is terminated
- * (never redelivered forever); exhausted retries become a Failed event, never a silent loss.
+ * A stateless worker over shared durable pull consumers: every replica pulls from them, a command is acked only
+ * after its result event is stored, and a crash leaves it to be redelivered. Most commands come in the decisions
+ * that ask for them (the runs' subjects of decisions); those asked for by an input (an approved tool, a callback)
+ * or a fork's copy come on the COMMANDS stream. A malformed command is terminated (never redelivered forever);
+ * exhausted retries become a Failed event, never a silent loss.
  */
 export async function startCommandWorker<S extends z.ZodType>(opts: CommandWorkerOptions<S>): Promise<ConsumerLoop> {
   const { log, store, metrics } = opts;
-  await ensureConsumer(opts.nc, opts.names.commandsStream, {
-    durable_name: opts.durable,
-    filter_subject: opts.filterSubject,
+  const consumer = {
     ack_wait: opts.ackWaitMs * 1_000_000,
     // The server never gives up on a command: we count attempts (deliveryCount) and record the failure
     // ourselves, even when a worker died during the last attempt or could not store its failure.
     max_deliver: -1,
     max_ack_pending: 10_000,
+  };
+  await ensureConsumer(opts.nc, opts.names.commandsStream, { durable_name: opts.durable, filter_subject: opts.filterSubject, ...consumer });
+  // Provisioning made it (delivering decisions from then on); this sets the worker's ack wait.
+  await ensureConsumer(opts.nc, opts.names.eventsStream, {
+    durable_name: opts.decisions.durable,
+    filter_subject: opts.names.allDecisionsSubject,
+    deliver_policy: DeliverPolicy.New,
+    ...consumer,
   });
 
   // What runs now, by run: a cancel stops it.
@@ -79,12 +94,30 @@ export async function startCommandWorker<S extends z.ZodType>(opts: CommandWorke
     done("terminated");
   };
 
-  const handle = async (msg: JsMsg): Promise<void> => {
+  /** A command on the COMMANDS stream: the message is the command. */
+  const fromCommands = (msg: JsMsg): Promise<void> =>
+    handle(msg, msg.subject, () => ({
+      command: decode(opts.schema, msg.data, `${opts.what} command on ${msg.subject}`, msg.headers?.get("Content-Type")),
+      label: msg.subject,
+    }));
+  /** A decision that carries the command: it is in its `command` field, which nothing else decodes. */
+  const fromDecision = (msg: JsMsg): Promise<void> =>
+    handle(msg, opts.names.allDecisionsSubject, () => {
+      const what = `${opts.what} command in decision ${msg.seq} on ${msg.subject}`;
+      const bytes = (decodeRaw(msg.data, what) as { command?: unknown } | null)?.command;
+      if (!(bytes instanceof Uint8Array)) throw new DecodeError(`${what}: the decision carries no command`);
+      const command = decode(opts.schema, bytes, what);
+      return { command, label: opts.subjectOf(command) };
+    });
+
+  /** `label`: the metrics label (a command subject, not a run's) until the command is read and says its own. */
+  const handle = async (msg: JsMsg, unread: string, read: () => { command: z.infer<S>; label: string }): Promise<void> => {
     const started = metrics ? performance.now() : 0;
-    const done = (outcome: CommandOutcome) => metrics?.command(msg.subject, outcome, (performance.now() - started) / 1000);
+    let label = unread;
+    const done = (outcome: CommandOutcome) => metrics?.command(label, outcome, (performance.now() - started) / 1000);
     let command: z.infer<S>;
     try {
-      command = decode(opts.schema, msg.data, `${opts.what} command on ${msg.subject}`, msg.headers?.get("Content-Type"));
+      ({ command, label } = read());
     } catch (err) {
       if (err instanceof DecodeError) {
         log.warn({ seq: msg.seq, err: err.message }, `terminating an invalid ${opts.what} command`);
@@ -107,7 +140,7 @@ export async function startCommandWorker<S extends z.ZodType>(opts: CommandWorke
         done("failed");
         return;
       }
-      await attempt(msg, command, runId, deliveryCount, done);
+      await attempt(msg, command, label, runId, deliveryCount, done);
     } finally {
       clearInterval(heartbeat);
     }
@@ -117,17 +150,18 @@ export async function startCommandWorker<S extends z.ZodType>(opts: CommandWorke
   const attempt = async (
     msg: JsMsg,
     command: z.infer<S>,
+    label: string,
     runId: string | undefined,
     deliveryCount: number,
     done: (outcome: CommandOutcome) => void,
   ): Promise<void> => {
     const controller = new AbortController();
-    if (runId === undefined) return attemptWith(controller, undefined, msg, command, deliveryCount, done);
+    if (runId === undefined) return attemptWith(controller, undefined, msg, command, label, deliveryCount, done);
     const set = running.get(runId) ?? new Set();
     set.add(controller);
     running.set(runId, set);
     try {
-      await attemptWith(controller, runId, msg, command, deliveryCount, done);
+      await attemptWith(controller, runId, msg, command, label, deliveryCount, done);
     } finally {
       set.delete(controller);
       if (set.size === 0) running.delete(runId);
@@ -139,13 +173,14 @@ export async function startCommandWorker<S extends z.ZodType>(opts: CommandWorke
     runId: string | undefined,
     msg: JsMsg,
     command: z.infer<S>,
+    label: string,
     deliveryCount: number,
     done: (outcome: CommandOutcome) => void,
   ): Promise<void> => {
     let event: RunEvent | null;
     try {
       event = await inSpan(
-        `${opts.what} ${msg.subject}`,
+        `${opts.what} ${label}`,
         msg.headers?.get("traceparent") || undefined,
         { "smallchain.run_id": runId ?? "", "smallchain.delivery": deliveryCount },
         () => opts.execute(command, { signal: controller.signal, deliveryCount }),
@@ -192,18 +227,23 @@ export async function startCommandWorker<S extends z.ZodType>(opts: CommandWorke
     done("ok");
   };
 
-  const loop = startConsumerLoop(opts.nc, {
-    stream: opts.names.commandsStream,
-    durable: opts.durable,
-    concurrency: opts.concurrency,
-    handle,
-    log,
-    metrics,
-  });
+  const { kind } = opts.decisions;
+  const loops = [
+    startConsumerLoop(opts.nc, { stream: opts.names.commandsStream, durable: opts.durable, concurrency: opts.concurrency, handle: fromCommands, log, metrics }),
+    startConsumerLoop(opts.nc, {
+      stream: opts.names.eventsStream,
+      durable: opts.decisions.durable,
+      concurrency: opts.concurrency,
+      skip: (msg) => msg.headers?.get(Header.Command) !== kind,
+      handle: fromDecision,
+      log,
+      metrics,
+    }),
+  ];
   return {
     async stop() {
       stopListening?.();
-      await loop.stop();
+      await Promise.all(loops.map((l) => l.stop()));
     },
   };
 }

@@ -43,7 +43,8 @@ export function planFork(events: RecordedEvent[], atSeq: number, newRunId: strin
 
   const mapId = (id: string) => (id.startsWith(`${runId}:`) ? `${newRunId}${id.slice(runId.length)}` : `${newRunId}:copy:${id}`);
   let copied: RunEvent[] = prefix.map((e): RunEvent => {
-    const { seq: _seq, ...event } = e;
+    // A copy carries no command: the fork's calls go out (on the COMMANDS stream) once its copy is complete.
+    const { seq: _seq, result: _result, command: _command, ...event } = e;
     const base = { ...event, id: mapId(e.id), runId: newRunId, ...(e.causationId !== undefined && { causationId: mapId(e.causationId) }) };
     switch (base.type) {
       case "RunRequested": {
