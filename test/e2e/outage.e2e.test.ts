@@ -63,6 +63,7 @@ describe("a NATS outage", () => {
     await new Promise((r) => setTimeout(r, OUTAGE_MS));
     expect(procs.every((p) => p.child.exitCode === null)).toBe(true);
     await server.start();
+    const restarted = Date.now();
 
     const ended = await eventually(
       async () => {
@@ -72,8 +73,16 @@ describe("a NATS outage", () => {
       },
       25_000,
       "every run to end after the outage",
-    ).catch((err: unknown) => {
-      throw new Error(`${(err as Error).message}\n${procs.map((p) => `--- ${p.name}\n${p.output().slice(-3000)}`).join("\n")}`);
+    ).catch(async (err: unknown) => {
+      // Where the runs that did not end stopped: their events, in ms from the restart.
+      const stuck = (await views().catch(() => [])).filter((v) => !v || !isTerminal(v)).slice(0, 3);
+      const timelines = await Promise.all(
+        stuck.map(async (v) => {
+          const events = v ? await client.events(v.runId).catch(() => []) : [];
+          return `${v?.runId}: ${events.map((e) => `#${e.seq} ${e.type}${e.result ? "(res)" : ""} ${e.at - restarted}`).join(", ")}`;
+        }),
+      );
+      throw new Error(`${(err as Error).message}\n${timelines.join("\n")}\n${procs.map((p) => `--- ${p.name}\n${p.output().slice(-3000)}`).join("\n")}`);
     });
 
     expect(ended.map((v: RunState) => [v.runId, v.status, v.output]).sort()).toEqual(

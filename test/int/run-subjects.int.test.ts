@@ -127,4 +127,35 @@ describe("an installation", () => {
     expect(events.filter((e) => !e.result).map((e) => e.type)).toEqual(["RunRequested", "RunStarted", "LLMRequested", "ToolCallRequested", "LLMRequested", "RunCompleted"]);
     expect(events.map((e) => e.seq)).toEqual([...events.map((e) => e.seq)].sort((a, b) => a - b));
   }, 30_000);
+
+  it("loses no result when the look for results a decision did not see fails: the run is read again whole", async () => {
+    // Two calls decided together; the first one's result lands before the second call's event (held back here), so
+    // the scheduler's state over its decision passes over it until the look finds it. That look fails once a run.
+    const proto = EventStore.prototype;
+    const { append, resultBetween } = proto;
+    const failed = new Set<string>();
+    proto.append = async function (this: EventStore, event, expected) {
+      if (event.type === "ToolCallRequested" && event.data.callId === "s1c1") await new Promise((r) => setTimeout(r, 150));
+      return append.call(this, event, expected);
+    };
+    proto.resultBetween = async function (this: EventStore, runId, from, before) {
+      if (!failed.has(runId)) {
+        failed.add(runId);
+        throw new Error("the server went away");
+      }
+      return resultBetween.call(this, runId, from, before);
+    };
+    try {
+      await using stack = await startStack();
+      const applied = await stack.apply(
+        adderConfig(["{ tool_calls: [ { name: add, arguments: { a: 1, b: 2 } }, { name: add, arguments: { a: 3, b: 4 } } ] }", '{ content: "sum {{last_tool_result}}" }'], 4),
+      );
+      const views = await Promise.all(applied.runs.map((r) => stack.client.waitForRun(r.runId, { timeoutMs: 15_000 })));
+      expect(views.map((v) => v.output)).toEqual(applied.runs.map(() => "sum 7"));
+      expect(failed.size).toBeGreaterThan(0);
+    } finally {
+      proto.append = append;
+      proto.resultBetween = resultBetween;
+    }
+  }, 30_000);
 });
