@@ -228,18 +228,14 @@ function toolCommandOf(state: RunState, event: EventOf<"ToolCallRequested">): To
 /**
  * A decision's events, each that sends work out (an LLM call, a tool-worker's tool call) carrying its command: the
  * workers take it from the decision once it is stored, and nothing is published apart from it. `state`: the run
- * before the decision; its events are folded in turn, as the commands are built from the state each leaves.
+ * before the decision. Each command is the one its event's effect would have published: built from the state the
+ * whole decision leaves, as effects are.
  */
 export function withCommands(state: RunState, events: RunEvent[]): RunEvent[] {
-  let s = state;
-  let last = -1;
-  events.forEach((e, i) => {
-    if (e.type === "LLMRequested" || e.type === "ToolCallRequested") last = i;
-  });
-  return events.map((e, i) => {
-    if (i > last) return e;
-    s = evolve(s, { ...e, seq: s.lastSeq + 1 });
-    const command = e.type === "LLMRequested" ? llmCommandOf(s, e) : e.type === "ToolCallRequested" ? toolCommandOf(s, e) : undefined;
+  if (!events.some((e) => e.type === "LLMRequested" || e.type === "ToolCallRequested")) return events;
+  const after = events.reduce((s: RunState, e) => evolve(s, { ...e, seq: s.lastSeq + 1 }), state);
+  return events.map((e) => {
+    const command = e.type === "LLMRequested" ? llmCommandOf(after, e) : e.type === "ToolCallRequested" ? toolCommandOf(after, e) : undefined;
     return command ? { ...e, command: encode(command) } : e;
   });
 }

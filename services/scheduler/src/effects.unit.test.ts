@@ -2,7 +2,21 @@ import { decodeRaw, type RecordedEvent, type RunEvent } from "@smallchain/shared
 import { describe, expect, it } from "vitest";
 import { childRunId, decide } from "./decide.js";
 import { effectsOf, withCommands } from "./effects.js";
-import { RUN_ID, RunHistory, T0, addTool, agentSnapshot, approvedAddTool, operatorTool, runWaitingForLlm, testLlm, toolCall } from "./testing.js";
+import {
+  RUN_ID,
+  RunHistory,
+  T0,
+  addTool,
+  agentSnapshot,
+  approvedAddTool,
+  callbackTool,
+  humanTool,
+  operatorTool,
+  runWaitingForLlm,
+  sleepTool,
+  testLlm,
+  toolCall,
+} from "./testing.js";
 
 const NOW = T0 + 1_000_000;
 
@@ -334,7 +348,7 @@ describe("withCommands", () => {
     expect(effectsOf(run.state, run.events.at(-1)!, NOW)).toEqual([]);
   });
 
-  it("builds each command from the state its event leaves: the calls of one decision each carry their own", () => {
+  it("builds the commands from the state the whole decision leaves: the calls of one decision each carry their own", () => {
     const run = runWaitingForLlm().responded(1, { toolCalls: [toolCall("a", "add", { a: 1, b: 2 }), toolCall("b", "add", { a: 3, b: 4 })] });
     const carried = withCommands(run.state, decide(run.state, { now: NOW }));
 
@@ -343,6 +357,30 @@ describe("withCommands", () => {
       { id: `${RUN_ID}:tool:s1c0`, runId: RUN_ID, callId: "s1c0", step: 1, tool: addTool, args: { a: 1, b: 2 } },
       { id: `${RUN_ID}:tool:s1c1`, runId: RUN_ID, callId: "s1c1", step: 1, tool: addTool, args: { a: 3, b: 4 } },
     ]);
+  });
+
+  it("carries exactly the commands the decision's effects would have published, whatever its calls wait for", () => {
+    const agent = agentSnapshot({ tools: [addTool, approvedAddTool, humanTool, sleepTool, callbackTool] });
+    const calls = [
+      toolCall("a", "add", { a: 1, b: 2 }),
+      toolCall("b", "careful_add", { a: 3, b: 4 }),
+      toolCall("c", humanTool.name, { question: "ok?" }),
+      toolCall("d", sleepTool.name, { until: new Date(NOW + 60_000).toISOString() }),
+      toolCall("e", callbackTool.name, { invoice: 42 }),
+    ];
+    for (const run of [new RunHistory().requested().started(agent), runWaitingForLlm(agent).responded(1, { toolCalls: calls })]) {
+      const plain = decide(run.state, { now: NOW, newToken: () => "secret" });
+      const carried = withCommands(run.state, plain);
+      run.record(...plain);
+      // The effects of the events that can carry a command (a callback's goes out with its wait's event, token and all).
+      const published = run.events
+        .slice(-plain.length)
+        .filter((e) => e.type === "LLMRequested" || e.type === "ToolCallRequested")
+        .flatMap((e) => effectsOf(run.state, e, NOW).flatMap((x) => (x.kind === "llm" || x.kind === "tool" ? [x.command] : [])));
+      const inDecision = carried.flatMap((e) => (e.command ? [decodeRaw(e.command, "command")] : []));
+      expect(inDecision).toEqual(published);
+      expect(inDecision.length).toBeGreaterThan(0);
+    }
   });
 
   it("puts none into a call that waits for approval, nor into events that send nothing out", () => {
