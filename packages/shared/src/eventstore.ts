@@ -26,7 +26,7 @@ function commandHeaders(kind: string): Record<string, string> {
 }
 
 /** Whose work a decision carrying a command is: the worker kind its `Sc-Command` header names. */
-export function commandKind(event: RunEvent): "llm" | "tool" | undefined {
+function commandKind(event: RunEvent): "llm" | "tool" | undefined {
   return event.type === "LLMRequested" ? "llm" : event.type === "ToolCallRequested" ? "tool" : undefined;
 }
 

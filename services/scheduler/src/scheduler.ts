@@ -183,15 +183,6 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
     await Promise.all(effects.map((e) => perform(store, n, buckets, hourMs, e)));
   };
 
-  /**
-   * The state recorded over a decision may have passed over a result that the look for unseen results was to find:
-   * if that look did not finish, nothing of the run is held, and its next event reads it whole from the stream
-   * (kept, the state would wait forever for a result it passed over).
-   */
-  const forgetUnchecked = (runId: string, unseen: Promise<boolean> | undefined): void => {
-    if (unseen) cache.drop(runId);
-  };
-
   /** Decide, append, carry out; again until the run waits for something outside. */
   const advance = async (initial: RunState): Promise<void> => {
     let state = initial;
@@ -235,17 +226,18 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
       const effects = recorded.flatMap((e) => effectsOf(state, e, now()));
       for (const e of recorded) carriedOut.add(e.id);
       try {
-        await carryOut(effects);
-      } catch (err) {
-        // Their echoes must then carry the effects out again.
-        for (const e of recorded) carriedOut.delete(e.id);
-        forgetUnchecked(prior.runId, unseen);
-        throw err;
-      }
-      try {
+        try {
+          await carryOut(effects);
+        } catch (err) {
+          // Their echoes must then carry the effects out again.
+          for (const e of recorded) carriedOut.delete(e.id);
+          throw err;
+        }
         if (unseen && (await unseen)) state = await cache.catchUp(prior);
       } catch (err) {
-        forgetUnchecked(prior.runId, unseen);
+        // The state recorded may have passed over a result the look was to find: if the look did not finish, nothing
+        // of the run is held, and its next event reads it whole (kept, it would wait forever for what it passed over).
+        if (unseen) cache.drop(prior.runId);
         throw err;
       }
     }

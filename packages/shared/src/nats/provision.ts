@@ -173,7 +173,6 @@ async function ensureStream(jsm: JetStreamManager, config: Partial<StreamConfig>
   }
 }
 
-/** Creates or updates a durable pull consumer, so redeploying a service with new settings takes effect. */
 /**
  * The workers' consumers of the runs' decisions, created before any decision can carry a command (every service,
  * the scheduler too, provisions on start): a command in a decision appended later is delivered. Created to deliver
@@ -193,22 +192,37 @@ async function ensureDecisionConsumers(jsm: JetStreamManager, n: Names): Promise
     } catch (err) {
       if (!(err instanceof JetStreamApiError && err.code === 10014)) throw err;
     }
-    await jsm.consumers.add(n.eventsStream, {
-      durable_name: durable,
-      filter_subject: n.allDecisionsSubject,
-      ack_policy: AckPolicy.Explicit,
-      deliver_policy: DeliverPolicy.New,
-      ack_wait: ackWaitMs * 1_000_000,
-      max_deliver: -1,
-      max_ack_pending: 10_000,
-    });
+    await jsm.consumers.add(n.eventsStream, { ack_policy: AckPolicy.Explicit, ...decisionConsumer(n, durable, ackWaitMs) });
   }
+}
+
+/**
+ * The settings of every consumer a worker takes commands from. The server never gives up on a command: the worker
+ * counts attempts (deliveryCount) and records the failure itself, even when a worker died during the last attempt or
+ * could not store its failure.
+ */
+export function workerConsumerSettings(ackWaitMs: number) {
+  return { ack_wait: ackWaitMs * 1_000_000, max_deliver: -1, max_ack_pending: 10_000 } satisfies Partial<ConsumerConfig>;
+}
+
+/**
+ * A worker's consumer of the runs' decisions, as provisioning creates it and the worker configures it (the two must
+ * agree: on NATS 2.9 adding one that exists with another config updates it).
+ */
+export function decisionConsumer(n: Names, durable: string, ackWaitMs: number) {
+  return {
+    durable_name: durable,
+    filter_subject: n.allDecisionsSubject,
+    deliver_policy: DeliverPolicy.New,
+    ...workerConsumerSettings(ackWaitMs),
+  } satisfies Partial<ConsumerConfig>;
 }
 
 /** How long a worker may go without a heartbeat on a command before it goes to another (SC_*_ACK_WAIT_MS). */
 export const LLM_ACK_WAIT_MS = 60_000;
 export const TOOL_ACK_WAIT_MS = 30_000;
 
+/** Creates or updates a durable pull consumer, so redeploying a service with new settings takes effect. */
 export async function ensureConsumer(
   nc: NatsConnection,
   stream: string,

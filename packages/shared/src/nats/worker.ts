@@ -1,4 +1,4 @@
-import { DeliverPolicy, type JsMsg } from "@nats-io/jetstream";
+import type { JsMsg } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import type { z } from "zod";
@@ -10,7 +10,7 @@ import type { CommandOutcome, ServiceMetrics } from "../metrics/metrics.js";
 import { Header, type Names } from "../names.js";
 import { ackSoon } from "./batch.js";
 import { startConsumerLoop, type ConsumerLoop } from "./consume.js";
-import { ensureConsumer } from "./provision.js";
+import { decisionConsumer, ensureConsumer, workerConsumerSettings } from "./provision.js";
 import { inSpan } from "../tracing.js";
 import type { CancelledRuns } from "../run/cancelled.js";
 
@@ -65,21 +65,10 @@ export type CommandWorkerOptions<S extends z.ZodType> = {
  */
 export async function startCommandWorker<S extends z.ZodType>(opts: CommandWorkerOptions<S>): Promise<ConsumerLoop> {
   const { log, store, metrics } = opts;
-  const consumer = {
-    ack_wait: opts.ackWaitMs * 1_000_000,
-    // The server never gives up on a command: we count attempts (deliveryCount) and record the failure
-    // ourselves, even when a worker died during the last attempt or could not store its failure.
-    max_deliver: -1,
-    max_ack_pending: 10_000,
-  };
-  await ensureConsumer(opts.nc, opts.names.commandsStream, { durable_name: opts.durable, filter_subject: opts.filterSubject, ...consumer });
+  const settings = workerConsumerSettings(opts.ackWaitMs);
+  await ensureConsumer(opts.nc, opts.names.commandsStream, { durable_name: opts.durable, filter_subject: opts.filterSubject, ...settings });
   // Provisioning made it (delivering decisions from then on); this sets the worker's ack wait.
-  await ensureConsumer(opts.nc, opts.names.eventsStream, {
-    durable_name: opts.decisions.durable,
-    filter_subject: opts.names.allDecisionsSubject,
-    deliver_policy: DeliverPolicy.New,
-    ...consumer,
-  });
+  await ensureConsumer(opts.nc, opts.names.eventsStream, decisionConsumer(opts.names, opts.decisions.durable, opts.ackWaitMs));
 
   // What runs now, by run: a cancel stops it.
   const running = new Map<string, Set<AbortController>>();
