@@ -113,17 +113,23 @@ type FloorFigures = { c1: ChainResult; c64: ChainResult; ratios: Ratios; roundRa
 /** The floor with its workers in the bench process, the raw chain of the same rounds, and `processes`: the floor again with its workers in processes of their own. */
 type Floor = FloorFigures & { raw: { c1: ChainResult; c64: ChainResult }; processes: FloorFigures };
 
+/** The raw chain's options for the design's protocol (see designFloor). */
+const DESIGN = { decisionsAsCommands: "decision-subject" } as const;
+
 /**
- * The floor of the design on this server: the raw chain with a guarded decision stored before each command
- * (rawChain's `decisions`), measured in rounds with the raw chain as the deployments are. No implementation of
+ * The floor of the design on this server: the raw chain whose every command is a decision stored on the chain's
+ * subject of decisions, guarded by that subject's last sequence, read by the workers (each acks the other kind's
+ * unread), with the results on another subject (rawChain's `decisionsAsCommands: "decision-subject"`, the protocol
+ * built in session 12), measured in rounds with the raw chain as the deployments are. No implementation of
  * Smallchain's protocol on NATS 2.9 can do better than these ratios; what a deployment adds beyond them is its own.
+ * (Until session 13 this was the floor of the protocol before it: a guarded decision, then a command on a work queue.)
  * The floor is measured twice in each round: with the raw chain's worker in the bench process, and with an LLM
  * worker and a tool worker in processes of their own, as the four services run (a step then wakes three
  * processes, not one): what the second adds is the price of that topology, not of Smallchain's code.
  */
 async function designFloor(nc: NatsConnection, workers: RawWorkerProcesses): Promise<Floor> {
-  const decisions = { decisions: true };
-  const asProcesses = { decisions: true, workers };
+  const decisions = DESIGN;
+  const asProcesses = { ...DESIGN, workers };
   for (const opts of [decisions, asProcesses]) {
     await rawChain(nc, prefix("f"), 1, quick ? 100 : 300, 1, opts);
     await rawChain(nc, prefix("f"), 64, quick ? 20 : 60, 64, opts);
@@ -178,7 +184,7 @@ async function scenario(nc: NatsConnection, mode: Mode, llm: Llm, fake: FakeOpen
     const withTopologyFloor = mode === "processes" && llm === "mock";
     // Its cost beyond the raw chain when the raw chain makes the same LLM call: the openai deployments.
     const clientCall = llm === "openai" ? rawOpenAICall(fake.url, STEPS) : undefined;
-    type RawOpts = { decisions?: boolean; workers?: RawWorkerProcesses; llm?: typeof clientCall };
+    type RawOpts = { decisionsAsCommands?: typeof DESIGN.decisionsAsCommands; workers?: RawWorkerProcesses; llm?: typeof clientCall };
     // Warm-up: as much as the measurement itself, at 1 and at 64. A fresh service process spends about 1.5x the
     // CPU per step in its first few thousand steps (V8 has not compiled its hot paths yet): with only 160 steps
     // of warm-up, its first pool of 64 ran at 1,176 steps/s and the next five at 1,790-1,960
@@ -208,7 +214,7 @@ async function scenario(nc: NatsConnection, mode: Mode, llm: Llm, fake: FakeOpen
         // Each measured with the cores to itself: the deployment idle (its projector caught up), the raw chain gone.
         await quiesce(nc, p);
         const rawRound = await rawCpu.measure(rawPids, () => raw());
-        const floor = withTopologyFloor ? await raw({ decisions: true, workers }) : undefined;
+        const floor = withTopologyFloor ? await raw({ ...DESIGN, workers }) : undefined;
         const withClient = clientCall
           ? await clientCpu.measure({ ...rawPids, ...fakePid }, () => raw({ llm: clientCall }))
           : undefined;
@@ -303,7 +309,7 @@ async function main() {
   // new): cold, its first 300 steps at c1 took 2.2 ms each (p50), warm 1.0-1.2 ms.
   log("warming up the raw JetStream chain...");
   for (let i = 0; i < 3; i++) await rawPass(nc);
-  log(`the design's floor: the raw chain with a guarded decision before each command, in rounds with the raw chain (${C1_ROUNDS} at 1, ${ROUNDS} at 64)...`);
+  log(`the design's floor: the raw chain whose commands are guarded decisions on a subject of their own, in rounds with the raw chain (${C1_ROUNDS} at 1, ${ROUNDS} at 64)...`);
   // Two raw worker processes for the floor with its workers as processes, warmed up by the floor's rounds.
   const workers = await RawWorkerProcesses.start(nc);
   const floor = await designFloor(nc, workers);
@@ -433,7 +439,7 @@ async function main() {
       .join("; ")}`,
   );
   console.log(
-    `the design's floor on this server (raw chain + a guarded decision before each command): throughput at 64 = ${floor.ratios.throughputC64}, p50 latency at 1 = ${floor.ratios.latencyP50C1}; with its workers as processes: ${floor.processes.ratios.throughputC64} at 64, ${floor.processes.ratios.latencyP50C1} at 1`,
+    `the design's floor on this server (the raw chain's commands as guarded decisions on a subject of their own, results on another): throughput at 64 = ${floor.ratios.throughputC64}, p50 latency at 1 = ${floor.ratios.latencyP50C1}; with its workers as processes: ${floor.processes.ratios.throughputC64} at 64, ${floor.processes.ratios.latencyP50C1} at 1`,
   );
   if (main.topologyFloor) {
     const t = main.topologyFloor;

@@ -28,7 +28,7 @@ export type RawMsg = z.infer<typeof RawMsg>;
  * publishes the next command. One step = LLM command, its event, tool command, its event (4 stored messages),
  * with msgpack payloads validated by zod like ours.
  *
- * With `decisions`, it is the floor of Smallchain's design on NATS 2.9 instead: before each command the driver
+ * With `decisions`, it is the floor of Smallchain's design before session 12 instead: before each command the driver
  * appends a decision to the chain's subject, guarded by the subject's last sequence (two deciders can never both
  * write), and publishes the command once the decision is stored. Six stored messages a step, and one more round
  * trip to the server before each command; the driver's consumer gets its own decisions back, as the scheduler's
@@ -50,7 +50,8 @@ export type RawMsg = z.infer<typeof RawMsg>;
  * every decision goes to the chain's one subject of decisions (`<chain>.d`), guarded by that subject's last sequence,
  * and the workers' results to the chain's own subject: both kinds' workers read the decisions (and ack the other
  * kind's unread), not the results. A protocol NATS 2.9 guards fully, if every input a decision depends on other than
- * the results of its calls is on the decisions' subject (session 11).
+ * the results of its calls is on the decisions' subject (session 11). Smallchain's design since session 12, and the
+ * bench's floor.
  *
  * With `toolDecidedByWorker` (and `decisions`), the LLM worker appends the tool decision itself, right after its
  * result without waiting for its PubAck (deduplicated by its id, unguarded), and the driver publishes the tool command on it

@@ -13,12 +13,14 @@ const workers = await RawWorkerProcesses.start(nc);
 const id = () => `bfp${Math.random().toString(36).slice(2, 7)}`;
 const all = {
   raw: {},
+  // The design's protocol before session 12 (a guarded decision, then a command on a work queue).
   floor: { decisions: true },
   "raw, worker processes": { workers },
   "floor, worker processes": { decisions: true, workers },
   "decision=command": { decisionsAsCommands: true },
   "decision=command, w. proc.": { decisionsAsCommands: true, workers },
   "by kind subject, w. proc.": { decisionsAsCommands: "by-subject", workers },
+  // The design's protocol since session 12, and the bench's floor.
   "decision subject": { decisionsAsCommands: "decision-subject" },
   "decision subject, w. proc.": { decisionsAsCommands: "decision-subject", workers },
   "tool decided by worker, w. proc.": { decisions: true, toolDecidedByWorker: true, workers },

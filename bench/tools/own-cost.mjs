@@ -12,7 +12,8 @@ const mode = process.argv[3] ?? "processes";
 const nc = await connect({ servers: process.env.NATS_URL ?? "nats://127.0.0.1:4222" });
 const id = (l) => `b${l}${Math.random().toString(36).slice(2, 7)}`;
 const workers = await RawWorkerProcesses.start(nc);
-const floorOpts = { decisions: true, workers };
+// The design's protocol since session 12 (the bench's floor): commands as guarded decisions on a subject of their own.
+const floorOpts = { decisionsAsCommands: "decision-subject", workers };
 const prefix = id("oc");
 const inst = await startServices(nc, prefix, mode);
 await applyConfig(inst.client, benchConfig("mock", 10));
