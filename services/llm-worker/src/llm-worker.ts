@@ -5,8 +5,8 @@ import {
   LiveTokens,
   costOf,
   LlmCommand,
-  LLM_ACK_WAIT_MS,
   provision,
+  workerAckWaitMs,
   startCommandWorker,
   type Logger,
   type Metrics,
@@ -27,7 +27,7 @@ export type LlmWorkerOptions = {
   log: Logger;
   concurrency?: number;
   maxDeliver?: number;
-  /** Without a heartbeat for this long, a command goes to another worker. */
+  /** Without a heartbeat for this long, a command goes to another worker (default: SC_LLM_ACK_WAIT_MS, else 60 s). */
   ackWaitMs?: number;
   env?: NodeJS.ProcessEnv;
   /** The process's metrics: commands, redeliveries, tokens per llm. */
@@ -58,7 +58,7 @@ export async function startLlmWorker(opts: LlmWorkerOptions): Promise<Service> {
     schema: LlmCommand,
     what: "llm",
     concurrency: opts.concurrency ?? 64,
-    ackWaitMs: opts.ackWaitMs ?? LLM_ACK_WAIT_MS,
+    ackWaitMs: opts.ackWaitMs ?? workerAckWaitMs("llm"),
     maxDeliver: opts.maxDeliver ?? 6,
     metrics,
     cancelled,

@@ -10,7 +10,6 @@ await runUntilSignal(log, async () => {
     names: names(process.env.SC_PREFIX),
     log,
     metrics: served?.metrics,
-    ...(process.env.SC_LLM_ACK_WAIT_MS && { ackWaitMs: Number(process.env.SC_LLM_ACK_WAIT_MS) }),
   });
   return { nc, service, metrics: served?.server };
 });

@@ -10,7 +10,6 @@ await runUntilSignal(log, async () => {
     names: names(process.env.SC_PREFIX),
     log,
     metrics: served?.metrics,
-    ...(process.env.SC_TOOL_ACK_WAIT_MS && { ackWaitMs: Number(process.env.SC_TOOL_ACK_WAIT_MS) }),
     ...(process.env.SC_PUBLIC_URL && { publicUrl: process.env.SC_PUBLIC_URL }),
   });
   return { nc, service, metrics: served?.server };

@@ -10,9 +10,9 @@ import {
   assertNever,
   hasSideEffects,
   provision,
+  workerAckWaitMs,
   publishLive,
   startCommandWorker,
-  TOOL_ACK_WAIT_MS,
   type Logger,
   type Metrics,
   type Names,
@@ -41,7 +41,7 @@ export type ToolWorkerOptions = {
   log: Logger;
   concurrency?: number;
   maxDeliver?: number;
-  /** Without a heartbeat for this long, a command goes to another worker. */
+  /** Without a heartbeat for this long, a command goes to another worker (default: SC_TOOL_ACK_WAIT_MS, else 30 s). */
   ackWaitMs?: number;
   /** The gateway's URL as the outside sees it: callback tools hand out `<publicUrl>/callbacks/<token>`. */
   publicUrl?: string;
@@ -115,7 +115,7 @@ export async function startToolWorker(opts: ToolWorkerOptions): Promise<Service>
     schema: ToolCommand,
     what: "tool",
     concurrency: opts.concurrency ?? 64,
-    ackWaitMs: opts.ackWaitMs ?? TOOL_ACK_WAIT_MS,
+    ackWaitMs: opts.ackWaitMs ?? workerAckWaitMs("tool"),
     maxDeliver: opts.maxDeliver ?? 5,
     metrics: opts.metrics?.service("tool-worker"),
     cancelled,

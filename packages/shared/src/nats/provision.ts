@@ -182,8 +182,8 @@ async function ensureStream(jsm: JetStreamManager, config: Partial<StreamConfig>
  */
 async function ensureDecisionConsumers(jsm: JetStreamManager, n: Names): Promise<void> {
   const consumers = [
-    { durable: n.consumers.llmDecisions, ackWaitMs: msFromEnv("SC_LLM_ACK_WAIT_MS", LLM_ACK_WAIT_MS) },
-    { durable: n.consumers.toolDecisions, ackWaitMs: msFromEnv("SC_TOOL_ACK_WAIT_MS", TOOL_ACK_WAIT_MS) },
+    { durable: n.consumers.llmDecisions, ackWaitMs: workerAckWaitMs("llm") },
+    { durable: n.consumers.toolDecisions, ackWaitMs: workerAckWaitMs("tool") },
   ];
   for (const { durable, ackWaitMs } of consumers) {
     try {
@@ -219,8 +219,16 @@ export function decisionConsumer(n: Names, durable: string, ackWaitMs: number) {
 }
 
 /** How long a worker may go without a heartbeat on a command before it goes to another (SC_*_ACK_WAIT_MS). */
-export const LLM_ACK_WAIT_MS = 60_000;
-export const TOOL_ACK_WAIT_MS = 30_000;
+const LLM_ACK_WAIT_MS = 60_000;
+const TOOL_ACK_WAIT_MS = 30_000;
+
+/**
+ * A worker kind's ack wait as the environment sets it (SC_LLM_ACK_WAIT_MS, SC_TOOL_ACK_WAIT_MS): read here only, so
+ * provisioning creates the consumers of decisions with the ack wait the workers then keep.
+ */
+export function workerAckWaitMs(kind: "llm" | "tool", env: NodeJS.ProcessEnv = process.env): number {
+  return kind === "llm" ? msFromEnv("SC_LLM_ACK_WAIT_MS", LLM_ACK_WAIT_MS, env) : msFromEnv("SC_TOOL_ACK_WAIT_MS", TOOL_ACK_WAIT_MS, env);
+}
 
 /** Creates or updates a durable pull consumer, so redeploying a service with new settings takes effect. */
 export async function ensureConsumer(
