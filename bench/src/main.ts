@@ -128,9 +128,8 @@ const DESIGN = { decisionsAsCommands: "decision-subject" } as const;
  * processes, not one): what the second adds is the price of that topology, not of Smallchain's code.
  */
 async function designFloor(nc: NatsConnection, workers: RawWorkerProcesses): Promise<Floor> {
-  const decisions = DESIGN;
   const asProcesses = { ...DESIGN, workers };
-  for (const opts of [decisions, asProcesses]) {
+  for (const opts of [DESIGN, asProcesses]) {
     await rawChain(nc, prefix("f"), 1, quick ? 100 : 300, 1, opts);
     await rawChain(nc, prefix("f"), 64, quick ? 20 : 60, 64, opts);
   }
@@ -139,7 +138,7 @@ async function designFloor(nc: NatsConnection, workers: RawWorkerProcesses): Pro
     const rounds: Record<"raw" | "floor" | "proc", ChainResult>[] = [];
     for (let r = 0; r < count; r++) {
       const raw = await rawChain(nc, prefix("r"), concurrency, stepsPerChain, concurrency);
-      const floor = await rawChain(nc, prefix("f"), concurrency, stepsPerChain, concurrency, decisions);
+      const floor = await rawChain(nc, prefix("f"), concurrency, stepsPerChain, concurrency, DESIGN);
       const proc = await rawChain(nc, prefix("f"), concurrency, stepsPerChain, concurrency, asProcesses);
       rounds.push({ raw, floor, proc });
     }
