@@ -241,7 +241,7 @@ export async function startProjector(opts: ProjectorOptions): Promise<Service> {
   // projector pulls its events in batches: it wakes ten times a second instead of at every event, leaving the
   // cores to the services on a run's critical path (a step at concurrency 1, four processes: 7.2-7.6 -> 6.7-7.0
   // ms with pulls every 20 ms, 6.3-6.6 with no projector at all; every 100 ms instead of 20 took another 5% off
-  // a step at 1 and added 5-10% to the steps/s at 64, session 14). A full batch is followed by the next at once.
+  // a step at 1 and added 4-10% to the steps/s at 64, session 14). A full batch is followed by the next at once.
   const pullMs = opts.pullMs ?? msFromEnv("SC_PROJECTOR_PULL_MS", 100);
   const consume = { stream: n.eventsStream, durable: n.consumers.projector, handle: onEvent, log, metrics };
   const loop =
