@@ -51,7 +51,8 @@ export type RawMsg = z.infer<typeof RawMsg>;
  * and the workers' results to the chain's own subject: both kinds' workers read the decisions (and ack the other
  * kind's unread), not the results. A protocol NATS 2.9 guards fully, if every input a decision depends on other than
  * the results of its calls is on the decisions' subject (session 11). Smallchain's design since session 12, and the
- * bench's floor.
+ * bench's floor. With `driverReadsResultsOnly` (and the decision subject), the driver's consumer reads the results
+ * only: the driver does not get its decisions back, as a scheduler reading no decisions would not (session 15).
  *
  * With `toolDecidedByWorker` (and `decisions`), the LLM worker appends the tool decision itself, right after its
  * result without waiting for its PubAck (deduplicated by its id, unguarded), and the driver publishes the tool command on it
@@ -68,9 +69,17 @@ export async function rawChain(
     decisions = false,
     decisionsAsCommands = false,
     toolDecidedByWorker = false,
+    driverReadsResultsOnly = false,
     workers,
     llm,
-  }: { decisions?: boolean; decisionsAsCommands?: boolean | "by-subject" | "decision-subject"; toolDecidedByWorker?: boolean; workers?: RawWorkerProcesses; llm?: RawLlmCall } = {},
+  }: {
+    decisions?: boolean;
+    decisionsAsCommands?: boolean | "by-subject" | "decision-subject";
+    toolDecidedByWorker?: boolean;
+    driverReadsResultsOnly?: boolean;
+    workers?: RawWorkerProcesses;
+    llm?: RawLlmCall;
+  } = {},
 ): Promise<ChainResult> {
   if (toolDecidedByWorker && (!decisions || llm)) throw new Error("toolDecidedByWorker needs decisions, and no LLM call");
   if (decisionsAsCommands && (decisions || llm)) throw new Error("decisionsAsCommands stands alone: its decisions are its commands");
@@ -79,7 +88,10 @@ export async function rawChain(
   const js = jetstream(nc);
   await jsm.streams.add({ name: `${up}_RAWCMD`, subjects: [`${prefix}.raw.cmd.>`], retention: RetentionPolicy.Workqueue, storage: StorageType.File });
   await jsm.streams.add({ name: `${up}_RAWEV`, subjects: [`${prefix}.raw.ev.>`], storage: StorageType.File });
-  await jsm.consumers.add(`${up}_RAWEV`, { durable_name: "driver", ack_policy: AckPolicy.Explicit, max_ack_pending: 10_000 });
+  if (driverReadsResultsOnly && decisionsAsCommands !== "decision-subject") throw new Error("driverReadsResultsOnly goes with the decision subject");
+  // The chains' results only (`<chain>`, not `<chain>.d`): the driver does not get its own decisions back.
+  const driverFilter = driverReadsResultsOnly ? { filter_subject: `${prefix}.raw.ev.*` } : {};
+  await jsm.consumers.add(`${up}_RAWEV`, { durable_name: "driver", ack_policy: AckPolicy.Explicit, max_ack_pending: 10_000, ...driverFilter });
 
   let stopWorkers: () => Promise<void>;
   if (workers && llm) throw new Error("the raw chain's LLM call is made by its worker in this process, not by worker processes");

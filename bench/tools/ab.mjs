@@ -3,7 +3,7 @@
 // tens of percent within seconds, so only figures taken together compare: this pools each side's rounds and prints
 // B over A. node bench/tools/ab.mjs [rounds] [processes|in-process] [runs at 64]
 // AB_A_ENV / AB_B_ENV: JSON of environment variables for each side's services (e.g. '{"SC_PROJECTOR_PULL_MS":"20"}');
-// AB_A_ARGS / AB_B_ARGS: node flags for them; AB_WHICH=1 or AB_WHICH=64 measures only that concurrency.
+// AB_A_ARGS / AB_B_ARGS: node flags for them; AB_A_SKIP / AB_B_SKIP: services left out (as BENCH_SKIP); AB_WHICH=1 or AB_WHICH=64 measures only that concurrency.
 // A side against itself (no variables) shows the noise: B/A 1.039 at 1 in session 14's one such run (16 rounds).
 import { connect } from "@nats-io/transport-node";
 import { Observer, applyConfig, benchConfig, cleanup, measureSteps, quiesce, startServices } from "../dist/bench/src/smallchain.js";
@@ -17,6 +17,7 @@ const nc = await connect({ servers: process.env.NATS_URL ?? "nats://127.0.0.1:42
 const sides = {};
 for (const k of ["A", "B"]) {
   process.env.BENCH_NODE_ARGS = process.env[`AB_${k}_ARGS`] ?? "";
+  process.env.BENCH_SKIP = process.env[`AB_${k}_SKIP`] ?? "";
   const prefix = `bab${k.toLowerCase()}${Math.random().toString(36).slice(2, 7)}`;
   const inst = await startServices(nc, prefix, mode, JSON.parse(process.env[`AB_${k}_ENV`] ?? "{}"));
   await applyConfig(inst.client, benchConfig("mock", 10));

@@ -3,7 +3,8 @@
 // decision is the command, read by the workers from the events stream; its cost were each kind's decisions on a subject
 // of their own, as NATS 2.11 would allow; and the design's floor with the tool decision appended by the LLM worker
 // after its result. Session 11: every decision on a subject of decisions of its own, guarded by it, the results on
-// another, the workers reading the decisions only. node bench/tools/floor-processes.mjs [rounds] [variants]
+// another, the workers reading the decisions only. Session 15: that protocol with a driver that does not get its own
+// decisions back. node bench/tools/floor-processes.mjs [rounds] [variants]
 import { connect } from "@nats-io/transport-node";
 import { RawWorkerProcesses, rawChain } from "../dist/bench/src/raw-chain.js";
 
@@ -23,6 +24,8 @@ const all = {
   // The design's protocol since session 12, and the bench's floor.
   "decision subject": { decisionsAsCommands: "decision-subject" },
   "decision subject, w. proc.": { decisionsAsCommands: "decision-subject", workers },
+  // Session 15: the same, but the driver reads the results only (not its own decisions back).
+  "decision subject, no echo, w. proc.": { decisionsAsCommands: "decision-subject", driverReadsResultsOnly: true, workers },
   "tool decided by worker, w. proc.": { decisions: true, toolDecidedByWorker: true, workers },
 };
 // A second argument keeps only the variants whose names match it (a regular expression), with the raw chain.

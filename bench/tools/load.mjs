@@ -1,7 +1,7 @@
 // Runs the bench agent at a concurrency for a while against the four service processes, printing their pids
 // first (to attach strace or perf): node bench/tools/load.mjs [concurrency] [runs] [delay-ms-before-start]
 // BENCH_LLM=openai runs the agent through the openai SDK against the fake server, in a process of its own
-// ("fake-openai" in the CPU figures).
+// ("fake-openai" in the CPU figures). BENCH_SERVICE_ENV: JSON of environment variables for the services.
 import { connect } from "@nats-io/transport-node";
 import { Observer, applyConfig, benchConfig, cleanup, measureSteps, startServices } from "../dist/bench/src/smallchain.js";
 import { cpuMeter, natsServerPid } from "../dist/bench/src/cpu.js";
@@ -10,7 +10,7 @@ import { startFakeOpenAIProcess } from "../dist/bench/src/fake-openai-process.js
 const [concurrency = "64", runs = "384", delay = "3000"] = process.argv.slice(2);
 const prefix = `bload${Math.random().toString(36).slice(2, 7)}`;
 const nc = await connect({ servers: process.env.NATS_URL ?? "nats://127.0.0.1:4222" });
-const inst = await startServices(nc, prefix, process.env.BENCH_MODE ?? "processes");
+const inst = await startServices(nc, prefix, process.env.BENCH_MODE ?? "processes", JSON.parse(process.env.BENCH_SERVICE_ENV ?? "{}"));
 const llm = process.env.BENCH_LLM ?? "mock";
 const fake = llm === "openai" ? await startFakeOpenAIProcess(10) : undefined;
 await applyConfig(inst.client, benchConfig(llm, 10, fake?.url));
