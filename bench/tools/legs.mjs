@@ -1,5 +1,5 @@
 // Where a step's time goes at concurrency 1: median gap between consecutive events of a run, by transition,
-// from JetStream's own store timestamps (ns). node bench/tools/legs.mjs [processes|in-process] [runs]
+// from JetStream's own store timestamps (ns), with its p90, p99 and max. node bench/tools/legs.mjs [processes|in-process] [runs]
 // BENCH_LLM=openai runs the agent through the openai SDK against the fake server (in a process of its own).
 import { connect } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
@@ -51,7 +51,8 @@ for (const id of ids.slice(2)) {
 }
 for (const [k, l] of gaps) {
   l.sort((a, b) => a - b);
-  console.log(`${k.padEnd(45)} n=${String(l.length).padStart(4)} p50 ${l[Math.floor(l.length / 2)].toFixed(3)} ms`);
+  const at = (q) => l[Math.min(l.length - 1, Math.floor(l.length * q))].toFixed(3);
+  console.log(`${k.padEnd(45)} n=${String(l.length).padStart(4)} p50 ${at(0.5)} ms, p90 ${at(0.9)}, p99 ${at(0.99)}, max ${l.at(-1).toFixed(3)}`);
 }
 obs.close();
 await inst.stop();
