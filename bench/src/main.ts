@@ -3,7 +3,7 @@ import { writeFileSync } from "node:fs";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { names, runRequested } from "@smallchain/shared";
 import { startFakeOpenAIProcess, type FakeOpenAIProcess } from "./fake-openai-process.js";
-import { RawWorkerProcesses, rawChain, type ChainResult } from "./raw-chain.js";
+import { DESIGN, RawWorkerProcesses, rawChain, type ChainResult } from "./raw-chain.js";
 import { rawOpenAICall } from "./raw-llm.js";
 import { Observer, applyConfig, benchConfig, cleanup, measureStarts, measureSteps, quiesce, startServices, type Llm, type Mode, type StepResult } from "./smallchain.js";
 import { pooled, round, summarize, type Summary } from "./stats.js";
@@ -112,9 +112,6 @@ const ratiosOf = (x: { c1: Measured; c64: Measured }, base: { c1: Measured; c64:
 type FloorFigures = { c1: ChainResult; c64: ChainResult; ratios: Ratios; roundRatios: { throughputC64: number[]; latencyP50C1: number[] } };
 /** The floor with its workers in the bench process, the raw chain of the same rounds, and `processes`: the floor again with its workers in processes of their own. */
 type Floor = FloorFigures & { raw: { c1: ChainResult; c64: ChainResult }; processes: FloorFigures };
-
-/** The raw chain's options for the design's protocol (see designFloor). */
-const DESIGN = { decisionsAsCommands: "decision-subject" } as const;
 
 /**
  * The floor of the design on this server: the raw chain whose every command is a decision stored on the chain's

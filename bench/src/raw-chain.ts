@@ -59,6 +59,9 @@ export type RawMsg = z.infer<typeof RawMsg>;
  * without a decision of its own: the LLM's result and the tool call it asks for recorded in one round trip, as if the
  * llm-worker decided plain tool calls (session 10). 6 stores a step, 5 round trips one after another instead of 6.
  */
+/** The raw chain's options for Smallchain's protocol since session 12: the bench's floor. */
+export const DESIGN = { decisionsAsCommands: "decision-subject" } as const;
+
 export async function rawChain(
   nc: NatsConnection,
   prefix: string,
@@ -83,12 +86,12 @@ export async function rawChain(
 ): Promise<ChainResult> {
   if (toolDecidedByWorker && (!decisions || llm)) throw new Error("toolDecidedByWorker needs decisions, and no LLM call");
   if (decisionsAsCommands && (decisions || llm)) throw new Error("decisionsAsCommands stands alone: its decisions are its commands");
+  if (driverReadsResultsOnly && decisionsAsCommands !== "decision-subject") throw new Error("driverReadsResultsOnly goes with the decision subject");
   const up = prefix.toUpperCase();
   const jsm = await jetstreamManager(nc);
   const js = jetstream(nc);
   await jsm.streams.add({ name: `${up}_RAWCMD`, subjects: [`${prefix}.raw.cmd.>`], retention: RetentionPolicy.Workqueue, storage: StorageType.File });
   await jsm.streams.add({ name: `${up}_RAWEV`, subjects: [`${prefix}.raw.ev.>`], storage: StorageType.File });
-  if (driverReadsResultsOnly && decisionsAsCommands !== "decision-subject") throw new Error("driverReadsResultsOnly goes with the decision subject");
   // The chains' results only (`<chain>`, not `<chain>.d`): the driver does not get its own decisions back.
   const driverFilter = driverReadsResultsOnly ? { filter_subject: `${prefix}.raw.ev.*` } : {};
   await jsm.consumers.add(`${up}_RAWEV`, { durable_name: "driver", ack_policy: AckPolicy.Explicit, max_ack_pending: 10_000, ...driverFilter });

@@ -7,7 +7,7 @@
 // A side against itself (no variables) shows the noise: B/A 1.039 at 1 in session 14's one such run (16 rounds).
 import { connect } from "@nats-io/transport-node";
 import { Observer, applyConfig, benchConfig, cleanup, measureSteps, quiesce, startServices } from "../dist/bench/src/smallchain.js";
-import { summarize } from "../dist/bench/src/stats.js";
+import { pooled } from "../dist/bench/src/stats.js";
 
 const rounds = Number(process.argv[2] ?? 12);
 const mode = process.argv[3] ?? "processes";
@@ -21,7 +21,7 @@ for (const k of ["A", "B"]) {
   const prefix = `bab${k.toLowerCase()}${Math.random().toString(36).slice(2, 7)}`;
   const inst = await startServices(nc, prefix, mode, JSON.parse(process.env[`AB_${k}_ENV`] ?? "{}"));
   await applyConfig(inst.client, benchConfig("mock", 10));
-  sides[k] = { inst, obs: new Observer(nc, prefix), prefix, window: { steps: 0, seconds: 0 }, latencies: [] };
+  sides[k] = { inst, obs: new Observer(nc, prefix), prefix, c64: [], c1: [] };
 }
 // Warm-up, as in the bench: fresh processes run their first few thousand steps before V8 has compiled them.
 for (const { inst, obs } of Object.values(sides)) {
@@ -35,25 +35,24 @@ for (let r = 0; r < rounds; r++) {
     if (which.includes("64")) {
       await quiesce(nc, s.prefix);
       const m = await measureSteps(s.inst, s.obs, 64, runsAt64, 10);
-      s.window.steps += m.samples.window.steps;
-      s.window.seconds += m.samples.window.seconds;
+      s.c64.push(m.samples);
       line.push(`${k} c64 ${m.steadyStepsPerSecond} steps/s`);
     }
     if (which.includes("1")) {
       await quiesce(nc, s.prefix);
       const m = await measureSteps(s.inst, s.obs, 1, 10, 10);
-      s.latencies.push(...m.samples.latencies);
+      s.c1.push(m.samples);
       line.push(`${k} c1 p50 ${m.latencyMs.p50} ms`);
     }
   }
   console.log(`round ${r + 1}: ${line.join(", ")}`);
 }
-const pooled = (s) => ({
-  c64: s.window.seconds > 0 ? Math.round(s.window.steps / s.window.seconds) : undefined,
-  p50: s.latencies.length > 0 ? summarize(s.latencies).p50 : undefined,
+const figures = (s) => ({
+  c64: s.c64.length > 0 ? pooled(s.c64).steadyStepsPerSecond : undefined,
+  p50: s.c1.length > 0 ? pooled(s.c1).latencyMs.p50 : undefined,
 });
-const a = pooled(sides.A);
-const b = pooled(sides.B);
+const a = figures(sides.A);
+const b = figures(sides.B);
 const ratio = (x, y) => (x !== undefined && y !== undefined ? (y / x).toFixed(3) : "-");
 console.log(`${mode}: A ${JSON.stringify(a)}, B ${JSON.stringify(b)}; B/A steps/s at 64 ${ratio(a.c64, b.c64)}, p50 at 1 ${ratio(a.p50, b.p50)}`);
 for (const s of Object.values(sides)) {

@@ -6,7 +6,7 @@
 // another, the workers reading the decisions only. Session 15: that protocol with a driver that does not get its own
 // decisions back. node bench/tools/floor-processes.mjs [rounds] [variants]
 import { connect } from "@nats-io/transport-node";
-import { RawWorkerProcesses, rawChain } from "../dist/bench/src/raw-chain.js";
+import { DESIGN, RawWorkerProcesses, rawChain } from "../dist/bench/src/raw-chain.js";
 
 const rounds = Number(process.argv[2] ?? 3);
 const nc = await connect({ servers: process.env.NATS_URL ?? "nats://127.0.0.1:4222" });
@@ -22,10 +22,10 @@ const all = {
   "decision=command, w. proc.": { decisionsAsCommands: true, workers },
   "by kind subject, w. proc.": { decisionsAsCommands: "by-subject", workers },
   // The design's protocol since session 12, and the bench's floor.
-  "decision subject": { decisionsAsCommands: "decision-subject" },
-  "decision subject, w. proc.": { decisionsAsCommands: "decision-subject", workers },
+  "decision subject": DESIGN,
+  "decision subject, w. proc.": { ...DESIGN, workers },
   // Session 15: the same, but the driver reads the results only (not its own decisions back).
-  "decision subject, no echo, w. proc.": { decisionsAsCommands: "decision-subject", driverReadsResultsOnly: true, workers },
+  "decision subject, no echo, w. proc.": { ...DESIGN, driverReadsResultsOnly: true, workers },
   "tool decided by worker, w. proc.": { decisions: true, toolDecidedByWorker: true, workers },
 };
 // A second argument keeps only the variants whose names match it (a regular expression), with the raw chain.

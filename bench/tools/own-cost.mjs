@@ -3,7 +3,7 @@
 // Prints the pooled p50 of each and their ratio. node bench/tools/own-cost.mjs [rounds] [processes|in-process]
 // OWN_COST_EXTRA_OBSERVERS=n adds n observers like the bench's (each on a connection of its own), to see what it costs.
 import { connect } from "@nats-io/transport-node";
-import { RawWorkerProcesses, rawChain } from "../dist/bench/src/raw-chain.js";
+import { DESIGN, RawWorkerProcesses, rawChain } from "../dist/bench/src/raw-chain.js";
 import { Observer, applyConfig, benchConfig, cleanup, measureSteps, quiesce, startServices } from "../dist/bench/src/smallchain.js";
 import { summarize } from "../dist/bench/src/stats.js";
 
@@ -12,8 +12,7 @@ const mode = process.argv[3] ?? "processes";
 const nc = await connect({ servers: process.env.NATS_URL ?? "nats://127.0.0.1:4222" });
 const id = (l) => `b${l}${Math.random().toString(36).slice(2, 7)}`;
 const workers = await RawWorkerProcesses.start(nc);
-// The design's protocol since session 12 (the bench's floor): commands as guarded decisions on a subject of their own.
-const floorOpts = { decisionsAsCommands: "decision-subject", workers };
+const floorOpts = { ...DESIGN, workers };
 const prefix = id("oc");
 const inst = await startServices(nc, prefix, mode);
 await applyConfig(inst.client, benchConfig("mock", 10));
