@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import type { JsMsg } from "@nats-io/jetstream";
+import { jetstreamManager, type JsMsg } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 import {
   ApprovalInput,
@@ -87,7 +87,13 @@ class BoundedSet {
   delete(id: string): boolean {
     return this.items.delete(id);
   }
+  has(id: string): boolean {
+    return this.items.has(id);
+  }
 }
+
+/** Whether a worker kind's consumer of decisions is done with the message at a stream sequence (acked, or passed over when it was created). */
+type HandledBy = Record<"llm" | "tool", (seq: number) => boolean>;
 
 /**
  * Decides every run's next step. Reads events through a durable consumer shared by all scheduler replicas,
@@ -106,6 +112,9 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
   const queue = new KeyedQueue();
   // Ids of events this process appended and already carried out; their echo from the consumer is just acked.
   const carriedOut = new BoundedSet(100_000);
+  // Commands sent again because their decisions' deliveries were lost: once each (see resendLost).
+  const resent = new BoundedSet(10_000);
+  const jsm = await jetstreamManager(nc);
 
   await ensureConsumer(nc, n.eventsStream, {
     durable_name: n.consumers.scheduler,
@@ -295,8 +304,45 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
    * of direct gets per quiet spell.
    */
   const quiet = new Map<string, { since: number; checkAt: number }>();
+
+  /** What each worker kind's consumer of decisions is done with, as it says now. */
+  const handledByWorkers = async (): Promise<HandledBy> => {
+    const of = async (durable: string) => {
+      const info = await jsm.consumers.info(n.eventsStream, durable);
+      return (seq: number) => seq <= info.ack_floor.stream_seq || (info.num_ack_pending === 0 && seq <= info.delivered.stream_seq);
+    };
+    const [llm, tool] = await Promise.all([of(n.consumers.llmDecisions), of(n.consumers.toolDecisions)]);
+    return { llm, tool };
+  };
+
+  /**
+   * A quiet run still waits for a worker's result, though that worker kind's consumer is done with the decision that
+   * carried the command (asked before the run was read, and a worker acks a command only once its result is stored):
+   * the delivery was lost (seen on NATS 2.9 when the stream's leader was killed: the consumer showed nothing pending or
+   * unacknowledged). The command goes out again on the COMMANDS stream, once per process; its result's id and the
+   * effects bucket keep a call from counting twice.
+   */
+  const resendLost = async (state: RunState, handled: HandledBy): Promise<void> => {
+    const kind = state.turn.phase === "llm" ? "llm" : "tool";
+    if (!awaitsWorkers(state) || !handled[kind](state.guardSeq)) return;
+    const carried = (await store.readRun(state.runId)).filter((e) => e.command && (e.type === "LLMRequested" ? "llm" : "tool") === kind && handled[kind](e.seq));
+    // Without the command it carried, a decision's effect is to publish that command (see effectsOf).
+    const commands = carried
+      .flatMap(({ command: _carried, ...e }) => effectsOf(state, e, now()))
+      .filter((x): x is Extract<Effect, { kind: "llm" | "tool" }> => (x.kind === "llm" || x.kind === "tool") && !resent.has(x.command.id));
+    if (commands.length === 0) return;
+    log.warn(
+      { runId: state.runId, commands: commands.map((c) => c.command.id) },
+      "a worker's consumer is done with commands whose results never came (a lost delivery); sending them again",
+    );
+    await carryOut(commands);
+    for (const c of commands) resent.add(c.command.id);
+  };
+
   const sweep = setInterval(() => {
     const t = now();
+    // Asked once per sweep, before any run of it is read.
+    let handled: Promise<HandledBy | undefined> | undefined;
     for (const [runId, q] of quiet) {
       if (t < q.checkAt) continue;
       const held = cache.get(runId);
@@ -305,13 +351,19 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
         continue;
       }
       quiet.set(runId, { since: q.since, checkAt: t + Math.max(FIRST_CHECK_MS, (t - q.since) * 2) });
+      if (awaitsWorkers(held)) handled ??= handledByWorkers().catch((err: unknown) => void log.warn({ err }, "reading the workers' consumers failed"));
+      const workers = awaitsWorkers(held) ? handled : undefined;
       void queue
         .run(runId, async () => {
           const before = cache.get(runId);
           if (!before) return;
+          const done = await workers;
           const fresh: RecordedEvent[] = [];
           const state = await cache.catchUp(before, (_prior, e) => fresh.push(e));
-          if (fresh.length === 0) return;
+          if (fresh.length === 0) {
+            if (done) await resendLost(state, done);
+            return;
+          }
           log.warn({ runId, from: before.lastSeq, to: state.lastSeq }, "found events of a quiet run that no delivery brought; deciding on them");
           await carryOut(fresh.flatMap((e) => effectsOf(state, e, now())));
           await advance(state);
