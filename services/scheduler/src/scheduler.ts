@@ -351,8 +351,9 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
         continue;
       }
       quiet.set(runId, { since: q.since, checkAt: t + Math.max(FIRST_CHECK_MS, (t - q.since) * 2) });
-      if (awaitsWorkers(held)) handled ??= handledByWorkers().catch((err: unknown) => void log.warn({ err }, "reading the workers' consumers failed"));
-      const workers = awaitsWorkers(held) ? handled : undefined;
+      const workers = awaitsWorkers(held)
+        ? (handled ??= handledByWorkers().catch((err: unknown) => void log.warn({ err }, "reading the workers' consumers failed")))
+        : undefined;
       void queue
         .run(runId, async () => {
           const before = cache.get(runId);
