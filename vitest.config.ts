@@ -21,5 +21,8 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 120_000,
     globalSetup: ["test/support/global-setup.ts"],
+    // Every event and command Smallchain's code writes as typed is checked against its schema first (readers check
+    // only its envelope): a writer that builds an invalid one fails the test that reaches it. Spawned services inherit it.
+    env: { SC_CHECK_WRITES: "1" },
   },
 });

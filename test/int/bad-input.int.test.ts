@@ -1,6 +1,6 @@
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { headers } from "@nats-io/transport-node";
-import { encode } from "@smallchain/shared";
+import { Header, encode } from "@smallchain/shared";
 import { describe, expect, it } from "vitest";
 import { eventually } from "../support/processes.js";
 import { startStack, type Stack } from "../support/stack.js";
@@ -90,5 +90,23 @@ describe("malformed commands", () => {
     const run = await stack.client.startRun({ task: "greet", runId: "rnoisy" });
     await js.publish(stack.names.runSubject("rnoisy"), encode({ type: "Nonsense" }));
     expect((await stack.client.waitForRun(run.runId)).status).toBe("Completed");
+  });
+
+  it("terminates an event declared typed whose envelope passes but whose data cannot be folded, instead of redelivering it", async () => {
+    await using stack = await startStack(["scheduler", "projector"]);
+    const js = jetstream(stack.nc);
+    const h = headers();
+    h.set(Header.Typed, "1");
+    // Its envelope is an event's; its data is not an LLMResponded's, which its readers only find out by folding it.
+    await js.publish(stack.names.runResultsSubject("rforged"), encode({ id: "rforged:llm-done:1", type: "LLMResponded", v: 1, runId: "rforged", at: Date.now(), data: {} }), { headers: h });
+    const jsm = await jetstreamManager(stack.nc);
+    for (const durable of [stack.names.consumers.scheduler, stack.names.consumers.projector]) {
+      // Terminated on its first delivery: nothing waits for the 5 s ack wait, nothing comes back.
+      await eventually(async () => {
+        const info = await jsm.consumers.info(stack.names.eventsStream, durable);
+        return info.delivered.stream_seq > 0 && info.num_pending === 0 && info.num_ack_pending === 0;
+      }, 3_000, `${durable} to be done with the event`);
+      expect((await jsm.consumers.info(stack.names.eventsStream, durable)).num_redelivered).toBe(0);
+    }
   });
 });

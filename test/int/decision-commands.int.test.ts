@@ -89,4 +89,38 @@ describe("decisions that carry their commands", () => {
       expect.stringMatching(/^tool command in decision \d+ on .*\.run\.rbad3\.ev: not valid msgpack/),
     ]);
   });
+
+  it("take a typed decision's command after checking its envelope, and still terminate one that is invalid, saying what is wrong", async () => {
+    await using stack = await startStack([]);
+    const logged: { err?: string; msg: string }[] = [];
+    const log = pino({ level: "warn" }, { write: (line: string) => void logged.push(JSON.parse(line) as { err?: string; msg: string }) });
+    const worker = await startToolWorker({ nc: stack.nc, names: stack.names, log });
+    const js = jetstream(stack.nc);
+    const publishTyped = (event: RunEvent) => {
+      const h = headers();
+      h.set(Header.Command, "tool");
+      h.set(Header.Typed, "1");
+      return js.publish(stack.names.runSubject(event.runId), encode(event), { headers: h, msgID: event.id });
+    };
+    // Its envelope is a command's, its tool is not there: the work fails, and only then is it checked whole.
+    const { tool: _tool, ...toolless } = addCommand("rtyped1", "s1c0", 1, 2);
+    await publishTyped(toolCallRequested("rtyped1", "s1c0", toolless));
+    // Not even a command's envelope: checked whole at once.
+    await publishTyped(toolCallRequested("rtyped2", "s1c0", { runId: "rtyped2" }));
+    await publishTyped(toolCallRequested("rtyped3", "s1c0", addCommand("rtyped3", "s1c0", 40, 2)));
+
+    const done = await eventually(async () => (await stack.client.events("rtyped3")).find((e) => e.type === "ToolCallCompleted"), 10_000, "the typed call to complete");
+    expect(done).toMatchObject({ result: true, data: { callId: "s1c0", result: "42" } });
+    const jsm = await jetstreamManager(stack.nc);
+    await eventually(async () => {
+      const i = await jsm.consumers.info(stack.names.eventsStream, stack.names.consumers.toolDecisions);
+      return i.num_ack_pending === 0 && i.num_pending === 0 && i.num_redelivered === 0;
+    }, 10_000, "every decision acked or terminated, none redelivered");
+    await worker.stop();
+    for (const runId of ["rtyped1", "rtyped2"]) expect((await stack.client.events(runId)).map((e) => e.type)).toEqual(["ToolCallRequested"]);
+    expect(logged.filter((l) => l.msg === "terminating an invalid tool command").map((l) => l.err)).toEqual([
+      expect.stringMatching(/^tool command in decision \d+ on .*\.run\.rtyped1\.ev: tool: /),
+      expect.stringMatching(/^tool command in decision \d+ on .*\.run\.rtyped2\.ev: id: /),
+    ]);
+  });
 });

@@ -59,6 +59,12 @@ export const ToolCommand = z.object({
 });
 export type ToolCommand = z.infer<typeof ToolCommand>;
 
+/** A command's envelope, checked cheaply (for what a typed writer wrote, see `decodeTyped`). */
+export function isCommandShaped(value: unknown): boolean {
+  const c = value as Record<string, unknown> | null;
+  return typeof c === "object" && c !== null && typeof c.id === "string" && typeof c.runId === "string" && typeof c.step === "number";
+}
+
 /** What any NATS client may publish on `sc.tasks.<task>` to start a run (JSON or msgpack). */
 export const TaskRequest = z
   .object({

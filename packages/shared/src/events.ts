@@ -167,6 +167,25 @@ export const RunEvent = z.discriminatedUnion("type", [
   event("RunCancelled", z.object({ reason: z.string().optional() })),
 ]);
 export type RunEvent = z.infer<typeof RunEvent>;
+
+const KNOWN_TYPES: ReadonlySet<string> = new Set(RunEvent.options.map((o) => o.shape.type.value));
+
+/** An event's envelope, checked cheaply (for what a typed writer wrote, see `decodeTyped`): a known type of version 1, with its data. */
+export function isEventShaped(value: unknown): boolean {
+  const e = value as Record<string, unknown> | null;
+  return (
+    typeof e === "object" &&
+    e !== null &&
+    typeof e.type === "string" &&
+    KNOWN_TYPES.has(e.type) &&
+    e.v === 1 &&
+    typeof e.id === "string" &&
+    typeof e.runId === "string" &&
+    typeof e.at === "number" &&
+    typeof e.data === "object" &&
+    e.data !== null
+  );
+}
 export type EventType = RunEvent["type"];
 export type EventOf<T extends EventType> = Extract<RunEvent, { type: T }>;
 export type EventData<T extends EventType> = EventOf<T>["data"];

@@ -11,10 +11,10 @@ import {
 } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
-import { DecodeError, decode, encode } from "./codec.js";
+import { DecodeError, checkWrite, decodeTyped, encode } from "./codec.js";
 import { JsPublisher } from "./nats/publisher.js";
 import { ConcurrencyError } from "./errors.js";
-import { RunEvent, type RecordedEvent } from "./events.js";
+import { RunEvent, isEventShaped, type RecordedEvent } from "./events.js";
 import { isRunId } from "./ids.js";
 import { currentTraceparent } from "./tracing.js";
 import { Header, type Names } from "./names.js";
@@ -22,7 +22,15 @@ import { Header, type Names } from "./names.js";
 /** A decision's command continues the active span's trace (when tracing is on), as a command on its own did. */
 function commandHeaders(kind: string): Record<string, string> {
   const traceparent = currentTraceparent();
-  return { [Header.Command]: kind, ...(traceparent && { traceparent }) };
+  return { ...TYPED, [Header.Command]: kind, ...(traceparent && { traceparent }) };
+}
+
+/** Every event this store appends was built by typed code: its readers check its envelope only (see `decodeTyped`). */
+const TYPED = { [Header.Typed]: "1" } as const;
+
+/** Whether a message's writer declares it typed. */
+export function isTyped(headers: { get(key: string): string } | undefined): boolean {
+  return headers?.get(Header.Typed) === "1";
 }
 
 /** Whose work a decision carrying a command is: the worker kind its `Sc-Command` header names. */
@@ -63,10 +71,11 @@ export class EventStore {
    */
   async append(event: RunEvent, expectedLastSeq?: number): Promise<AppendResult> {
     try {
+      checkWrite(RunEvent, event, `event ${event.id}`);
       const kind = event.command && commandKind(event);
       const ack = await this.publisher.publish(this.names.runSubject(event.runId), encode(event), {
         msgID: event.id,
-        ...(kind && { headers: commandHeaders(kind) }),
+        headers: kind ? commandHeaders(kind) : TYPED,
         ...(expectedLastSeq !== undefined && { expectedLastSubjectSequence: expectedLastSeq }),
       });
       return { seq: ack.seq, duplicate: ack.duplicate };
@@ -80,7 +89,8 @@ export class EventStore {
 
   /** Appends a worker's result of a call to the run's results subject: unguarded, deduplicated by its id. */
   async appendResult(event: RunEvent): Promise<AppendResult> {
-    const ack = await this.publisher.publish(this.names.runResultsSubject(event.runId), encode(event), { msgID: event.id });
+    checkWrite(RunEvent, event, `event ${event.id}`);
+    const ack = await this.publisher.publish(this.names.runResultsSubject(event.runId), encode(event), { msgID: event.id, headers: TYPED });
     return { seq: ack.seq, duplicate: ack.duplicate };
   }
 
@@ -245,7 +255,21 @@ export class EventStore {
 
   /** Decodes an event delivered by a consumer; throws DecodeError for anything that is not a valid event of that run. */
   decodeMsg(msg: JsMsg): RecordedEvent {
-    return this.decodeAt(msg.subject, msg.data, msg.seq);
+    return this.decodeAt(msg.subject, msg.data, msg.seq, isTyped(msg.headers));
+  }
+
+  /**
+   * For a delivered event declared typed, whose envelope alone was checked (see `decodeTyped`): the error of its whole
+   * check, should it fail (a consumer asks when handling the event threw); undefined otherwise.
+   */
+  invalid(msg: JsMsg): DecodeError | undefined {
+    if (!isTyped(msg.headers)) return undefined;
+    try {
+      this.decodeAt(msg.subject, msg.data, msg.seq, false);
+      return undefined;
+    } catch (err) {
+      return err instanceof DecodeError ? err : undefined;
+    }
   }
 
   /** Decodes a delivered event; an invalid one is logged and terminated (it can never become valid) and null returned. */
@@ -262,13 +286,13 @@ export class EventStore {
 
   /** Decodes a stored message as `decodeMsg` does a delivered one. */
   decodeStored(sm: StoredMsg): RecordedEvent {
-    return this.decodeAt(sm.subject, sm.data, sm.seq);
+    return this.decodeAt(sm.subject, sm.data, sm.seq, isTyped(sm.header));
   }
 
-  private decodeAt(subject: string, data: Uint8Array, seq: number): RecordedEvent {
+  private decodeAt(subject: string, data: Uint8Array, seq: number, typed: boolean): RecordedEvent {
     const result = subject.endsWith(".res");
     if (!result && !this.guarded(subject)) throw new DecodeError(`event ${seq} on ${subject}: a run's events are on <run>.ev and <run>.res only`);
-    const event = decode(RunEvent, data, `event ${seq} on ${subject}`);
+    const event = decodeTyped(RunEvent, data, `event ${seq} on ${subject}`, typed, isEventShaped);
     const runId = this.names.runIdOfSubject(subject);
     if (event.runId !== runId) throw new DecodeError(`event ${seq} on ${subject} names run ${event.runId}`);
     // A subject token may hold what a run id may not (and a KV key cannot): such a "run" is no run of ours.

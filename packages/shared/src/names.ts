@@ -83,5 +83,11 @@ export const Header = {
   RunId: "Sc-Run-Id",
   /** On a decision that carries a command: whose it is (`llm` or `tool`), so other consumers skip it unread. */
   Command: "Sc-Command",
+  /**
+   * On an event or command written by Smallchain's own code from values its types checked at compile time: readers
+   * take it after a few checks of its envelope instead of validating it whole (see `decodeTyped`). What comes from
+   * outside (a RunRequested any client publishes, a task, an input) has no such header and is validated whole.
+   */
+  Typed: "Sc-Typed",
 } as const;
 export type Header = (typeof Header)[keyof typeof Header];

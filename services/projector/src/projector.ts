@@ -243,7 +243,7 @@ export async function startProjector(opts: ProjectorOptions): Promise<Service> {
   // ms with pulls every 20 ms, 6.3-6.6 with no projector at all; every 100 ms instead of 20 took another 5% off
   // a step at 1 and added 4-10% to the steps/s at 64, session 14). A full batch is followed by the next at once.
   const pullMs = opts.pullMs ?? msFromEnv("SC_PROJECTOR_PULL_MS", 100);
-  const consume = { stream: n.eventsStream, durable: n.consumers.projector, handle: onEvent, log, metrics };
+  const consume = { stream: n.eventsStream, durable: n.consumers.projector, handle: onEvent, invalid: (m: JsMsg) => store.invalid(m), log, metrics };
   const loop =
     pullMs > 0
       ? startBatchedConsumerLoop(nc, { ...consume, concurrency: opts.concurrency ?? 1024, batch: 256, intervalMs: pullMs, idleMs: Math.max(pullMs, 100) })

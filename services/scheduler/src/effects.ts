@@ -1,6 +1,9 @@
 import { BUDGET_TIMER } from "./decide.js";
 import {
+  LlmCommand,
+  ToolCommand,
   callArguments,
+  checkWrite,
   encode,
   evolve,
   findCall,
@@ -11,12 +14,10 @@ import {
   totalSpend,
   type ChatMessage,
   type EventOf,
-  type LlmCommand,
   type RecordedEvent,
   type RunEvent,
   type RunState,
   type Spend,
-  type ToolCommand,
 } from "@smallchain/shared";
 
 /** Above this many characters the newest messages stay out of the LLM command (NATS payloads are capped). */
@@ -235,8 +236,17 @@ export function withCommands(state: RunState, events: RunEvent[]): RunEvent[] {
   if (!events.some((e) => e.type === "LLMRequested" || e.type === "ToolCallRequested")) return events;
   const after = events.reduce((s: RunState, e) => evolve(s, { ...e, seq: s.lastSeq + 1 }), state);
   return events.map((e) => {
-    const command = e.type === "LLMRequested" ? llmCommandOf(after, e) : e.type === "ToolCallRequested" ? toolCommandOf(after, e) : undefined;
-    return command ? { ...e, command: encode(command) } : e;
+    if (e.type === "LLMRequested") {
+      const command = llmCommandOf(after, e);
+      if (command) checkWrite(LlmCommand, command, `command ${command.id}`);
+      return command ? { ...e, command: encode(command) } : e;
+    }
+    if (e.type === "ToolCallRequested") {
+      const command = toolCommandOf(after, e);
+      if (command) checkWrite(ToolCommand, command, `command ${command.id}`);
+      return command ? { ...e, command: encode(command) } : e;
+    }
+    return e;
   });
 }
 

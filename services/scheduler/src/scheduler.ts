@@ -31,7 +31,11 @@ import {
   RunCache,
   ResolveError,
   TaskRequest,
+  Header,
+  LlmCommand,
+  ToolCommand,
   ackSoon,
+  checkWrite,
   decode,
   deriveRunId,
   encode,
@@ -471,7 +475,7 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
 
   const concurrency = opts.concurrency ?? 256;
   const loops: ConsumerLoop[] = [
-    startConsumerLoop(nc, { stream: n.eventsStream, durable: n.consumers.scheduler, concurrency, handle: onEvent, log, metrics }),
+    startConsumerLoop(nc, { stream: n.eventsStream, durable: n.consumers.scheduler, concurrency, handle: onEvent, invalid: (m) => store.invalid(m), log, metrics }),
     startConsumerLoop(nc, { stream: n.ingressStream, durable: n.consumers.ingress, concurrency: 16, handle: onTask, log, metrics }),
   ];
   log.info({ prefix: n.prefix }, "scheduler started");
@@ -485,20 +489,22 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
   };
 }
 
-/** The command continues the active span's trace (when tracing is on). */
-function traceHeaders(): { headers?: Record<string, string> } {
+/** A command is typed (built by our code: its readers check its envelope only), and continues the active span's trace (when tracing is on). */
+function commandHeaders(): { headers: Record<string, string> } {
   const traceparent = currentTraceparent();
-  return traceparent ? { headers: { traceparent } } : {};
+  return { headers: { [Header.Typed]: "1", ...(traceparent && { traceparent }) } };
 }
 
 async function perform(store: EventStore, n: Names, buckets: { timers: KV; cancelled: KV; spend: KV }, hourMs: number, effect: Effect): Promise<void> {
   const { timers } = buckets;
   switch (effect.kind) {
     case "llm":
-      await store.publisher.publish(n.llmCommandSubject, encode(effect.command), { msgID: effect.command.id, ...traceHeaders() });
+      checkWrite(LlmCommand, effect.command, `command ${effect.command.id}`);
+      await store.publisher.publish(n.llmCommandSubject, encode(effect.command), { msgID: effect.command.id, ...commandHeaders() });
       return;
     case "tool":
-      await store.publisher.publish(n.toolCommandSubject(effect.command.tool.kind), encode(effect.command), { msgID: effect.command.id, ...traceHeaders() });
+      checkWrite(ToolCommand, effect.command, `command ${effect.command.id}`);
+      await store.publisher.publish(n.toolCommandSubject(effect.command.tool.kind), encode(effect.command), { msgID: effect.command.id, ...commandHeaders() });
       return;
     case "timer":
       await timers.put(callKey(effect.runId, effect.callId), encodeWakeUp({ runId: effect.runId, callId: effect.callId, dueAt: effect.dueAt }));

@@ -20,6 +20,12 @@ export type ConsumerLoopOptions = {
   metrics?: ServiceMetrics | undefined;
   /** Messages that are not this handler's (told by their headers): acked as they arrive, unhandled. */
   skip?: (msg: JsMsg) => boolean;
+  /**
+   * Asked when the handler throws: the message's whole check, for one read with its envelope checked only (see
+   * `decodeTyped`). Returns the error of a message that can never be handled (it is then terminated, saying why,
+   * instead of being redelivered forever), else undefined.
+   */
+  invalid?: (msg: JsMsg) => Error | undefined;
 };
 
 /**
@@ -88,11 +94,17 @@ export function startConsumerLoop(nc: NatsConnection, opts: ConsumerLoopOptions)
  * Starts handling one pulled message, held in `inflight` until done: a redelivery is counted, and a handler that
  * throws is logged and leaves the message to be redelivered. (Both consumer loops hand out messages this way.)
  */
-export function handOff(msg: JsMsg, opts: Pick<ConsumerLoopOptions, "handle" | "log" | "metrics">, inflight: Set<Promise<void>>): void {
+export function handOff(msg: JsMsg, opts: Pick<ConsumerLoopOptions, "handle" | "log" | "metrics" | "invalid">, inflight: Set<Promise<void>>): void {
   if (opts.metrics && msg.info.deliveryCount > 1) opts.metrics.redelivered();
   const p: Promise<void> = opts
     .handle(msg)
     .catch((err: unknown) => {
+      const invalid = opts.invalid?.(msg);
+      if (invalid) {
+        opts.log.warn({ subject: msg.subject, seq: msg.seq, err: invalid.message, handlerErr: (err as Error).message }, "handling failed on an invalid message; terminating it");
+        msg.term();
+        return;
+      }
       opts.log.error({ err, subject: msg.subject, seq: msg.seq }, "handler failed; message will be redelivered");
     })
     .finally(() => inflight.delete(p));

@@ -2,9 +2,10 @@ import type { JsMsg } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import type { z } from "zod";
-import { DecodeError, decode, decodeRaw, encode } from "../codec.js";
+import { DecodeError, decodeRaw, decodeTyped, encode } from "../codec.js";
+import { isCommandShaped } from "../commands.js";
 import { RetryableError, TerminalError, ensureError } from "../errors.js";
-import type { EventStore } from "../eventstore.js";
+import { isTyped, type EventStore } from "../eventstore.js";
 import type { RunEvent } from "../events.js";
 import type { CommandOutcome, ServiceMetrics } from "../metrics/metrics.js";
 import { Header, type Names } from "../names.js";
@@ -85,38 +86,60 @@ export async function startCommandWorker<S extends z.ZodType>(opts: CommandWorke
 
   /** A command on the COMMANDS stream: the message is the command. */
   const fromCommands = (msg: JsMsg): Promise<void> =>
-    handle(msg, msg.subject, () => ({
-      command: decode(opts.schema, msg.data, `${opts.what} command on ${msg.subject}`, msg.headers?.get("Content-Type")),
+    handle(msg, msg.subject, (typed) => ({
+      command: decodeTyped(opts.schema, msg.data, `${opts.what} command on ${msg.subject}`, typed, isCommandShaped, msg.headers?.get("Content-Type")),
       label: msg.subject,
     }));
   /** A decision that carries the command: it is in its `command` field, which nothing else decodes. */
   const fromDecision = (msg: JsMsg): Promise<void> =>
-    handle(msg, opts.names.allDecisionsSubject, () => {
+    handle(msg, opts.names.allDecisionsSubject, (typed) => {
       const what = `${opts.what} command in decision ${msg.seq} on ${msg.subject}`;
       const bytes = (decodeRaw(msg.data, what) as { command?: unknown } | null)?.command;
       if (!(bytes instanceof Uint8Array)) throw new DecodeError(`${what}: the decision carries no command`);
-      const command = decode(opts.schema, bytes, what);
+      // A decision's command is as typed as the decision that carries it.
+      const command = decodeTyped(opts.schema, bytes, what, typed, isCommandShaped);
       return { command, label: opts.subjectOf(command) };
     });
 
-  /** `label`: the metrics label (a command subject, not a run's) until the command is read and says its own. */
-  const handle = async (msg: JsMsg, unread: string, read: () => { command: z.infer<S>; label: string }): Promise<void> => {
+  /**
+   * An invalid command is terminated, saying what is wrong. One declared typed (see `decodeTyped`) is checked whole
+   * only should its work fail unexpectedly.
+   */
+  const terminateInvalid = (msg: JsMsg, err: DecodeError, done: (outcome: CommandOutcome) => void) => {
+    log.warn({ seq: msg.seq, err: err.message }, `terminating an invalid ${opts.what} command`);
+    // No reason text: NATS 2.9 does not understand `+TERM <reason>` and would leave the message pending.
+    msg.term();
+    done("terminated");
+  };
+  /** The error with which a typed command fails its schema, if it does. */
+  const invalidity = new WeakMap<JsMsg, () => DecodeError | undefined>();
+
+  /**
+   * `label`: the metrics label (a command subject, not a run's) until the command is read and says its own. `read(typed)`:
+   * the command, its envelope checked only when `typed` (see `decodeTyped`).
+   */
+  const handle = async (msg: JsMsg, unread: string, read: (typed: boolean) => { command: z.infer<S>; label: string }): Promise<void> => {
     const started = metrics ? performance.now() : 0;
     let label = unread;
     const done = (outcome: CommandOutcome) => metrics?.command(label, outcome, (performance.now() - started) / 1000);
     let command: z.infer<S>;
-    try {
-      ({ command, label } = read());
-    } catch (err) {
-      if (err instanceof DecodeError) {
-        log.warn({ seq: msg.seq, err: err.message }, `terminating an invalid ${opts.what} command`);
-        // No reason text: NATS 2.9 does not understand `+TERM <reason>` and would leave the message pending.
-        msg.term();
-        done("terminated");
-        return;
+    const typed = isTyped(msg.headers);
+    const checkWhole = () => {
+      try {
+        read(false);
+        return undefined;
+      } catch (err) {
+        return err instanceof DecodeError ? err : undefined;
       }
+    };
+    try {
+      ({ command, label } = read(typed));
+    } catch (err) {
+      const invalid = err instanceof DecodeError ? err : typed ? checkWhole() : undefined;
+      if (invalid) return terminateInvalid(msg, invalid, done);
       throw err;
     }
+    if (typed) invalidity.set(msg, checkWhole);
     const deliveryCount = msg.info.deliveryCount;
     const runId = runIdOf(command);
     if (runId !== undefined && opts.cancelled?.has(runId)) return drop(msg, runId, done);
@@ -180,6 +203,9 @@ export async function startCommandWorker<S extends z.ZodType>(opts: CommandWorke
       // Stopped because its run was cancelled: nothing to record or retry.
       if (runId !== undefined && opts.cancelled?.has(runId)) return drop(msg, runId, done);
       const err = ensureError(raw);
+      // Failed with no word of why (a TypeError, say): a typed command is checked whole now.
+      const invalid = err instanceof RetryableError || err instanceof TerminalError ? undefined : invalidity.get(msg)?.();
+      if (invalid) return terminateInvalid(msg, invalid, done);
       const retryable = !(err instanceof TerminalError);
       if (retryable && deliveryCount < opts.maxDeliver) {
         const delay = err instanceof RetryableError && err.delayMs !== undefined ? err.delayMs : backoffMs(deliveryCount);
