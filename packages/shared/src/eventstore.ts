@@ -297,6 +297,7 @@ export class EventStore {
     if (event.runId !== runId) throw new DecodeError(`event ${seq} on ${subject} names run ${event.runId}`);
     // A subject token may hold what a run id may not (and a KV key cannot): such a "run" is no run of ours.
     if (!isRunId(runId)) throw new DecodeError(`event ${seq} on ${subject}: run id ${JSON.stringify(runId)} is not 1-64 letters, digits, '_' or '-'`);
-    return result ? { ...event, seq, result } : { ...event, seq };
+    // The decoded object is this read's own: it takes its sequence in place rather than being copied whole.
+    return result ? Object.assign(event, { seq, result: true as const }) : Object.assign(event, { seq });
   }
 }
