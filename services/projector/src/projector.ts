@@ -220,8 +220,14 @@ export async function startProjector(opts: ProjectorOptions): Promise<Service> {
         }
         const pending = dirty.get(event.runId);
         if (state !== before || pending || writing.has(event.runId)) {
-          // The view to store holds this event: the event is acked when it is stored.
-          dirty.set(event.runId, { state, msgs: [...(pending?.msgs ?? []), msg] });
+          // The view to store holds this event: the event is acked when it is stored. (An entry in `dirty` is not being
+          // written: a write takes its entry out first.)
+          if (pending) {
+            pending.state = state;
+            pending.msgs.push(msg);
+          } else {
+            dirty.set(event.runId, { state, msgs: [msg] });
+          }
           schedule();
           return;
         }
