@@ -19,12 +19,13 @@ const BACKLOG = quick ? 1000 : 10_000;
  * Each deployment is measured in rounds, each round the raw chain and then the deployment, seconds apart: this
  * machine's speed drifts by tens of percent within seconds (at 1 a step's CPU and its latency rise and fall
  * together, in every process at once), so figures taken minutes apart compare two machines. The rounds are
- * pooled: at 1, six rounds of 10 runs (100 steps) against 100 raw steps (a round takes about a second, and one
- * round's own ratio spreads by ±15%: six of them halve the spread of three); at 64, three rounds of 192 runs through
- * the pool of 64 against 64 raw chains of 30 steps.
+ * pooled: at 1, eight rounds of 10 runs (100 steps) against 100 raw steps (a round takes about a second, and one
+ * round's own ratio spreads by ±15%); at 64, five rounds of 192 runs through the pool of 64 against 64 raw chains of
+ * 30 steps (one round's ratio spread by ±20% in session 16: three rounds, until then, left a run's pooled ratio
+ * 10% either side of the next run's). More rounds narrow the spread of the pooled ratio, not where it centres.
  */
-const ROUNDS = 3;
-const C1_ROUNDS = quick ? 3 : 6;
+const ROUNDS = quick ? 3 : 5;
+const C1_ROUNDS = quick ? 3 : 8;
 const C1_RUNS_PER_ROUND = quick ? 5 : 10;
 const C64_RUNS_PER_ROUND = quick ? 128 : 192;
 const RAW_C64_STEPS_PER_ROUND = quick ? 20 : 30;
