@@ -109,13 +109,19 @@ describe("a 3-node JetStream cluster with replicas: 3", () => {
           // Say where a stuck run stands: its stream, and what the view holds.
           const events = await client.events(r.runId);
           const view = await client.getRun(r.runId);
+          // The workers' consumers of the COMMANDS stream and of the decisions (where most commands come from).
           const consumers = await Promise.all(
-            [n.consumers.llmWorker, n.consumers.toolWorker].map(async (c) => {
-              const i = await jsm.consumers.info(n.commandsStream, c);
-              return `${c}: pending ${i.num_pending} ack_pending ${i.num_ack_pending} redelivered ${i.num_redelivered} waiting ${i.num_waiting}`;
+            [
+              [n.commandsStream, n.consumers.llmWorker],
+              [n.commandsStream, n.consumers.toolWorker],
+              [n.eventsStream, n.consumers.llmDecisions],
+              [n.eventsStream, n.consumers.toolDecisions],
+            ].map(async ([stream, c]) => {
+              const i = await jsm.consumers.info(stream!, c!);
+              return `${c}: pending ${i.num_pending} ack_pending ${i.num_ack_pending} redelivered ${i.num_redelivered} waiting ${i.num_waiting} delivered ${i.delivered.stream_seq} ack floor ${i.ack_floor.stream_seq}`;
             }),
           );
-          const logs = procs.map((p) => `--- ${p.name}\n${p.output().split("\n").filter((l) => l.includes(r.runId) || /"level":(40|50)/.test(l)).slice(-15).join("\n")}`);
+          const logs = procs.map((p) => `--- ${p.name}\n${p.output().split("\n").filter((l) => l.includes(r.runId) || /"level":(40|50)/.test(l)).slice(-25).join("\n")}`);
           throw new Error(
             `${err.message}\nevents: ${events.map((e) => `${e.seq}:${e.type}`).join(" ")}\nview lastSeq ${view?.lastSeq} turn ${JSON.stringify(view?.turn)}\n${consumers.join("\n")}\n${logs.join("\n")}`,
           );

@@ -73,6 +73,53 @@ describe("a run's two subjects", () => {
     }
   });
 
+  it("fails a read of a long run whose consumer stalls, to be tried again, instead of waiting forever or returning part of it", async () => {
+    let guard = (await store.append(runRequested("stuck", Date.now(), { agent: "a", task: "t", input: "go" }), 0)).seq;
+    for (let i = 1; i <= 12; i++) guard = (await store.append(input("stuck", i), guard)).seq;
+    expect(await store.readRun("stuck")).toHaveLength(13);
+
+    // The first eight come by direct gets; the consumer for the rest sends one event, then nothing (as seen when a
+    // cluster's stream leader was killed), or ends early.
+    const real = (store as unknown as { js: { consumers: { get: (...a: unknown[]) => Promise<{ consume: (o: unknown) => Promise<AsyncIterable<unknown>> }> } } }).js;
+    const consumerThat = (then: "stalls" | "ends") => ({
+      consumers: {
+        get: async (...a: unknown[]) => {
+          const consumer = await real.consumers.get(...a);
+          return {
+            consume: async (o: unknown) => {
+              const messages = (await consumer.consume(o)) as AsyncIterable<unknown> & { close(): Promise<void> };
+              let closed: () => void = () => {};
+              const whenClosed = new Promise<void>((r) => (closed = r));
+              return {
+                async *[Symbol.asyncIterator]() {
+                  for await (const m of messages) {
+                    yield m;
+                    break;
+                  }
+                  if (then === "stalls") await whenClosed;
+                },
+                close: async () => {
+                  closed();
+                  await messages.close();
+                },
+              };
+            },
+          };
+        },
+      },
+    });
+    store.readStallMs = 300;
+    for (const then of ["stalls", "ends"] as const) {
+      (store as unknown as { js: unknown }).js = consumerThat(then);
+      const started = Date.now();
+      const err = await store.readRun("stuck").catch((e: unknown) => e);
+      expect(err).toMatchObject({ name: "RetryableError", message: expect.stringMatching(then === "stalls" ? /^reading run stuck: nothing came for 300 ms before #\d+/ : /^reading run stuck: the read ended before #\d+/) });
+      expect(Date.now() - started).toBeLessThan(5_000);
+    }
+    (store as unknown as { js: unknown }).js = real;
+    expect(await store.readRun("stuck")).toHaveLength(13);
+  });
+
   it("does not pass over a decision stored after its subject was found empty, before a newer result was read", async () => {
     const first = await store.append(runRequested("r3", Date.now(), { agent: "a", task: "t", input: "go" }), 0);
     const a = await store.appendResult(result("r3", "s1c0"));

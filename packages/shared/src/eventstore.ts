@@ -13,7 +13,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import { DecodeError, checkWrite, decodeTyped, encode } from "./codec.js";
 import { JsPublisher } from "./nats/publisher.js";
-import { ConcurrencyError } from "./errors.js";
+import { ConcurrencyError, RetryableError } from "./errors.js";
 import { RunEvent, isEventShaped, type RecordedEvent } from "./events.js";
 import { isRunId } from "./ids.js";
 import { currentTraceparent } from "./tracing.js";
@@ -52,6 +52,9 @@ export type OnInvalid = (err: DecodeError, seq: number, guarded: boolean) => voi
  * writer appends nothing new); decisions also carry the expected last sequence of the decisions' subject.
  */
 export class EventStore {
+  /** How long a read of a long run waits for its next event before it gives up (to be tried again). */
+  readStallMs = 5_000;
+
   private constructor(
     readonly names: Names,
     private readonly js: JetStreamClient,
@@ -163,13 +166,32 @@ export class EventStore {
       opt_start_seq: seq,
     });
     const messages = await consumer.consume({ max_messages: 1000 });
+    // Seen on a cluster whose stream leader had just been killed: the consumer sent nothing more, and a worker reading
+    // a run's window waited forever (its heartbeats kept the command from going to another). A read that stalls, or
+    // that ends before the newest event, fails to be tried again: it never returns part of a run as all of it.
+    let stalled = false;
+    let whole = false;
+    const stall = setTimeout(() => {
+      stalled = true;
+      void messages.close();
+    }, this.readStallMs);
     try {
       for await (const m of messages) {
+        stall.refresh();
         this.collect(events, () => this.decodeMsg(m), m.seq, m.subject, onInvalid);
-        if (m.seq >= end || (m.info.pending === 0 && !(await this.anyAfter(runId, m.seq)))) break;
+        seq = m.seq + 1;
+        if (m.seq >= end || (m.info.pending === 0 && !(await this.anyAfter(runId, m.seq)))) {
+          whole = true;
+          break;
+        }
       }
     } finally {
+      clearTimeout(stall);
       await messages.close();
+    }
+    if (!whole) {
+      const why = stalled ? `nothing came for ${this.readStallMs} ms` : "the read ended";
+      throw new RetryableError(`reading run ${runId}: ${why} before #${end} (at #${seq}); read again later`, 1000);
     }
     return events;
   }
