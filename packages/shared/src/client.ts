@@ -5,7 +5,7 @@ import { ConfigStore, CONFIG_KINDS } from "./config/store.js";
 import { discoverMcpTools } from "./mcp/discover.js";
 import { notFound } from "./run/spec.js";
 import type { ConfigKind, SmallchainConfig } from "./config/schema.js";
-import { ConcurrencyError } from "./errors.js";
+import { ConcurrencyError, RetryableError } from "./errors.js";
 import { Control } from "./control.js";
 import { startRunTrace } from "./tracing.js";
 import { EventStore } from "./eventstore.js";
@@ -137,12 +137,24 @@ export class Client {
         opt_start_seq: first,
       });
       const messages = await consumer.consume({ max_messages: Math.min(limit, 1000) });
-      for await (const m of messages) {
-        if (m.seq > last) break;
-        ids.add(decodeRunIndexEntry(m.data).runId);
-        if (m.seq === last) break;
+      // As a read of a run (EventStore.readRun): a consumer that sends nothing for a while fails the listing, to be
+      // asked again, rather than leaving it waiting for good.
+      let whole = false;
+      const stall = setTimeout(() => void messages.close(), this.store.readStallMs);
+      try {
+        for await (const m of messages) {
+          stall.refresh();
+          if (m.seq <= last) ids.add(decodeRunIndexEntry(m.data).runId);
+          if (m.seq >= last) {
+            whole = true;
+            break;
+          }
+        }
+      } finally {
+        clearTimeout(stall);
+        await messages.close();
       }
-      await messages.close();
+      if (!whole) throw new RetryableError(`listing runs: the run index sent nothing for ${this.store.readStallMs} ms before #${last}; try again`, 1000);
     }
     const views = await Promise.all([...ids].map((id) => this.getRun(id)));
     return { runs: views.filter((v): v is RunState => v !== undefined).sort(newestFirst), total: state.messages };
