@@ -80,16 +80,28 @@ export function decodeWaitEntry(bytes: Uint8Array): WaitEntry {
  * Reads every current value of a bucket with one watch (no request per key). A key written while the watch
  * catches up comes again as an update: the newest value per key is kept, so no run is listed twice.
  */
-export async function allValues(kv: KV): Promise<Uint8Array[]> {
+export async function allValues(kv: KV, settleMs = 5_000): Promise<Uint8Array[]> {
   const status = await kv.status();
   if (status.values === 0) return [];
   const out = new Map<string, Uint8Array>();
+  // Every key the watch brought, deleted ones too: the bucket keeps one message per key (its newest operation).
+  const seen = new Set<string>();
   const watch = await kv.watch({ key: ">" });
+  const deadline = Date.now() + settleMs;
+  // A watch that brings nothing more is stopped at the deadline, with what it brought.
+  const stop = setTimeout(() => watch.stop(), settleMs);
+  let caughtUp = false;
   for await (const e of watch) {
+    seen.add(e.key);
     if (e.operation === "PUT") out.set(e.key, e.value);
     else out.delete(e.key);
-    if (e.delta === 0) break;
+    if (e.delta === 0) caughtUp = true;
+    // Caught up is not enough while keys are being rewritten: a key whose value was replaced after the watch began
+    // comes only with its new value, which may land after the watch had nothing pending. Go on until every key the
+    // bucket holds now has come (or for settleMs at most).
+    if (caughtUp && (seen.size >= (await kv.status()).values || Date.now() > deadline)) break;
   }
+  clearTimeout(stop);
   watch.stop();
   return [...out.values()];
 }
