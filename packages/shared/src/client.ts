@@ -14,6 +14,7 @@ import { Blobs } from "./blobs.js";
 import { deriveRunId, isRunId, newRunId } from "./ids.js";
 import type { Names } from "./names.js";
 import { openOrProvision, provision, type Buckets, type ProvisionOptions } from "./nats/provision.js";
+import { readRange } from "./nats/consume.js";
 import { allValues, decodeRunIndexEntry, decodeView, decodeWaitEntry, getRunView, type WaitEntry } from "./run/views.js";
 import { isTerminal, type RunState } from "./run/state.js";
 import { ForkError, planFork } from "./run/fork.js";
@@ -137,24 +138,15 @@ export class Client {
         opt_start_seq: first,
       });
       const messages = await consumer.consume({ max_messages: Math.min(limit, 1000) });
-      // As a read of a run (EventStore.readRun): a consumer that sends nothing for a while fails the listing, to be
-      // asked again, rather than leaving it waiting for good.
-      let whole = false;
-      const stall = setTimeout(() => void messages.close(), this.store.readStallMs);
-      try {
-        for await (const m of messages) {
-          stall.refresh();
-          if (m.seq <= last) ids.add(decodeRunIndexEntry(m.data).runId);
-          if (m.seq >= last) {
-            whole = true;
-            break;
-          }
-        }
-      } finally {
-        clearTimeout(stall);
-        await messages.close();
+      // As a read of a run (EventStore.readRun): a consumer that stalls fails the listing, to be asked again.
+      const outcome = await readRange(messages, this.store.readStallMs, (m) => {
+        if (m.seq <= last) ids.add(decodeRunIndexEntry(m.data).runId);
+        return m.seq >= last;
+      });
+      if (outcome !== "done") {
+        const why = outcome === "stalled" ? `sent nothing for ${this.store.readStallMs} ms` : "ended";
+        throw new RetryableError(`listing runs: the run index ${why} before #${last}; try again`, 1000);
       }
-      if (!whole) throw new RetryableError(`listing runs: the run index sent nothing for ${this.store.readStallMs} ms before #${last}; try again`, 1000);
     }
     const views = await Promise.all([...ids].map((id) => this.getRun(id)));
     return { runs: views.filter((v): v is RunState => v !== undefined).sort(newestFirst), total: state.messages };

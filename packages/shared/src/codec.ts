@@ -21,16 +21,18 @@ export function encode(value: unknown): Uint8Array {
 /** Accepts msgpack or JSON (by content type, or a leading `{`), then validates: fails closed. */
 export function decode<S extends z.ZodType>(schema: S, bytes: Uint8Array, what: string, contentType?: string | null): z.infer<S> {
   const parsed = schema.safeParse(decodeRaw(bytes, what, contentType));
-  if (!parsed.success) {
-    const issues = parsed.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`).join("; ");
-    throw new DecodeError(`${what}: ${issues}`);
-  }
+  if (!parsed.success) throw new DecodeError(`${what}: ${issuesOf(parsed.error)}`);
   return parsed.data;
+}
+
+/** A schema's complaints, each with the path of the field it is about. */
+function issuesOf(error: z.ZodError): string {
+  return error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`).join("; ");
 }
 
 /**
  * Decodes what a writer declares typed (the `Sc-Typed` header: Smallchain's own code built it from values its types
- * checked, see `checkWrite`) with `shaped`, a few cheap checks of its envelope, instead of the whole schema: the
+ * checked, see `encodeChecked`) with `shaped`, a few cheap checks of its envelope, instead of the whole schema: the
  * schema was checked once, where the value entered the system. Validating every internal message again at every
  * reader took a tenth of a step at concurrency 1 (each process wakes cold for one message; zod's path is the
  * longest). Without the header, or when `shaped` fails, it is `decode`: validated whole, failing with what is wrong.
@@ -50,19 +52,19 @@ export function decodeTyped<S extends z.ZodType>(
   return decode(schema, bytes, what, contentType);
 }
 
-/**
- * SC_CHECK_WRITES=1 (the test suite sets it): every value Smallchain writes as typed is validated against its schema
- * first, and one that fails is a bug in the code that built it: it throws, naming what is wrong.
- */
 const CHECK_WRITES = process.env.SC_CHECK_WRITES === "1";
 
-export function checkWrite(schema: z.ZodType, value: unknown, what: string): void {
-  if (!CHECK_WRITES) return;
-  const parsed = schema.safeParse(value);
-  if (!parsed.success) {
-    const issues = parsed.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`).join("; ");
-    throw new Error(`writing ${what}: not a valid value of its schema (a bug in the code that built it): ${issues}`);
+/**
+ * Encodes a value Smallchain writes as typed (see `decodeTyped`). With SC_CHECK_WRITES=1 (the test suite sets it) it
+ * is validated against its schema first, and one that fails is a bug in the code that built it: it throws, naming
+ * what is wrong.
+ */
+export function encodeChecked<S extends z.ZodType>(schema: S, value: z.infer<S>, what: string): Uint8Array {
+  if (CHECK_WRITES) {
+    const parsed = schema.safeParse(value);
+    if (!parsed.success) throw new Error(`writing ${what}: not a valid value of its schema (a bug in the code that built it): ${issuesOf(parsed.error)}`);
   }
+  return encode(value);
 }
 
 /** Decodes msgpack (or JSON) without a schema: for a reader that takes one field and validates that itself. */

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
-import { DecodeError, checkWrite, decodeTyped, encode } from "./codec.js";
+import { DecodeError, decodeTyped, encode, encodeChecked } from "./codec.js";
 import { isCommandShaped } from "./commands.js";
 import { RunEvent, isEventShaped } from "./events.js";
 
@@ -21,11 +21,11 @@ describe("decodeTyped", () => {
   });
 });
 
-describe("checkWrite (SC_CHECK_WRITES=1, as the test suite runs)", () => {
-  it("refuses to write an invalid value, naming its field, and passes a valid one", () => {
+describe("encodeChecked (SC_CHECK_WRITES=1, as the test suite runs)", () => {
+  it("refuses to write an invalid value, naming its field, and encodes a valid one", () => {
     expect(process.env.SC_CHECK_WRITES).toBe("1");
-    expect(() => checkWrite(Point, { x: 1 }, "point p1")).toThrow(/^writing point p1: .*y: /);
-    expect(() => checkWrite(Point, { x: 1, y: 2 }, "point p2")).not.toThrow();
+    expect(() => encodeChecked(Point, { x: 1 } as { x: number; y: number }, "point p1")).toThrow(/^writing point p1: .*y: /);
+    expect(encodeChecked(Point, { x: 1, y: 2 }, "point p2")).toEqual(encode({ x: 1, y: 2 }));
   });
 });
 

@@ -11,18 +11,22 @@ import {
 } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
-import { DecodeError, checkWrite, decodeTyped, encode } from "./codec.js";
+import { DecodeError, decodeTyped, encodeChecked } from "./codec.js";
 import { JsPublisher } from "./nats/publisher.js";
+import { readRange } from "./nats/consume.js";
 import { ConcurrencyError, RetryableError } from "./errors.js";
 import { RunEvent, isEventShaped, type RecordedEvent } from "./events.js";
 import { isRunId } from "./ids.js";
 import { currentTraceparent } from "./tracing.js";
 import { Header, type Names } from "./names.js";
 
-/** A decision's command continues the active span's trace (when tracing is on), as a command on its own did. */
-function commandHeaders(kind: string): Record<string, string> {
+/**
+ * A command, or a decision carrying one (`kind`: whose work it is, see `Sc-Command`), is typed and continues the active
+ * span's trace (when tracing is on).
+ */
+export function commandHeaders(kind?: "llm" | "tool"): Record<string, string> {
   const traceparent = currentTraceparent();
-  return { ...TYPED, [Header.Command]: kind, ...(traceparent && { traceparent }) };
+  return { ...TYPED, ...(kind && { [Header.Command]: kind }), ...(traceparent && { traceparent }) };
 }
 
 /** Every event this store appends was built by typed code: its readers check its envelope only (see `decodeTyped`). */
@@ -74,9 +78,8 @@ export class EventStore {
    */
   async append(event: RunEvent, expectedLastSeq?: number): Promise<AppendResult> {
     try {
-      checkWrite(RunEvent, event, `event ${event.id}`);
       const kind = event.command && commandKind(event);
-      const ack = await this.publisher.publish(this.names.runSubject(event.runId), encode(event), {
+      const ack = await this.publisher.publish(this.names.runSubject(event.runId), encodeChecked(RunEvent, event, `event ${event.id}`), {
         msgID: event.id,
         headers: kind ? commandHeaders(kind) : TYPED,
         ...(expectedLastSeq !== undefined && { expectedLastSubjectSequence: expectedLastSeq }),
@@ -92,8 +95,7 @@ export class EventStore {
 
   /** Appends a worker's result of a call to the run's results subject: unguarded, deduplicated by its id. */
   async appendResult(event: RunEvent): Promise<AppendResult> {
-    checkWrite(RunEvent, event, `event ${event.id}`);
-    const ack = await this.publisher.publish(this.names.runResultsSubject(event.runId), encode(event), { msgID: event.id, headers: TYPED });
+    const ack = await this.publisher.publish(this.names.runResultsSubject(event.runId), encodeChecked(RunEvent, event, `event ${event.id}`), { msgID: event.id, headers: TYPED });
     return { seq: ack.seq, duplicate: ack.duplicate };
   }
 
@@ -166,31 +168,14 @@ export class EventStore {
       opt_start_seq: seq,
     });
     const messages = await consumer.consume({ max_messages: 1000 });
-    // Seen on a cluster whose stream leader had just been killed: the consumer sent nothing more, and a worker reading
-    // a run's window waited forever (its heartbeats kept the command from going to another). A read that stalls, or
-    // that ends before the newest event, fails to be tried again: it never returns part of a run as all of it.
-    let stalled = false;
-    let whole = false;
-    const stall = setTimeout(() => {
-      stalled = true;
-      void messages.close();
-    }, this.readStallMs);
-    try {
-      for await (const m of messages) {
-        stall.refresh();
-        this.collect(events, () => this.decodeMsg(m), m.seq, m.subject, onInvalid);
-        seq = m.seq + 1;
-        if (m.seq >= end || (m.info.pending === 0 && !(await this.anyAfter(runId, m.seq)))) {
-          whole = true;
-          break;
-        }
-      }
-    } finally {
-      clearTimeout(stall);
-      await messages.close();
-    }
-    if (!whole) {
-      const why = stalled ? `nothing came for ${this.readStallMs} ms` : "the read ended";
+    // A read that stalls or ends before the newest event fails, to be tried again: never part of a run as all of it.
+    const outcome = await readRange(messages, this.readStallMs, async (m) => {
+      this.collect(events, () => this.decodeMsg(m), m.seq, m.subject, onInvalid);
+      seq = m.seq + 1;
+      return m.seq >= end || (m.info.pending === 0 && !(await this.anyAfter(runId, m.seq)));
+    });
+    if (outcome !== "done") {
+      const why = outcome === "stalled" ? `nothing came for ${this.readStallMs} ms` : "the read ended";
       throw new RetryableError(`reading run ${runId}: ${why} before #${end} (at #${seq}); read again later`, 1000);
     }
     return events;

@@ -3,8 +3,7 @@ import {
   LlmCommand,
   ToolCommand,
   callArguments,
-  checkWrite,
-  encode,
+  encodeChecked,
   evolve,
   findCall,
   isCopying,
@@ -236,17 +235,9 @@ export function withCommands(state: RunState, events: RunEvent[]): RunEvent[] {
   if (!events.some((e) => e.type === "LLMRequested" || e.type === "ToolCallRequested")) return events;
   const after = events.reduce((s: RunState, e) => evolve(s, { ...e, seq: s.lastSeq + 1 }), state);
   return events.map((e) => {
-    if (e.type === "LLMRequested") {
-      const command = llmCommandOf(after, e);
-      if (command) checkWrite(LlmCommand, command, `command ${command.id}`);
-      return command ? { ...e, command: encode(command) } : e;
-    }
-    if (e.type === "ToolCallRequested") {
-      const command = toolCommandOf(after, e);
-      if (command) checkWrite(ToolCommand, command, `command ${command.id}`);
-      return command ? { ...e, command: encode(command) } : e;
-    }
-    return e;
+    const command = e.type === "LLMRequested" ? llmCommandOf(after, e) : e.type === "ToolCallRequested" ? toolCommandOf(after, e) : undefined;
+    if (!command) return e;
+    return { ...e, command: encodeChecked(e.type === "LLMRequested" ? LlmCommand : ToolCommand, command, `command ${command.id}`) };
   });
 }
 

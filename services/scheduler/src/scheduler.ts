@@ -18,7 +18,6 @@ import {
   encodeWakeUp,
   findCall,
   initialState,
-  currentTraceparent,
   inSpan,
   startRunTrace,
   type Msg,
@@ -31,14 +30,13 @@ import {
   RunCache,
   ResolveError,
   TaskRequest,
-  Header,
   LlmCommand,
   ToolCommand,
   ackSoon,
-  checkWrite,
+  commandHeaders,
   decode,
+  encodeChecked,
   deriveRunId,
-  encode,
   ensureConsumer,
   awaitsWorkers,
   isCopying,
@@ -489,22 +487,20 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
   };
 }
 
-/** A command is typed (built by our code: its readers check its envelope only), and continues the active span's trace (when tracing is on). */
-function commandHeaders(): { headers: Record<string, string> } {
-  const traceparent = currentTraceparent();
-  return { headers: { [Header.Typed]: "1", ...(traceparent && { traceparent }) } };
-}
-
 async function perform(store: EventStore, n: Names, buckets: { timers: KV; cancelled: KV; spend: KV }, hourMs: number, effect: Effect): Promise<void> {
   const { timers } = buckets;
   switch (effect.kind) {
     case "llm":
-      checkWrite(LlmCommand, effect.command, `command ${effect.command.id}`);
-      await store.publisher.publish(n.llmCommandSubject, encode(effect.command), { msgID: effect.command.id, ...commandHeaders() });
+      await store.publisher.publish(n.llmCommandSubject, encodeChecked(LlmCommand, effect.command, `command ${effect.command.id}`), {
+        msgID: effect.command.id,
+        headers: commandHeaders(),
+      });
       return;
     case "tool":
-      checkWrite(ToolCommand, effect.command, `command ${effect.command.id}`);
-      await store.publisher.publish(n.toolCommandSubject(effect.command.tool.kind), encode(effect.command), { msgID: effect.command.id, ...commandHeaders() });
+      await store.publisher.publish(n.toolCommandSubject(effect.command.tool.kind), encodeChecked(ToolCommand, effect.command, `command ${effect.command.id}`), {
+        msgID: effect.command.id,
+        headers: commandHeaders(),
+      });
       return;
     case "timer":
       await timers.put(callKey(effect.runId, effect.callId), encodeWakeUp({ runId: effect.runId, callId: effect.callId, dueAt: effect.dueAt }));

@@ -91,6 +91,34 @@ export function startConsumerLoop(nc: NatsConnection, opts: ConsumerLoopOptions)
 }
 
 /**
+ * Reads a bounded range through a consumer's messages until `take` says the range is done (returns true). Seen on a
+ * cluster whose stream leader had just been killed: a consumer sent nothing more, and a reader waited for good. So a
+ * read whose consumer sends nothing for `stallMs` is "stalled", one whose messages end first is "ended"; the caller
+ * fails either way (to be tried again) rather than take part of the range as all of it. The messages are closed.
+ */
+export async function readRange<M>(
+  messages: AsyncIterable<M> & { close(): Promise<unknown> },
+  stallMs: number,
+  take: (m: M) => boolean | Promise<boolean>,
+): Promise<"done" | "stalled" | "ended"> {
+  let stalled = false;
+  const stall = setTimeout(() => {
+    stalled = true;
+    void messages.close();
+  }, stallMs);
+  try {
+    for await (const m of messages) {
+      stall.refresh();
+      if (await take(m)) return "done";
+    }
+    return stalled ? "stalled" : "ended";
+  } finally {
+    clearTimeout(stall);
+    await messages.close();
+  }
+}
+
+/**
  * Starts handling one pulled message, held in `inflight` until done: a redelivery is counted, and a handler that
  * throws is logged and leaves the message to be redelivered. (Both consumer loops hand out messages this way.)
  */
