@@ -87,21 +87,22 @@ export async function allValues(kv: KV, settleMs = 5_000): Promise<Uint8Array[]>
   // Every key the watch brought, deleted ones too: the bucket keeps one message per key (its newest operation).
   const seen = new Set<string>();
   const watch = await kv.watch({ key: ">" });
-  const deadline = Date.now() + settleMs;
-  // A watch that brings nothing more is stopped at the deadline, with what it brought.
-  const stop = setTimeout(() => watch.stop(), settleMs);
-  let caughtUp = false;
+  // Caught up is not enough while keys are being rewritten: a key whose value was replaced after the watch began
+  // comes only with its new value, which may land after the watch had nothing pending. Once caught up, it goes on
+  // until as many keys have come as the bucket held then, for settleMs at most.
+  let holds: number | undefined;
+  let settle: NodeJS.Timeout | undefined;
   for await (const e of watch) {
     seen.add(e.key);
     if (e.operation === "PUT") out.set(e.key, e.value);
     else out.delete(e.key);
-    if (e.delta === 0) caughtUp = true;
-    // Caught up is not enough while keys are being rewritten: a key whose value was replaced after the watch began
-    // comes only with its new value, which may land after the watch had nothing pending. Go on until every key the
-    // bucket holds now has come (or for settleMs at most).
-    if (caughtUp && (seen.size >= (await kv.status()).values || Date.now() > deadline)) break;
+    if (e.delta === 0 && holds === undefined) {
+      holds = (await kv.status()).values;
+      settle = setTimeout(() => watch.stop(), settleMs);
+    }
+    if (holds !== undefined && seen.size >= holds) break;
   }
-  clearTimeout(stop);
+  clearTimeout(settle);
   watch.stop();
   return [...out.values()];
 }
