@@ -6,7 +6,7 @@ import { startToolWorker } from "@smallchain/tool-worker";
 import { Header, decodeRaw, encode, type RunEvent, type ToolCommand } from "@smallchain/shared";
 import { adderConfig } from "../support/configs.js";
 import { eventually } from "../support/processes.js";
-import { startStack } from "../support/stack.js";
+import { startStack, type Stack } from "../support/stack.js";
 
 const addTool = { kind: "builtin", name: "add", description: "adds", parameters: { type: "object" }, builtin: "add" } as const;
 
@@ -24,6 +24,13 @@ function toolCallRequested(runId: string, callId: string, command: unknown): Run
     ...(command !== undefined && { command: command instanceof Uint8Array ? command : encode(command) }),
     data: { step: 1, callId, toolCallId: `t-${callId}`, tool: "add", args: {}, kind: "tool" },
   } as RunEvent;
+}
+
+/** Publishes a decision as any NATS client could, with the headers given. */
+function publishDecision(stack: Stack, event: RunEvent, headerValues: Record<string, string>) {
+  const h = headers();
+  for (const [k, v] of Object.entries(headerValues)) h.set(k, v);
+  return jetstream(stack.nc).publish(stack.names.runSubject(event.runId), encode(event), { headers: h, msgID: event.id });
 }
 
 describe("decisions that carry their commands", () => {
@@ -54,12 +61,7 @@ describe("decisions that carry their commands", () => {
     const logged: { err?: string; msg: string }[] = [];
     const log = pino({ level: "warn" }, { write: (line: string) => void logged.push(JSON.parse(line) as { err?: string; msg: string }) });
     const worker = await startToolWorker({ nc: stack.nc, names: stack.names, log });
-    const js = jetstream(stack.nc);
-    const publish = (event: RunEvent, kind: string) => {
-      const h = headers();
-      h.set(Header.Command, kind);
-      return js.publish(stack.names.runSubject(event.runId), encode(event), { headers: h, msgID: event.id });
-    };
+    const publish = (event: RunEvent, kind: string) => publishDecision(stack, event, { [Header.Command]: kind });
     await publish(toolCallRequested("rbad1", "s1c0", { not: "a command" }), "tool");
     await publish(toolCallRequested("rbad2", "s1c0", undefined), "tool");
     await publish(toolCallRequested("rbad3", "s1c0", new Uint8Array([0xc1, 0xc1])), "tool");
@@ -95,13 +97,7 @@ describe("decisions that carry their commands", () => {
     const logged: { err?: string; msg: string }[] = [];
     const log = pino({ level: "warn" }, { write: (line: string) => void logged.push(JSON.parse(line) as { err?: string; msg: string }) });
     const worker = await startToolWorker({ nc: stack.nc, names: stack.names, log });
-    const js = jetstream(stack.nc);
-    const publishTyped = (event: RunEvent) => {
-      const h = headers();
-      h.set(Header.Command, "tool");
-      h.set(Header.Typed, "1");
-      return js.publish(stack.names.runSubject(event.runId), encode(event), { headers: h, msgID: event.id });
-    };
+    const publishTyped = (event: RunEvent) => publishDecision(stack, event, { [Header.Command]: "tool", [Header.Typed]: "1" });
     // Its envelope is a command's, its tool is not there: the work fails, and only then is it checked whole.
     const { tool: _tool, ...toolless } = addCommand("rtyped1", "s1c0", 1, 2);
     await publishTyped(toolCallRequested("rtyped1", "s1c0", toolless));
