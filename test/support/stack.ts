@@ -28,7 +28,7 @@ const quiet = pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" });
 export async function startStack(
   services: ServiceName[] = ALL_SERVICES,
   env: NodeJS.ProcessEnv = process.env,
-  opts: { metrics?: Metrics } = {},
+  opts: { metrics?: Metrics; /** The scheduler folds the views itself (SC_SCHEDULER_PROJECTS). */ schedulerProjects?: boolean } = {},
 ): Promise<Stack> {
   const prefix = uniquePrefix();
   const n = names(prefix);
@@ -39,7 +39,7 @@ export async function startStack(
     const { metrics } = opts;
     const s =
       service === "scheduler"
-        ? await startScheduler({ nc, names: n, log, metrics })
+        ? await startScheduler({ nc, names: n, log, metrics, projects: opts.schedulerProjects ?? false })
         : service === "projector"
           ? await startProjector({ nc, names: n, log, metrics })
           : service === "llm-worker"

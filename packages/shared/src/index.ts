@@ -42,3 +42,4 @@ export * from "./admin/gc.js";
 export * from "./run/cancelled.js";
 export * from "./secrets.js";
 export * from "./blobs.js";
+export * from "./run/projection.js";

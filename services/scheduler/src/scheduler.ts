@@ -27,12 +27,14 @@ import {
   DecodeError,
   EventStore,
   KeyedQueue,
+  Projection,
   RunCache,
   ResolveError,
   TaskRequest,
   LlmCommand,
   ToolCommand,
   ackSoon,
+  flushAcks,
   commandHeaders,
   decode,
   encodeChecked,
@@ -71,6 +73,13 @@ export type SchedulerOptions = {
   metrics?: Metrics | undefined;
   /** Length of a budget "hour" (default: an hour, scaled by SC_BUDGET_WINDOW_SCALE); readers of the spend bucket (the CLI) must use the same. */
   budgetHourMs?: number;
+  /**
+   * Fold the events this scheduler handles into the views as well (see Projection), so no projector needs to run
+   * (default: SC_SCHEDULER_PROJECTS=1). Every event comes to the scheduler anyway, decoded once here, and its own
+   * decisions without decoding: a projector of its own costs the NATS server a delivery and an ack of every event,
+   * and the projector a decoding of it. The scheduler's messages are then acked once a stored view holds them.
+   */
+  projects?: boolean;
 };
 
 const MAX_DECIDE_ATTEMPTS = 8;
@@ -78,13 +87,19 @@ const SWEEP_EVERY_MS = 2_000;
 const FIRST_CHECK_MS = 10_000;
 const MAX_QUIET_MS = 10 * 60_000;
 
-/** A set that forgets its oldest entries: an echo another replica received is never deleted here. */
-class BoundedSet {
-  private readonly items = new Set<string>();
+/** A map that forgets its oldest entries: an echo another replica received is never taken here. */
+class BoundedMap<V> {
+  private readonly items = new Map<string, V>();
   constructor(private readonly max: number) {}
-  add(id: string): void {
-    this.items.add(id);
-    if (this.items.size > this.max) this.items.delete(this.items.values().next().value!);
+  set(id: string, value: V): void {
+    this.items.set(id, value);
+    if (this.items.size > this.max) this.items.delete(this.items.keys().next().value!);
+  }
+  /** The value, forgotten. */
+  take(id: string): V | undefined {
+    const value = this.items.get(id);
+    if (value !== undefined) this.items.delete(id);
+    return value;
   }
   delete(id: string): boolean {
     return this.items.delete(id);
@@ -112,10 +127,13 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
   const config = await ConfigStore.open(buckets.config, { watch: true });
   const cache = new RunCache(store, log);
   const queue = new KeyedQueue();
-  // Ids of events this process appended and already carried out; their echo from the consumer is just acked.
-  const carriedOut = new BoundedSet(100_000);
+  const projects = opts.projects ?? process.env.SC_SCHEDULER_PROJECTS === "1";
+  const projection = projects ? new Projection({ names: n, store, buckets, log, metrics }) : undefined;
+  // Events this process appended and already carried out, by id; their echo from the consumer is just acked (or,
+  // projecting, folded into the views as recorded here, without decoding it).
+  const carriedOut = new BoundedMap<RecordedEvent>(100_000);
   // Commands sent again because their decisions' deliveries were lost: once each (see resendLost).
-  const resent = new BoundedSet(10_000);
+  const resent = new BoundedMap<true>(10_000);
   const jsm = await jetstreamManager(nc);
 
   await ensureConsumer(nc, n.eventsStream, {
@@ -235,7 +253,7 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
       unseen?.catch(() => {});
       state = cache.record(state, recorded);
       const effects = recorded.flatMap((e) => effectsOf(state, e, now()));
-      for (const e of recorded) carriedOut.add(e.id);
+      for (const e of recorded) carriedOut.set(e.id, e);
       try {
         try {
           await carryOut(effects);
@@ -255,14 +273,22 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
     log.warn({ runId: state.runId }, "gave up deciding after repeated conflicts; the next event retries");
   };
 
+  /** Done with a message of the run's stream: acked now, or, projecting, once a stored view holds its event. */
+  const done = async (event: RecordedEvent, msg: JsMsg): Promise<void> => {
+    if (projection) await projection.project(event, msg);
+    else ackSoon(msg);
+  };
+
   const onEvent = async (msg: JsMsg): Promise<void> => {
     cache.delivered(msg.info);
+    projection?.delivered(msg.info);
     // Our own decisions come back through the consumer too. Their stored Nats-Msg-Id is the event id, so they
     // are recognised without decoding; in the run's queue, after the decision's effects were carried out.
     const msgId = msg.headers?.get("Nats-Msg-Id");
     await queue.run(n.runIdOfSubject(msg.subject), async () => {
-      if (msgId && carriedOut.delete(msgId)) {
-        ackSoon(msg);
+      const own = msgId ? carriedOut.take(msgId) : undefined;
+      if (own) {
+        await done(own, msg);
         return;
       }
       const event = store.decodeOrTerm(msg, log);
@@ -294,7 +320,7 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
         cache.distrust(event.runId);
         throw err;
       }
-      ackSoon(msg);
+      await done(event, msg);
     });
   };
 
@@ -338,7 +364,7 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
       "a worker's consumer is done with commands whose results never came (a lost delivery); sending them again",
     );
     await carryOut(commands);
-    for (const c of commands) resent.add(c.command.id);
+    for (const c of commands) resent.set(c.command.id, true);
   };
 
   const sweep = setInterval(() => {
@@ -483,6 +509,9 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
       clearInterval(sweep);
       for (const sub of controlSubs) sub.unsubscribe();
       await Promise.all(loops.map((l) => l.stop()));
+      // Every view folded so far is stored before we go: nothing waits for a redelivery.
+      await projection?.stop();
+      flushAcks();
     },
   };
 }

@@ -1,0 +1,248 @@
+import { JetStreamApiError, type JsMsg } from "@nats-io/jetstream";
+import type { Logger } from "pino";
+import type { RecordedEvent } from "../events.js";
+import type { EventStore } from "../eventstore.js";
+import { msFromEnv } from "../env.js";
+import { KeyedQueue } from "../keyed-queue.js";
+import type { ServiceMetrics } from "../metrics/metrics.js";
+import { ackSoon } from "../nats/batch.js";
+import type { Names } from "../names.js";
+import type { Buckets } from "../nats/provision.js";
+import { RunCache, type Delivery } from "./cache.js";
+import { callArguments, findCall, initialState, isTerminal, type RunState } from "./state.js";
+import { callKey, decodeView, encodeRunIndexEntry, encodeView, encodeWaitEntry, type WaitEntry } from "./views.js";
+
+type WaitChange = [key: string, entry: WaitEntry | null];
+
+/** How an event changes the list of calls waiting for people or the outside (`get approvals`). */
+function waitChangesOf(prior: RunState, event: RecordedEvent): WaitChange[] {
+  const base = (callId: string) => {
+    const call = findCall(prior, callId);
+    return {
+      runId: event.runId,
+      callId,
+      tool: call?.tool ?? "",
+      agent: prior.agentName,
+      since: event.at,
+      ...(prior.name !== undefined && { runName: prior.name }),
+    };
+  };
+  const waitingIn = (callId: string) => {
+    const status = findCall(prior, callId)?.status;
+    return status === "awaitingApproval" || status === "awaitingHuman" || status === "awaitingCallback";
+  };
+  switch (event.type) {
+    case "ToolCallAwaitingApproval": {
+      const d = event.data;
+      const args = callArguments(findCall(prior, d.callId)?.arguments ?? "");
+      return [[callKey(event.runId, d.callId), { ...base(d.callId), kind: "approval", args, digest: d.digest, ...(d.dueAt !== undefined && { dueAt: d.dueAt }) }]];
+    }
+    case "HumanInputRequested": {
+      const d = event.data;
+      return [[callKey(event.runId, d.callId), { ...base(d.callId), kind: "human", question: d.question, ...(d.dueAt !== undefined && { dueAt: d.dueAt }) }]];
+    }
+    case "ToolCallAwaitingCallback": {
+      const d = event.data;
+      return [[callKey(event.runId, d.callId), { ...base(d.callId), kind: "callback", ...(d.dueAt !== undefined && { dueAt: d.dueAt }) }]];
+    }
+    case "ToolCallApproved":
+    case "ToolCallRejected":
+    case "HumanInputReceived":
+    case "TimerFired":
+    case "ToolCallCompleted":
+    case "ToolCallFailed":
+      return waitingIn(event.data.callId) ? [[callKey(event.runId, event.data.callId), null]] : [];
+    case "RunCompleted":
+    case "RunFailed":
+    case "RunCancelled":
+      return prior.turn.phase === "tools" ? prior.turn.calls.filter((c) => waitingIn(c.callId)).map((c): WaitChange => [callKey(event.runId, c.callId), null]) : [];
+    default:
+      return [];
+  }
+}
+
+export type ProjectionOptions = {
+  names: Names;
+  store: EventStore;
+  buckets: Pick<Buckets, "runs" | "waits">;
+  log: Logger;
+  /** Runs by status (see `smallchain_runs`). */
+  metrics?: Pick<ServiceMetrics, "runTransition"> | undefined;
+  /** How long a run's stored view may trail its events (default SC_VIEW_DELAY_MS, else 50 ms); see below. */
+  viewDelayMs?: number;
+};
+
+/**
+ * Folds every run's events into the KV views: `runs` (one run view per run), `waits` and the run index. Fed the
+ * messages of one consumer of the run subjects, each with its event decoded: the projector's own consumer, or the
+ * scheduler's when it projects (SC_SCHEDULER_PROJECTS, which saves the NATS server and the projector a delivery,
+ * an ack and a decoding of every event). (Spend per budget hour is recorded by the scheduler, before the decision
+ * that may read it.)
+ *
+ * Idempotent by sequence: a view records the last sequence folded into it, so a redelivered event changes
+ * nothing. (The context window is not a view: whoever needs it folds it from the run's stream.)
+ *
+ * A busy run's view is written at most once per `viewDelayMs`, with everything folded by then, and its messages
+ * are acked only once the view holding them is stored: a crash loses nothing, the events come back and are
+ * folded again from the stored view. Writing the view at every event was most of the projector's work and a
+ * third of what the NATS server stored per agent step.
+ *
+ * A view is written only over the revision it was folded from (KV's last-sequence guard), so replicas racing
+ * on one run never store an older view over a newer one: the loser folds again from the stored view.
+ */
+export class Projection {
+  private readonly queue = new KeyedQueue();
+  /** Runs whose view in memory is ahead of the stored one, with the messages it holds (acked once it is stored). */
+  private readonly dirty = new Map<string, { state: RunState; msgs: JsMsg[] }>();
+  /** Views being stored now (one write per run at a time): an event folded already waits for it too. */
+  private readonly writing = new Set<string>();
+  /** The stored revision of each view held in memory: the next write expects it (0: no view yet). */
+  private readonly revisions = new Map<string, number>();
+  private readonly cache: RunCache;
+  private readonly delayMs: number;
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
+
+  constructor(private readonly opts: ProjectionOptions) {
+    this.delayMs = opts.viewDelayMs ?? msFromEnv("SC_VIEW_DELAY_MS", 50);
+    this.cache = new RunCache(opts.store, opts.log, {
+      // A run's first event, delivered for the first time: there is no view yet (should there be one, the write
+      // expecting none fails and the event comes back to be folded over it).
+      loadInitial: async (runId, firstEvent) => {
+        if (firstEvent) {
+          this.revisions.set(runId, 0);
+          return initialState(runId);
+        }
+        const entry = await opts.buckets.runs.get(runId);
+        this.revisions.set(runId, entry?.revision ?? 0);
+        return entry?.operation === "PUT" ? decodeView(entry.value) : initialState(runId);
+      },
+      max: 20_000,
+    });
+  }
+
+  /** Call with each message's delivery info, in the order received (see RunCache.delivered), before its `project`. */
+  delivered(info: Delivery): void {
+    this.cache.delivered(info);
+  }
+
+  /**
+   * Folds the event a message brought; the message is acked once a stored view holds it. A throw leaves it
+   * unacked (it comes back).
+   */
+  async project(event: RecordedEvent, msg: JsMsg): Promise<void> {
+    const { names: n, buckets, store, metrics } = this.opts;
+    const { cache, dirty } = this;
+    await this.queue.run(event.runId, async () => {
+      const before = cache.get(event.runId);
+      const waitChanges: WaitChange[] = [];
+      let requested = false;
+      // The state before the first event this call folds, if it folds any: the run's status moved from it to ours.
+      let first: RunState | undefined;
+      try {
+        const state = await cache.withEvent(
+          event,
+          (prior, e) => {
+            waitChanges.push(...waitChangesOf(prior, e));
+            requested ||= e.type === "RunRequested";
+            first ??= prior;
+          },
+          msg.info.deliveryCount === 1,
+        );
+        if (first) metrics?.runTransition(first.lastSeq === 0 ? undefined : first.status, state.status);
+        for (const [key, entry] of waitChanges) {
+          if (entry) await buckets.waits.put(key, encodeWaitEntry(entry));
+          else await buckets.waits.delete(key);
+        }
+        if (requested) {
+          await store.publisher.publish(n.runIndexSubject, encodeRunIndexEntry({ runId: event.runId, at: state.createdAt }), { msgID: `index:${event.runId}` });
+        }
+        const pending = dirty.get(event.runId);
+        if (state !== before || pending || this.writing.has(event.runId)) {
+          // The view to store holds this event: the event is acked when it is stored. (An entry in `dirty` is not being
+          // written: a write takes its entry out first.)
+          if (pending) {
+            pending.state = state;
+            pending.msgs.push(msg);
+          } else {
+            dirty.set(event.runId, { state, msgs: [msg] });
+          }
+          this.schedule();
+          return;
+        }
+      } catch (err) {
+        // The fold in memory may be ahead of what was stored: forget it, so the redelivered event is folded again
+        // from the stored view (proven against the stream) and its side entries and view are written then (else
+        // it would look done already, or the run's next event would be folded past it).
+        cache.drop(event.runId);
+        throw err;
+      }
+      // Folded before, and its view stored since.
+      ackSoon(msg);
+    });
+  }
+
+  /** Stores every view folded so far (nothing waits for a redelivery); call once the messages stopped coming. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    await this.flush();
+  }
+
+  private schedule(): void {
+    if (this.timer === undefined && !this.stopped) this.timer = setTimeout(() => void this.flush(), this.delayMs);
+  }
+
+  private async flush(): Promise<void> {
+    this.timer = undefined;
+    const batch = [...this.dirty].filter(([runId]) => !this.writing.has(runId));
+    for (const [runId] of batch) this.dirty.delete(runId);
+    // A run whose previous write is still out waits for the next round.
+    if (this.dirty.size > 0) this.schedule();
+    await Promise.all(batch.map(([runId, entry]) => this.write(runId, entry)));
+  }
+
+  private async write(runId: string, entry: { state: RunState; msgs: JsMsg[] }): Promise<void> {
+    const { names: n, store, log } = this.opts;
+    const { dirty, revisions, cache } = this;
+    this.writing.add(runId);
+    try {
+      const expected = revisions.get(runId);
+      // A KV put is a publish on the bucket's subject; the event store's publisher does it without per-request overhead.
+      const ack = await store.publisher.publish(
+        `$KV.${n.runsBucket}.${runId}`,
+        encodeView(entry.state),
+        expected === undefined ? {} : { expectedLastSubjectSequence: expected },
+      );
+      revisions.set(runId, ack.seq);
+      for (const m of entry.msgs) ackSoon(m);
+      // An ended run is done with: a late event (a cancel after the end) loads its view again.
+      if (isTerminal(entry.state) && !dirty.has(runId)) {
+        revisions.delete(runId);
+        cache.drop(runId);
+      }
+    } catch (err) {
+      if (err instanceof JetStreamApiError && err.code === 10071) {
+        // Another replica stored a view of this run since we loaded it: fold again from that one. Our events
+        // come back (nak) and find it.
+        log.info({ runId }, "the run's view was stored elsewhere meanwhile; folding again from it");
+        await this.queue.run(runId, async () => {
+          cache.drop(runId);
+          revisions.delete(runId);
+          const later = dirty.get(runId);
+          dirty.delete(runId);
+          for (const m of [...entry.msgs, ...(later?.msgs ?? [])]) m.nak();
+        });
+        return;
+      }
+      // Kept for the next write: the fold in memory is right, storing it failed (NATS is away). Should we die
+      // first, the events were not acked and come back.
+      log.warn({ runId, err: (err as Error).message }, "storing a run view failed; trying again");
+      const later = dirty.get(runId);
+      dirty.set(runId, { state: later?.state ?? entry.state, msgs: [...entry.msgs, ...(later?.msgs ?? [])] });
+      this.schedule();
+    } finally {
+      this.writing.delete(runId);
+    }
+  }
+}
