@@ -91,4 +91,28 @@ describe("the projector's view writes", () => {
       await projector.stop();
     }
   });
+
+  it("stores its view over one stored elsewhere meanwhile that holds fewer events, without any event coming back", async () => {
+    await using stack = await startStack([]);
+    const events = runEvents("rbehind");
+    const [requested, ...rest] = events;
+    await stack.client.store.append(requested!, 0);
+    for (const e of rest) await stack.client.store.append(e);
+    // Another replica stored a view of the first event only; ours folds all three from no view at all.
+    const first = evolve(initialState("rbehind"), { ...requested!, seq: 1 } as RecordedEvent);
+    await stack.client.buckets.runs.put("rbehind", encodeView({ ...first, name: "stored-elsewhere" }));
+    const projector = await startProjector({ nc: stack.nc, names: stack.names, log, viewDelayMs: 20 });
+    try {
+      const view = await eventually(async () => {
+        const v = await stack.client.getRun("rbehind");
+        return v?.lastSeq === 3 ? v : undefined;
+      }, 10_000, "our view stored over the one behind it");
+      expect(view.name).toBeUndefined();
+      const jsm = await jetstreamManager(stack.nc);
+      const info = await jsm.consumers.info(stack.names.eventsStream, stack.names.consumers.projector);
+      expect(info.num_redelivered).toBe(0);
+    } finally {
+      await projector.stop();
+    }
+  });
 });

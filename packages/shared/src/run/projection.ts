@@ -88,7 +88,7 @@ export type ProjectionOptions = {
  * third of what the NATS server stored per agent step.
  *
  * A view is written only over the revision it was folded from (KV's last-sequence guard), so replicas racing
- * on one run never store an older view over a newer one: the loser folds again from the stored view.
+ * on one run never store an older view over a newer one: the loser compares (see resolveConflict).
  */
 export class Projection {
   private readonly queue = new KeyedQueue();
@@ -202,6 +202,38 @@ export class Projection {
     await Promise.all(batch.map(([runId, entry]) => this.write(runId, entry)));
   }
 
+  /** Keeps a fold whose view was not stored for the next write, with whatever was folded since. */
+  private keep(runId: string, entry: { state: RunState; msgs: JsMsg[] }): void {
+    const later = this.dirty.get(runId);
+    this.dirty.set(runId, { state: later?.state ?? entry.state, msgs: [...entry.msgs, ...(later?.msgs ?? [])] });
+    this.schedule();
+  }
+
+  /**
+   * Another replica (of the projector, or a scheduler that projects) stored a view of this run since we loaded
+   * it. Every stored view holds every event up to its last sequence, ours too: if the stored one reaches at least
+   * as far as the newest fold we hold, our messages are in it (acked, and the run is loaded from it next time);
+   * otherwise ours is newer and is stored over it. No message comes back: with schedulers that project, one
+   * would be handled again.
+   */
+  private async resolveConflict(runId: string, entry: { state: RunState; msgs: JsMsg[] }): Promise<void> {
+    const stored = await this.opts.buckets.runs.get(runId);
+    const view = stored?.operation === "PUT" ? decodeView(stored.value) : undefined;
+    const newest = this.dirty.get(runId)?.state ?? entry.state;
+    if (view && view.lastSeq >= newest.lastSeq) {
+      this.opts.log.info({ runId, stored: view.lastSeq, ours: newest.lastSeq }, "the run's view was stored elsewhere meanwhile, holding what we folded");
+      const later = this.dirty.get(runId);
+      this.dirty.delete(runId);
+      this.cache.drop(runId);
+      this.revisions.delete(runId);
+      for (const m of [...entry.msgs, ...(later?.msgs ?? [])]) ackSoon(m);
+      return;
+    }
+    this.opts.log.info({ runId, stored: view?.lastSeq, ours: newest.lastSeq }, "the run's view was stored elsewhere meanwhile, behind ours; storing ours over it");
+    this.revisions.set(runId, stored?.revision ?? 0);
+    this.keep(runId, entry);
+  }
+
   private async write(runId: string, entry: { state: RunState; msgs: JsMsg[] }): Promise<void> {
     const { names: n, store, log } = this.opts;
     const { dirty, revisions, cache } = this;
@@ -223,24 +255,17 @@ export class Projection {
       }
     } catch (err) {
       if (err instanceof JetStreamApiError && err.code === 10071) {
-        // Another replica stored a view of this run since we loaded it: fold again from that one. Our events
-        // come back (nak) and find it.
-        log.info({ runId }, "the run's view was stored elsewhere meanwhile; folding again from it");
-        await this.queue.run(runId, async () => {
-          cache.drop(runId);
-          revisions.delete(runId);
-          const later = dirty.get(runId);
-          dirty.delete(runId);
-          for (const m of [...entry.msgs, ...(later?.msgs ?? [])]) m.nak();
-        });
-        return;
+        try {
+          await this.queue.run(runId, () => this.resolveConflict(runId, entry));
+          return;
+        } catch (failed) {
+          err = failed;
+        }
       }
       // Kept for the next write: the fold in memory is right, storing it failed (NATS is away). Should we die
       // first, the events were not acked and come back.
       log.warn({ runId, err: (err as Error).message }, "storing a run view failed; trying again");
-      const later = dirty.get(runId);
-      dirty.set(runId, { state: later?.state ?? entry.state, msgs: [...entry.msgs, ...(later?.msgs ?? [])] });
-      this.schedule();
+      this.keep(runId, entry);
     } finally {
       this.writing.delete(runId);
     }
