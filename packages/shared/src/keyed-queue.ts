@@ -27,6 +27,11 @@ export class KeyedQueue {
     return result;
   }
 
+  /** Whether a task for this key is running or queued. */
+  busy(key: string): boolean {
+    return this.tails.has(key);
+  }
+
   /** Tasks for this key queued behind the one running now. */
   waiting(key: string): number {
     return this.counts.get(key) ?? 0;

@@ -46,6 +46,7 @@ import {
   provision,
   resolveAgent,
   runRequested,
+  schedulerProjectsFromEnv,
   startConsumerLoop,
   type ConsumerLoop,
   type Logger,
@@ -127,7 +128,7 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
   const config = await ConfigStore.open(buckets.config, { watch: true });
   const cache = new RunCache(store, log);
   const queue = new KeyedQueue();
-  const projects = opts.projects ?? process.env.SC_SCHEDULER_PROJECTS === "1";
+  const projects = opts.projects ?? schedulerProjectsFromEnv();
   const projection = projects ? new Projection({ names: n, store, buckets, log, metrics }) : undefined;
   // Events this process appended and already carried out, by id; their echo from the consumer is just acked (or,
   // projecting, folded into the views as recorded here, without decoding it).

@@ -1,5 +1,19 @@
 import { readFile } from "node:fs/promises";
-import { Client, connectNats, createLogger, evolve, initialState, initTracing, isTerminal, names, parseConfig, serveMetricsFromEnv, type RunState, type Service } from "@smallchain/shared";
+import {
+  Client,
+  connectNats,
+  createLogger,
+  evolve,
+  initialState,
+  initTracing,
+  isTerminal,
+  names,
+  parseConfig,
+  schedulerProjectsFromEnv,
+  serveMetricsFromEnv,
+  type RunState,
+  type Service,
+} from "@smallchain/shared";
 import { startLlmWorker } from "@smallchain/llm-worker";
 import { startProjectorThread } from "@smallchain/projector";
 import { startScheduler } from "@smallchain/scheduler";
@@ -25,14 +39,16 @@ export async function dev(opts: DevOptions): Promise<void> {
   // Only when SC_METRICS_PORT is set: one registry for the four services, told apart by their `service` label.
   const served = await serveMetricsFromEnv("dev", nc, log);
   const metrics = served?.metrics;
+  // SC_SCHEDULER_PROJECTS=1: the scheduler folds the views itself, and no projector runs.
+  const projects = schedulerProjectsFromEnv();
   const services: Service[] = [
     // On a thread of its own: nothing on a run's critical path waits for the views, and it takes the second core.
-    await startProjectorThread({ servers: url.split(","), prefix: n.prefix, logLevel, log: log.child({ service: "projector" }), metrics }),
-    await startScheduler({ nc, names: n, log: log.child({ service: "scheduler" }), metrics }),
+    ...(projects ? [] : [await startProjectorThread({ servers: url.split(","), prefix: n.prefix, logLevel, log: log.child({ service: "projector" }), metrics })]),
+    await startScheduler({ nc, names: n, log: log.child({ service: "scheduler" }), metrics, projects }),
     await startLlmWorker({ nc, names: n, log: log.child({ service: "llm-worker" }), metrics }),
     await startToolWorker({ nc, names: n, log: log.child({ service: "tool-worker" }), metrics }),
   ];
-  say(`scheduler, projector, llm-worker and tool-worker running on ${url} (prefix ${n.prefix}); Ctrl-C stops`);
+  say(`${projects ? "scheduler (projecting the views)" : "scheduler, projector"}, llm-worker and tool-worker running on ${url} (prefix ${n.prefix}); Ctrl-C stops`);
   // The HTTP gateway only with a bearer token to guard it.
   if (process.env.SC_GATEWAY_TOKEN) {
     const gateway = await startGateway({

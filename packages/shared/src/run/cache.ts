@@ -99,6 +99,17 @@ export class RunCache {
   }
 
   /**
+   * The run's state including `event` when that needs no read: the run is held, and `event` is folded already or
+   * trusted to be its next (see the class comment). Otherwise undefined: `withEvent` reads what it must.
+   */
+  foldHeld(event: RecordedEvent, sink?: FoldSink): RunState | undefined {
+    const cached = this.states.get(event.runId);
+    if (!cached || cached.lastSeq === 0) return undefined;
+    if (event.seq <= cached.lastSeq) return cached;
+    return this.trusted(cached) ? this.record(cached, [event], sink) : undefined;
+  }
+
+  /**
    * The run's state including `event` (and anything before it). `firstDelivery`: the consumer delivers `event`
    * for the first time (a redelivered RunRequested may belong to a run that moved on since).
    */

@@ -51,14 +51,33 @@ function waitChangesOf(prior: RunState, event: RecordedEvent): WaitChange[] {
     case "TimerFired":
     case "ToolCallCompleted":
     case "ToolCallFailed":
-      return waitingIn(event.data.callId) ? [[callKey(event.runId, event.data.callId), null]] : [];
+      return waitingIn(event.data.callId) ? [[callKey(event.runId, event.data.callId), null]] : NO_CHANGES;
     case "RunCompleted":
     case "RunFailed":
     case "RunCancelled":
-      return prior.turn.phase === "tools" ? prior.turn.calls.filter((c) => waitingIn(c.callId)).map((c): WaitChange => [callKey(event.runId, c.callId), null]) : [];
+      return prior.turn.phase === "tools" ? prior.turn.calls.filter((c) => waitingIn(c.callId)).map((c): WaitChange => [callKey(event.runId, c.callId), null]) : NO_CHANGES;
     default:
-      return [];
+      return NO_CHANGES;
   }
+}
+
+const NO_CHANGES: WaitChange[] = [];
+
+/** What folding a message's event did besides the state: the side entries to write, the status it moved from. */
+class Folded {
+  waitChanges = NO_CHANGES;
+  requested = false;
+  /** The state before the first event folded, if any was: the run's status moved from it. */
+  first: RunState | undefined;
+  get writes(): number {
+    return this.waitChanges.length + (this.requested ? 1 : 0);
+  }
+  readonly sink = (prior: RunState, e: RecordedEvent): void => {
+    const changes = waitChangesOf(prior, e);
+    if (changes.length > 0) this.waitChanges = [...this.waitChanges, ...changes];
+    this.requested ||= e.type === "RunRequested";
+    this.first ??= prior;
+  };
 }
 
 export type ProjectionOptions = {
@@ -127,59 +146,79 @@ export class Projection {
   }
 
   /**
-   * Folds the event a message brought; the message is acked once a stored view holds it. A throw leaves it
-   * unacked (it comes back).
+   * Folds the event a message brought; the message is acked once a stored view holds it. A throw (or a rejection)
+   * leaves it unacked (it comes back). An event that is the next of a run held here, with nothing of the run
+   * queued, is folded at once, without a promise: the common case, where the scheduler feeds its deliveries.
    */
-  async project(event: RecordedEvent, msg: JsMsg): Promise<void> {
-    const { names: n, buckets, store, metrics } = this.opts;
-    const { cache, dirty } = this;
-    await this.queue.run(event.runId, async () => {
-      const before = cache.get(event.runId);
-      const waitChanges: WaitChange[] = [];
-      let requested = false;
-      // The state before the first event this call folds, if it folds any: the run's status moved from it to ours.
-      let first: RunState | undefined;
+  project(event: RecordedEvent, msg: JsMsg): Promise<void> | undefined {
+    const runId = event.runId;
+    if (!this.queue.busy(runId)) {
+      const before = this.cache.get(runId);
+      const folded = new Folded();
       try {
-        const state = await cache.withEvent(
-          event,
-          (prior, e) => {
-            waitChanges.push(...waitChangesOf(prior, e));
-            requested ||= e.type === "RunRequested";
-            first ??= prior;
-          },
-          msg.info.deliveryCount === 1,
-        );
-        if (first) metrics?.runTransition(first.lastSeq === 0 ? undefined : first.status, state.status);
-        for (const [key, entry] of waitChanges) {
-          if (entry) await buckets.waits.put(key, encodeWaitEntry(entry));
-          else await buckets.waits.delete(key);
-        }
-        if (requested) {
-          await store.publisher.publish(n.runIndexSubject, encodeRunIndexEntry({ runId: event.runId, at: state.createdAt }), { msgID: `index:${event.runId}` });
-        }
-        const pending = dirty.get(event.runId);
-        if (state !== before || pending || this.writing.has(event.runId)) {
-          // The view to store holds this event: the event is acked when it is stored. (An entry in `dirty` is not being
-          // written: a write takes its entry out first.)
-          if (pending) {
-            pending.state = state;
-            pending.msgs.push(msg);
-          } else {
-            dirty.set(event.runId, { state, msgs: [msg] });
-          }
-          this.schedule();
-          return;
+        const state = before && this.cache.foldHeld(event, folded.sink);
+        if (state) {
+          if (folded.writes === 0) return this.settle(runId, before, state, folded, msg);
+          return this.queue.run(runId, () => this.settleWriting(runId, before, state, folded, msg));
         }
       } catch (err) {
-        // The fold in memory may be ahead of what was stored: forget it, so the redelivered event is folded again
-        // from the stored view (proven against the stream) and its side entries and view are written then (else
-        // it would look done already, or the run's next event would be folded past it).
-        cache.drop(event.runId);
+        this.cache.drop(runId);
         throw err;
       }
-      // Folded before, and its view stored since.
-      ackSoon(msg);
+    }
+    return this.queue.run(runId, async () => {
+      const before = this.cache.get(runId);
+      const folded = new Folded();
+      let state: RunState;
+      try {
+        state = await this.cache.withEvent(event, folded.sink, msg.info.deliveryCount === 1);
+      } catch (err) {
+        this.cache.drop(runId);
+        throw err;
+      }
+      await this.settleWriting(runId, before, state, folded, msg);
     });
+  }
+
+  /** Writes the side entries of what was folded (the waits, the run index), then as `settle`. */
+  private async settleWriting(runId: string, before: RunState | undefined, state: RunState, folded: Folded, msg: JsMsg): Promise<void> {
+    const { names: n, buckets, store } = this.opts;
+    try {
+      for (const [key, entry] of folded.waitChanges) {
+        if (entry) await buckets.waits.put(key, encodeWaitEntry(entry));
+        else await buckets.waits.delete(key);
+      }
+      if (folded.requested) {
+        await store.publisher.publish(n.runIndexSubject, encodeRunIndexEntry({ runId, at: state.createdAt }), { msgID: `index:${runId}` });
+      }
+    } catch (err) {
+      // The fold in memory may be ahead of what was stored: forget it, so the redelivered event is folded again
+      // from the stored view (proven against the stream) and its side entries and view are written then (else
+      // it would look done already, or the run's next event would be folded past it).
+      this.cache.drop(runId);
+      throw err;
+    }
+    this.settle(runId, before, state, folded, msg);
+  }
+
+  /** The message waits for the view holding `state` to be stored, unless one is stored already. */
+  private settle(runId: string, before: RunState | undefined, state: RunState, folded: Folded, msg: JsMsg): undefined {
+    if (folded.first) this.opts.metrics?.runTransition(folded.first.lastSeq === 0 ? undefined : folded.first.status, state.status);
+    const pending = this.dirty.get(runId);
+    if (state !== before || pending || this.writing.has(runId)) {
+      // The view to store holds this event: the event is acked when it is stored. (An entry in `dirty` is not being
+      // written: a write takes its entry out first.)
+      if (pending) {
+        pending.state = state;
+        pending.msgs.push(msg);
+      } else {
+        this.dirty.set(runId, { state, msgs: [msg] });
+      }
+      this.schedule();
+      return;
+    }
+    // Folded before, and its view stored since.
+    ackSoon(msg);
   }
 
   /** Stores every view folded so far (nothing waits for a redelivery); call once the messages stopped coming. */
