@@ -54,7 +54,7 @@ type Scenario = {
   /** The ratios of each round on its own (the headline ratios are of the pooled rounds). */
   roundRatios: { throughputC64: number[]; latencyP50C1: number[] };
   /**
-   * The four processes on the mock only: the design's floor with its workers as processes, in the same rounds
+   * The services as processes on the mock only: the design's floor with its workers as processes, in the same rounds
    * (after the raw chain, before the deployment); its ratios to the raw chain, and the deployment's to it.
    */
   topologyFloor?: { c1: ChainResult; c64: ChainResult; overRaw: Ratios; deploymentOverIt: Ratios };
@@ -177,8 +177,8 @@ async function scenario(nc: NatsConnection, mode: Mode, llm: Llm, fake: FakeOpen
     const pids = { ...inst.pids(), bench: process.pid, "nats-server": natsPid, ...fakePid };
     const cpu = { raw1: cpuTotals(), raw64: cpuTotals(), client1: cpuTotals(), client64: cpuTotals(), c1: cpuTotals(), c64: cpuTotals() };
     // Smallchain's own cost beyond its protocol and its topology: the floor with its workers as processes, measured
-    // in the same rounds (the four processes on the mock only: a like-for-like floor for the others is not built).
-    const withTopologyFloor = mode === "processes" && llm === "mock";
+    // in the same rounds (the services as processes on the mock only: a like-for-like floor for the others is not built).
+    const withTopologyFloor = mode !== "in-process" && llm === "mock";
     // Its cost beyond the raw chain when the raw chain makes the same LLM call: the openai deployments.
     const clientCall = llm === "openai" ? rawOpenAICall(fake.url, STEPS) : undefined;
     type RawOpts = { decisionsAsCommands?: typeof DESIGN.decisionsAsCommands; workers?: RawWorkerProcesses; llm?: typeof clientCall };
@@ -321,7 +321,9 @@ async function main() {
   logFloor("with its workers as processes", floor.processes);
   log(`smallchain, each deployment in rounds of the raw JetStream chain (the baseline) and then the deployment (${C1_ROUNDS} at 1, ${ROUNDS} at 64)...`);
   const scenarios: Scenario[] = [];
-  const order = (process.env.BENCH_ORDER?.split(",").map((s) => s.split(":")) as [Mode, Llm][] | undefined) ?? ([["processes", "mock"], ["processes", "openai"], ["in-process", "mock"]] as const);
+  const order =
+    (process.env.BENCH_ORDER?.split(",").map((s) => s.split(":")) as [Mode, Llm][] | undefined) ??
+    ([["processes", "mock"], ["three-processes", "mock"], ["processes", "openai"], ["in-process", "mock"]] as const);
   for (const [mode, llm] of order) {
     scenarios.push(await scenario(nc, mode, llm, fake, workers));
   }
@@ -330,6 +332,7 @@ async function main() {
   // BENCH_ORDER may leave out or reorder deployments: the headline is the services as processes, on the mock.
   const main = scenarios.find((s) => s.mode === "processes" && s.llm === "mock") ?? scenarios[0]!;
   const dev = scenarios.find((s) => s.mode === "in-process" && s.llm === "mock");
+  const three = scenarios.find((s) => s.mode === "three-processes" && s.llm === "mock");
   results.raw = main.raw;
 
   log("runs started per second, a 200-step run, and a backlog...");
@@ -393,6 +396,8 @@ async function main() {
     ...sameRounds(main),
     // The raw chain runs its driver and worker in one process: `smallchain dev` is the like-for-like deployment.
     ...(dev && { inProcess: sameRounds(dev) }),
+    // Three processes: the scheduler projects the views itself, no projector runs (SC_SCHEDULER_PROJECTS, session 17).
+    ...(three && { threeProcesses: sameRounds(three), threeProcessesOverTheirFloor: three.topologyFloor?.deploymentOverIt }),
     targets: { throughputC64: ">= 0.5", latencyP50C1: "<= 2" },
     designFloor: floor.ratios,
     designFloorAsProcesses: floor.processes.ratios,
@@ -438,10 +443,11 @@ async function main() {
   console.log(
     `the design's floor on this server (the raw chain's commands as guarded decisions on a subject of their own, results on another): throughput at 64 = ${floor.ratios.throughputC64}, p50 latency at 1 = ${floor.ratios.latencyP50C1}; with its workers as processes: ${floor.processes.ratios.throughputC64} at 64, ${floor.processes.ratios.latencyP50C1} at 1`,
   );
-  if (main.topologyFloor) {
-    const t = main.topologyFloor;
+  for (const s of scenarios) {
+    const t = s.topologyFloor;
+    if (!t) continue;
     console.log(
-      `the floor with its workers as processes, in the rounds of processes/mock: ${t.overRaw.throughputC64} at 64, ${t.overRaw.latencyP50C1} at 1; processes/mock over it (Smallchain's own cost): throughput ${t.deploymentOverIt.throughputC64}, p50 latency ${t.deploymentOverIt.latencyP50C1}`,
+      `the floor with its workers as processes, in the rounds of ${s.mode}/${s.llm}: ${t.overRaw.throughputC64} at 64, ${t.overRaw.latencyP50C1} at 1; ${s.mode}/${s.llm} over it (Smallchain's own cost): throughput ${t.deploymentOverIt.throughputC64}, p50 latency ${t.deploymentOverIt.latencyP50C1}`,
     );
   }
   console.log(`runs started: ${starts.runsStartedPerSecond}/s; 200-step run: step p50 first 10 ${flat.first10.p50} ms, last 10 ${flat.last10.p50} ms`);

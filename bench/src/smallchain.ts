@@ -8,7 +8,11 @@ import { pool, summarize, rateOf, windowOf, type Samples, type Summary } from ".
 
 const ROOT = fileURLToPath(new URL("../../../../", import.meta.url));
 const SERVICES = ["scheduler", "projector", "llm-worker", "tool-worker"] as const;
-export type Mode = "processes" | "in-process";
+/**
+ * `processes`: the four services, each a process. `three-processes`: the scheduler projects the views itself
+ * (SC_SCHEDULER_PROJECTS=1) and no projector runs. `in-process`: `smallchain dev`, one process.
+ */
+export type Mode = "processes" | "three-processes" | "in-process";
 export type Llm = "mock" | "openai";
 
 export type Installation = {
@@ -21,7 +25,8 @@ export type Installation = {
 };
 
 /**
- * The four services of an installation: as four processes, or as one `smallchain dev` process (`in-process`).
+ * The services of an installation: as four processes, as three (the scheduler projecting), or as one
+ * `smallchain dev` process (`in-process`).
  * Either way they run outside this process, whose observer, pool of runs and raw chain would otherwise share
  * their thread. BENCH_SKIP=projector,... leaves services out (processes only); BENCH_PROFILE_DIR=dir writes a
  * CPU profile of each process there (node --cpu-prof); BENCH_NODE_ARGS adds node flags to them.
@@ -36,7 +41,7 @@ export async function startServices(nc: NatsConnection, prefix: string, mode: Mo
       const flags = process.env.BENCH_PROFILE_DIR ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}`] : [];
       flags.push(...(process.env.BENCH_NODE_ARGS?.split(" ").filter(Boolean) ?? []));
       const child = spawn(process.execPath, [...flags, ...args], {
-        env: { ...process.env, LOG_LEVEL: mode === "processes" ? "info" : "warn", SC_PREFIX: prefix, ...env },
+        env: { ...process.env, LOG_LEVEL: mode === "in-process" ? "warn" : "info", SC_PREFIX: prefix, ...(mode === "three-processes" && { SC_SCHEDULER_PROJECTS: "1" }), ...env },
         stdio: ["ignore", "pipe", "pipe"],
       });
       children.set(name, child);
@@ -57,7 +62,8 @@ export async function startServices(nc: NatsConnection, prefix: string, mode: Mo
   if (mode === "in-process") {
     await start("all (one process)", [`${ROOT}packages/cli/bin/smallchain.js`, "dev", "--prefix", prefix], "running on");
   } else {
-    await Promise.all(SERVICES.filter((s) => !skipped.includes(s)).map((name) => start(name, [`${ROOT}services/${name}/dist/main.js`], " started")));
+    const left = mode === "three-processes" ? [...skipped, "projector"] : skipped;
+    await Promise.all(SERVICES.filter((s) => !left.includes(s)).map((name) => start(name, [`${ROOT}services/${name}/dist/main.js`], " started")));
   }
   return {
     client,
