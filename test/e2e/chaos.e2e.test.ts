@@ -11,4 +11,12 @@ describe("chaos", () => {
     assertChaosHeld(report, RUNS);
     expect(report.kills).toBeGreaterThan(10);
   }, 150_000);
+
+  it("does so, views whole, with schedulers that project the views and no projector (SC_SCHEDULER_PROJECTS)", async () => {
+    const report = await runChaos({ natsUrl: natsUrl(), runs: RUNS, chaosMs: 8_000, killEveryMs: [200, 500], settleTimeoutMs: 40_000, schedulerProjects: true });
+    process.stdout.write(`${formatReport(report)}\n`);
+    assertChaosHeld(report, RUNS);
+    expect(report.kills).toBeGreaterThan(10);
+    expect(report.killsByService.projector).toBeUndefined();
+  }, 150_000);
 });
