@@ -103,9 +103,10 @@ runs:
     expect(new Set(events.map((e) => e.id)).size).toBe(events.length);
   });
 
-  it("stores a run's final view after a scheduler that projects was killed -9 holding it unstored: its events were not acked", async () => {
+  it("stores a run's view after a scheduler that projects was killed -9 holding it unstored: its events were not acked", async () => {
     stack = await startStack([]);
-    // Views stored at most every 3 s: the run ends well before its scheduler would store its first view.
+    // Views stored at most every 3 s: the run waits for an approval well before its view would be stored, and
+    // nothing more happens in it until someone approves.
     const env = { SC_PREFIX: stack.prefix, SC_SCHEDULER_PROJECTS: "1", SC_VIEW_DELAY_MS: "3000" };
     await spawnAll(["llm-worker", "tool-worker"], env);
     const [first] = await spawnAll(["scheduler"], env);
@@ -114,24 +115,25 @@ llms:
   - name: mock
     provider: mock
     replies:
-      - tool_calls: [ { name: add, arguments: { a: 20, b: 22 } } ]
+      - tool_calls: [ { name: careful_add, arguments: { a: 20, b: 22 } } ]
       - content: "{{last_tool_result}}"
 agents:
-  - { name: adder, llm: mock, tools: [ add ] }
+  - { name: adder, llm: mock, tools: [ careful_add ] }
 tools:
-  - { name: add, builtin: add }
+  - { name: careful_add, builtin: add, approval: required }
 tasks:
   - { name: sum, user_message: go, agent: adder }
 runs:
   - { name: held, task: sum }
 `);
     const runId = applied.runs[0]!.runId;
-    await eventually(async () => (await stack!.client.events(runId)).some((e) => e.type === "RunCompleted"), 10_000, "the run to end");
+    await eventually(async () => (await stack!.client.events(runId)).some((e) => e.type === "ToolCallAwaitingApproval"), 10_000, "the run to wait");
     await first!.kill("SIGKILL");
     // Nothing of it was stored: the scheduler died holding the view and the acks of every event it folded.
     expect(await stack.client.getRun(runId)).toBeUndefined();
     await spawnAll(["scheduler"], { ...env, SC_VIEW_DELAY_MS: "50" });
-    const view = await stack.client.waitForRun(runId, { timeoutMs: 20_000 });
-    expect(view).toMatchObject({ status: "Completed", output: "42", lastSeq: (await stack.client.events(runId)).at(-1)!.seq });
+    const view = await stack.client.waitForRun(runId, { timeoutMs: 20_000, until: (s) => s.lastSeq > 0 });
+    expect(view.turn.phase === "tools" && view.turn.calls.map((c) => c.status)).toEqual(["awaitingApproval"]);
+    expect(view.lastSeq).toBe((await stack.client.events(runId)).at(-1)!.seq);
   });
 });
