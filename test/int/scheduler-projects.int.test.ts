@@ -38,6 +38,18 @@ describe("a scheduler that projects the views itself (SC_SCHEDULER_PROJECTS), wi
     }
   });
 
+  it("folds its own decisions from their echoes, decoded, when it does not keep them as recorded (keepRecordedMs 0)", async () => {
+    await using stack = await startStack(["scheduler", "llm-worker", "tool-worker"], process.env, { schedulerProjects: true, keepRecordedMs: 0 });
+    const applied = await stack.apply(calculator);
+    const done = await stack.client.waitForRun(applied.runs[0]!.runId, { timeoutMs: 20_000 });
+    expect(done.output).toBe("(3 + 4) + (5 + 3) = 15");
+    const { runs } = await stack.client.listRuns();
+    for (const r of runs) {
+      expect(r.status).toBe("Completed");
+      expect(r.lastSeq).toBe((await stack.client.events(r.runId)).at(-1)!.seq);
+    }
+  });
+
   it("keeps the list of calls waiting for approval: listed while the run waits, gone once approved", async () => {
     await using stack = await startStack(["scheduler", "llm-worker", "tool-worker"], process.env, { schedulerProjects: true });
     const applied = await stack.apply(`

@@ -28,7 +28,13 @@ const quiet = pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" });
 export async function startStack(
   services: ServiceName[] = ALL_SERVICES,
   env: NodeJS.ProcessEnv = process.env,
-  opts: { metrics?: Metrics; /** The scheduler folds the views itself (SC_SCHEDULER_PROJECTS). */ schedulerProjects?: boolean } = {},
+  opts: {
+    metrics?: Metrics;
+    /** The scheduler folds the views itself (SC_SCHEDULER_PROJECTS). */
+    schedulerProjects?: boolean;
+    /** Its SchedulerOptions.keepRecordedMs. */
+    keepRecordedMs?: number;
+  } = {},
 ): Promise<Stack> {
   const prefix = uniquePrefix();
   const n = names(prefix);
@@ -39,7 +45,7 @@ export async function startStack(
     const { metrics } = opts;
     const s =
       service === "scheduler"
-        ? await startScheduler({ nc, names: n, log, metrics, projects: opts.schedulerProjects ?? false })
+        ? await startScheduler({ nc, names: n, log, metrics, projects: opts.schedulerProjects ?? false, keepRecordedMs: opts.keepRecordedMs })
         : service === "projector"
           ? await startProjector({ nc, names: n, log, metrics })
           : service === "llm-worker"

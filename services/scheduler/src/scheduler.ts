@@ -60,6 +60,7 @@ import {
 import { BUDGET_TIMER, decide, wantsLlmCall, type DecideInput } from "./decide.js";
 import { effectsOf, withCommands, type Effect } from "./effects.js";
 import { WakeUps } from "./wakeups.js";
+import { BoundedMap, CarriedOut } from "./carried-out.js";
 
 export type { Service };
 
@@ -81,34 +82,14 @@ export type SchedulerOptions = {
    * and the projector a decoding of it. The scheduler's messages are then acked once a stored view holds them.
    */
   projects?: boolean;
+  /** Projecting: how long a decision recorded here is kept whole for its echo, to be folded without decoding (5 s; 0: never). */
+  keepRecordedMs?: number;
 };
 
 const MAX_DECIDE_ATTEMPTS = 8;
 const SWEEP_EVERY_MS = 2_000;
 const FIRST_CHECK_MS = 10_000;
 const MAX_QUIET_MS = 10 * 60_000;
-
-/** A map that forgets its oldest entries: an echo another replica received is never taken here. */
-class BoundedMap<V> {
-  private readonly items = new Map<string, V>();
-  constructor(private readonly max: number) {}
-  set(id: string, value: V): void {
-    this.items.set(id, value);
-    if (this.items.size > this.max) this.items.delete(this.items.keys().next().value!);
-  }
-  /** The value, forgotten. */
-  take(id: string): V | undefined {
-    const value = this.items.get(id);
-    if (value !== undefined) this.items.delete(id);
-    return value;
-  }
-  delete(id: string): boolean {
-    return this.items.delete(id);
-  }
-  has(id: string): boolean {
-    return this.items.has(id);
-  }
-}
 
 /** Whether a worker kind's consumer of decisions is done with the message at a stream sequence (acked, or passed over when it was created). */
 type HandledBy = Record<"llm" | "tool", (seq: number) => boolean>;
@@ -131,10 +112,10 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
   const projects = opts.projects ?? schedulerProjectsFromEnv();
   const projection = projects ? new Projection({ names: n, store, buckets, log, metrics }) : undefined;
   // Events this process appended and already carried out, by id; their echo from the consumer is just acked (or,
-  // projecting, folded into the views as recorded here, without decoding it).
-  const carriedOut = new BoundedMap<RecordedEvent>(100_000);
+  // projecting, folded into the views as recorded here, without decoding it: kept whole for 5 s).
+  const carriedOut = new CarriedOut(100_000, opts.keepRecordedMs ?? 5_000, Date.now);
   // Commands sent again because their decisions' deliveries were lost: once each (see resendLost).
-  const resent = new BoundedMap<true>(10_000);
+  const resent = new BoundedMap<never>(10_000);
   const jsm = await jetstreamManager(nc);
 
   await ensureConsumer(nc, n.eventsStream, {
@@ -254,7 +235,10 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
       unseen?.catch(() => {});
       state = cache.record(state, recorded);
       const effects = recorded.flatMap((e) => effectsOf(state, e, now()));
-      for (const e of recorded) carriedOut.set(e.id, e);
+      for (const e of recorded) {
+        if (projection) carriedOut.keep(e);
+        else carriedOut.set(e.id, true);
+      }
       try {
         try {
           await carryOut(effects);
@@ -274,12 +258,6 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
     log.warn({ runId: state.runId }, "gave up deciding after repeated conflicts; the next event retries");
   };
 
-  /** Done with a message of the run's stream: acked now, or, projecting, once a stored view holds its event. */
-  const done = async (event: RecordedEvent, msg: JsMsg): Promise<void> => {
-    if (projection) await projection.project(event, msg);
-    else ackSoon(msg);
-  };
-
   const onEvent = async (msg: JsMsg): Promise<void> => {
     cache.delivered(msg.info);
     projection?.delivered(msg.info);
@@ -288,8 +266,14 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
     const msgId = msg.headers?.get("Nats-Msg-Id");
     await queue.run(n.runIdOfSubject(msg.subject), async () => {
       const own = msgId ? carriedOut.take(msgId) : undefined;
-      if (own) {
-        await done(own, msg);
+      if (own !== undefined) {
+        if (!projection) {
+          ackSoon(msg);
+          return;
+        }
+        // Folded into the views as recorded; decoded for them only once the recorded event is no longer kept.
+        const event = own === true ? store.decodeOrTerm(msg, log) : own;
+        if (event) await projection.project(event, msg);
         return;
       }
       const event = store.decodeOrTerm(msg, log);
@@ -321,7 +305,9 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
         cache.distrust(event.runId);
         throw err;
       }
-      await done(event, msg);
+      // Done with it: acked now, or, projecting, once a stored view holds its event.
+      if (projection) await projection.project(event, msg);
+      else ackSoon(msg);
     });
   };
 
