@@ -77,7 +77,9 @@ describe("a 3-node JetStream cluster with replicas: 3", () => {
     };
     nc = await connect({ servers: cluster.urls.split(","), maxReconnectAttempts: -1, reconnectTimeWait: 250 });
     const client = await Client.connect(nc, n, { replicas: 3 });
-    const services: ServiceName[] = ["scheduler", "scheduler", "projector", "llm-worker", "llm-worker", "tool-worker", "tool-worker"];
+    // SC_SCHEDULER_PROJECTS=1 in the test's environment (passed on to the services): the schedulers project, no projector.
+    const projecting = process.env.SC_SCHEDULER_PROJECTS === "1";
+    const services: ServiceName[] = ["scheduler", "scheduler", ...(projecting ? [] : ["projector" as const]), "llm-worker", "llm-worker", "tool-worker", "tool-worker"];
     const ps = services.map((s) => spawnService(s, env));
     procs.push(...ps);
     await Promise.all(ps.map((p) => started(p)));
