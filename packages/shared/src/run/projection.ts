@@ -126,7 +126,7 @@ export class Projection {
     this.delayMs = opts.viewDelayMs ?? msFromEnv("SC_VIEW_DELAY_MS", 50);
     this.cache = new RunCache(opts.store, opts.log, {
       // A run's first event, delivered for the first time: there is no view yet (should there be one, the write
-      // expecting none fails and the event comes back to be folded over it).
+      // expecting none finds it, and the two are compared: see resolveConflict).
       loadInitial: async (runId, firstEvent) => {
         if (firstEvent) {
           this.revisions.set(runId, 0);
