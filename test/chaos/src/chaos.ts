@@ -49,6 +49,11 @@ export type ChaosReport = {
   /** Requests the model got with a window that is no run's window at any of its LLM calls. */
   windowMismatches: string[];
   chaosMs: number;
+  /**
+   * When a run did not complete or a view differs: whether each service process is alive, its warnings and errors,
+   * and what the consumers of the run subjects hold. For the failure's message.
+   */
+  diagnostics: string;
   /** From the first run started until every run completed. */
   completionMs: number;
   wallMs: number;
@@ -219,6 +224,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       viewMismatches: [],
       windowMismatches: [],
       chaosMs: opts.chaosMs,
+      diagnostics: "",
       completionMs,
       wallMs: 0,
     };
@@ -246,6 +252,9 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     }
     for (const key of effects.keys()) if (!expectedEffects.has(key)) report.effectViolations.push(`${key}: side effect of a call no run requested`);
 
+    if (report.notCompleted.length > 0 || report.viewMismatches.length > 0) {
+      report.diagnostics = await within(20_000, "gathering diagnostics", diagnose(nc, n, slots)).catch((err: unknown) => `diagnostics failed: ${(err as Error).message}`);
+    }
     report.wallMs = Date.now() - wallStart;
     return report;
   } catch (err) {
@@ -274,7 +283,7 @@ export function assertChaosHeld(r: ChaosReport, runs: number): void {
     r.viewMismatches.length > 0 && `views differ from the fold of the streams:\n  ${r.viewMismatches.slice(0, 5).join("\n  ")}`,
     r.windowMismatches.length > 0 && `the model got windows that are not the streams':\n  ${r.windowMismatches.slice(0, 5).join("\n  ")}`,
   ].filter((p): p is string => typeof p === "string");
-  if (problems.length > 0) throw new Error(`chaos broke guarantees (prefix ${r.prefix}):\n${problems.join("\n")}`);
+  if (problems.length > 0) throw new Error(`chaos broke guarantees (prefix ${r.prefix}):\n${problems.join("\n")}\n${r.diagnostics}`);
 }
 
 export function formatReport(r: ChaosReport): string {
@@ -291,6 +300,28 @@ export function formatReport(r: ChaosReport): string {
     `views from streams:   ${r.viewMismatches.length} view mismatches; ${r.windowMismatches.length} LLM requests with a window no stream had`,
     `time:                 all runs done ${(r.completionMs / 1000).toFixed(1)} s after the first started; wall ${(r.wallMs / 1000).toFixed(1)} s`,
   ].join("\n");
+}
+
+/** Each service process alive or not, with its warnings and errors; and the consumers of the run subjects. */
+async function diagnose(nc: NatsConnection, n: Names, slots: ServiceSlot[]): Promise<string> {
+  const jsm = await jetstreamManager(nc);
+  const out: string[] = [];
+  for (const durable of [n.consumers.scheduler, n.consumers.projector, n.consumers.llmDecisions, n.consumers.toolDecisions]) {
+    const info = await jsm.consumers.info(n.eventsStream, durable).catch(() => undefined);
+    if (!info) continue;
+    out.push(
+      `consumer ${durable}: pending ${info.num_pending}, ack pending ${info.num_ack_pending}, waiting pulls ${info.num_waiting}, delivered up to ${info.delivered.stream_seq}, acked up to ${info.ack_floor.stream_seq}`,
+    );
+  }
+  for (const s of slots) {
+    const notable = s
+      .output()
+      .split("\n")
+      .filter((l) => /"level":(40|50|60)/.test(l))
+      .slice(-8);
+    out.push(`--- ${s.name}: ${s.alive ? "alive" : "NOT alive"}, ${s.incarnations} incarnations${notable.length > 0 ? `\n${notable.join("\n")}` : ""}`);
+  }
+  return out.join("\n");
 }
 
 function lines(file: string): string[] {
