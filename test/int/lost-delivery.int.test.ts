@@ -71,3 +71,61 @@ tasks: [ { name: t, user_message: go, agent: a } ]
     expect(events.filter((e) => e.type === "LLMResponded")).toHaveLength(1);
   }, 60_000);
 });
+
+describe("events no delivery brings to the projector", () => {
+  it("are found once the run has been quiet for a while, and its view and approvals list catch up", async () => {
+    await using stack = await startStack();
+    await stack.apply(`
+llms:
+  - name: mock
+    provider: mock
+    replies:
+      - tool_calls: [ { name: ask, arguments: { question: "go on?" } } ]
+      - content: "got {{last_tool_result}}"
+agents: [ { name: asker, llm: mock, tools: [ ask ] } ]
+tools: [ { name: ask, builtin: human_input } ]
+tasks: [ { name: t, user_message: go, agent: asker } ]
+`);
+    const { runId } = await stack.client.startRun({ task: "t" });
+    await stack.client.waitForRun(runId, { until: (v) => findCall(v, "s1c0")?.status === "awaitingHuman" });
+    expect((await stack.client.listWaits("human")).map((w) => w.runId)).toEqual([runId]);
+
+    // The projector's consumer misses the answer and everything the run does after it, to its end.
+    await missing(stack, stack.names.consumers.projector, async () => {
+      await stack.client.control.respond(runId, "s1c0", { answer: "yes" });
+      const end = Date.now() + 10_000;
+      while (!(await stack.client.events(runId)).some((e) => e.type === "RunCompleted")) {
+        if (Date.now() > end) throw new Error("the run did not end");
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    });
+    expect((await stack.client.getRun(runId))?.status).toBe("Running");
+
+    const done = await stack.client.waitForRun(runId, { timeoutMs: 40_000 });
+    expect(done).toMatchObject({ status: "Completed", output: "got yes", lastSeq: (await stack.client.events(runId)).at(-1)!.seq });
+    expect(await stack.client.listWaits("human")).toEqual([]);
+  }, 60_000);
+
+  it("are folded too where the scheduler that projects missed them (its own sweep finds them and decides)", async () => {
+    await using stack = await startStack(["scheduler", "llm-worker", "tool-worker"], process.env, { schedulerProjects: true });
+    await stack.apply(`
+llms:
+  - name: mock
+    provider: mock
+    replies:
+      - tool_calls: [ { name: ask, arguments: { question: "go on?" } } ]
+      - content: "got {{last_tool_result}}"
+agents: [ { name: asker, llm: mock, tools: [ ask ] } ]
+tools: [ { name: ask, builtin: human_input } ]
+tasks: [ { name: t, user_message: go, agent: asker } ]
+`);
+    const { runId } = await stack.client.startRun({ task: "t" });
+    await stack.client.waitForRun(runId, { until: (v) => findCall(v, "s1c0")?.status === "awaitingHuman" });
+    // Its consumer misses the answer: the scheduler's own sweep finds it and decides; the views find it too.
+    await missing(stack, stack.names.consumers.scheduler, async () => {
+      await stack.client.control.respond(runId, "s1c0", { answer: "yes" });
+    });
+    const done = await stack.client.waitForRun(runId, { timeoutMs: 40_000 });
+    expect(done).toMatchObject({ status: "Completed", output: "got yes", lastSeq: (await stack.client.events(runId)).at(-1)!.seq });
+  }, 60_000);
+});

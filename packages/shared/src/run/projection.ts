@@ -63,6 +63,11 @@ function waitChangesOf(prior: RunState, event: RecordedEvent): WaitChange[] {
 
 const NO_CHANGES: WaitChange[] = [];
 
+/** A quiet run is read past its view after FIRST_CHECK_MS, then ever more rarely, until MAX_QUIET_MS of quiet. */
+const SWEEP_EVERY_MS = 2_000;
+const FIRST_CHECK_MS = 10_000;
+const MAX_QUIET_MS = 10 * 60_000;
+
 /** What folding a message's event did besides the state: the side entries to write, the status it moved from. */
 class Folded {
   waitChanges = NO_CHANGES;
@@ -121,6 +126,13 @@ export class Projection {
   private readonly delayMs: number;
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
+  /**
+   * Runs held here that have not ended, and when they were last folded: a safety net for an event no delivery
+   * brings (the scheduler has the same, see its sweep). A quiet run is read past its view after 10 s, then ever
+   * more rarely (20 s, 40 s, ... up to 10 min of quiet), and whatever is found is folded and stored.
+   */
+  private readonly quiet = new Map<string, { since: number; checkAt: number }>();
+  private readonly sweeper: NodeJS.Timeout;
 
   constructor(private readonly opts: ProjectionOptions) {
     this.delayMs = opts.viewDelayMs ?? msFromEnv("SC_VIEW_DELAY_MS", 50);
@@ -138,6 +150,8 @@ export class Projection {
       },
       max: 20_000,
     });
+    this.sweeper = setInterval(() => this.sweep(), SWEEP_EVERY_MS);
+    this.sweeper.unref();
   }
 
   /** Call with each message's delivery info, in the order received (see RunCache.delivered), before its `project`. */
@@ -180,17 +194,22 @@ export class Projection {
     });
   }
 
-  /** Writes the side entries of what was folded (the waits, the run index), then as `settle`. */
-  private async settleWriting(runId: string, before: RunState | undefined, state: RunState, folded: Folded, msg: JsMsg): Promise<void> {
+  /** The side entries of what was folded: the waits, the run index. */
+  private async writeSides(runId: string, state: RunState, folded: Folded): Promise<void> {
     const { names: n, buckets, store } = this.opts;
+    for (const [key, entry] of folded.waitChanges) {
+      if (entry) await buckets.waits.put(key, encodeWaitEntry(entry));
+      else await buckets.waits.delete(key);
+    }
+    if (folded.requested) {
+      await store.publisher.publish(n.runIndexSubject, encodeRunIndexEntry({ runId, at: state.createdAt }), { msgID: `index:${runId}` });
+    }
+  }
+
+  /** Writes the side entries of what was folded, then as `settle`. */
+  private async settleWriting(runId: string, before: RunState | undefined, state: RunState, folded: Folded, msg: JsMsg): Promise<void> {
     try {
-      for (const [key, entry] of folded.waitChanges) {
-        if (entry) await buckets.waits.put(key, encodeWaitEntry(entry));
-        else await buckets.waits.delete(key);
-      }
-      if (folded.requested) {
-        await store.publisher.publish(n.runIndexSubject, encodeRunIndexEntry({ runId, at: state.createdAt }), { msgID: `index:${runId}` });
-      }
+      await this.writeSides(runId, state, folded);
     } catch (err) {
       // The fold in memory may be ahead of what was stored: forget it, so the redelivered event is folded again
       // from the stored view (proven against the stream) and its side entries and view are written then (else
@@ -204,6 +223,12 @@ export class Projection {
   /** The message waits for the view holding `state` to be stored, unless one is stored already. */
   private settle(runId: string, before: RunState | undefined, state: RunState, folded: Folded, msg: JsMsg): undefined {
     if (folded.first) this.opts.metrics?.runTransition(folded.first.lastSeq === 0 ? undefined : folded.first.status, state.status);
+    if (isTerminal(state)) {
+      this.quiet.delete(runId);
+    } else {
+      const t = Date.now();
+      this.quiet.set(runId, { since: t, checkAt: t + FIRST_CHECK_MS });
+    }
     const pending = this.dirty.get(runId);
     if (state !== before || pending || this.writing.has(runId)) {
       // The view to store holds this event: the event is acked when it is stored. (An entry in `dirty` is not being
@@ -224,8 +249,46 @@ export class Projection {
   /** Stores every view folded so far (nothing waits for a redelivery); call once the messages stopped coming. */
   async stop(): Promise<void> {
     this.stopped = true;
+    clearInterval(this.sweeper);
     clearTimeout(this.timer);
     await this.flush();
+  }
+
+  /** Reads each quiet run past what is folded of it (see `quiet`), and stores what it finds. */
+  private sweep(): void {
+    const t = Date.now();
+    for (const [runId, q] of this.quiet) {
+      if (t < q.checkAt) continue;
+      const held = this.cache.get(runId);
+      if (!held || isTerminal(held) || t - q.since > MAX_QUIET_MS) {
+        this.quiet.delete(runId);
+        continue;
+      }
+      this.quiet.set(runId, { since: q.since, checkAt: t + Math.max(FIRST_CHECK_MS, (t - q.since) * 2) });
+      void this.queue
+        .run(runId, async () => {
+          const before = this.cache.get(runId);
+          if (!before) return;
+          const folded = new Folded();
+          let state: RunState;
+          try {
+            state = await this.cache.catchUp(before, folded.sink);
+            if (!folded.first) return;
+            this.opts.log.warn({ runId, from: before.lastSeq, to: state.lastSeq }, "found events of a quiet run that no delivery brought; storing its view with them");
+            await this.writeSides(runId, state, folded);
+          } catch (err) {
+            this.cache.drop(runId);
+            throw err;
+          }
+          this.opts.metrics?.runTransition(folded.first.lastSeq === 0 ? undefined : folded.first.status, state.status);
+          if (isTerminal(state)) this.quiet.delete(runId);
+          const pending = this.dirty.get(runId);
+          if (pending) pending.state = state;
+          else this.dirty.set(runId, { state, msgs: [] });
+          this.schedule();
+        })
+        .catch((err: unknown) => this.opts.log.warn({ err, runId }, "checking a quiet run's view failed; trying again later"));
+    }
   }
 
   private schedule(): void {
