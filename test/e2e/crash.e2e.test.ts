@@ -2,6 +2,7 @@ import { mkdtempSync, readFileSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { adderConfig } from "../support/configs.js";
 import { startFakeOpenAI, type FakeOpenAI } from "../support/fake-openai.js";
 import { eventually, spawnAll as spawnTracked, type ServiceProcess } from "../support/processes.js";
 import { startStack, type ServiceName, type Stack } from "../support/stack.js";
@@ -110,22 +111,9 @@ runs:
     const env = { SC_PREFIX: stack.prefix, SC_SCHEDULER_PROJECTS: "1", SC_VIEW_DELAY_MS: "3000" };
     await spawnAll(["llm-worker", "tool-worker"], env);
     const [first] = await spawnAll(["scheduler"], env);
-    const applied = await stack.apply(`
-llms:
-  - name: mock
-    provider: mock
-    replies:
-      - tool_calls: [ { name: careful_add, arguments: { a: 20, b: 22 } } ]
-      - content: "{{last_tool_result}}"
-agents:
-  - { name: adder, llm: mock, tools: [ careful_add ] }
-tools:
-  - { name: careful_add, builtin: add, approval: required }
-tasks:
-  - { name: sum, user_message: go, agent: adder }
-runs:
-  - { name: held, task: sum }
-`);
+    const applied = await stack.apply(
+      adderConfig(['{ tool_calls: [ { name: add, arguments: { a: 20, b: 22 } } ] }', '{ content: "{{last_tool_result}}" }'], 1, "held", { approval: true }),
+    );
     const runId = applied.runs[0]!.runId;
     await eventually(async () => (await stack!.client.events(runId)).some((e) => e.type === "ToolCallAwaitingApproval"), 10_000, "the run to wait");
     await first!.kill("SIGKILL");

@@ -13,6 +13,13 @@ function logged(p: ServiceProcess, msg: string): Record<string, unknown>[] {
     .filter((l) => l.msg === msg);
 }
 
+/** Three LLM steps per run: two parallel adds, one more, then the answer (6). */
+const REPLIES = [
+  "{ tool_calls: [ { name: add, arguments: { a: 1, b: 1 } }, { name: add, arguments: { a: 2, b: 2 } } ] }",
+  "{ tool_calls: [ { name: add, arguments: { a: 3, b: 3 } } ] }",
+  '{ content: "{{last_tool_result}}" }',
+];
+
 describe("horizontal scaling", () => {
   let stack: Stack;
   const procs: ServiceProcess[] = [];
@@ -29,17 +36,7 @@ describe("horizontal scaling", () => {
     await Promise.all(procs.map((p) => started(p)));
 
     const runs = 40;
-    const applied = await stack.apply(
-      adderConfig(
-        [
-          "{ tool_calls: [ { name: add, arguments: { a: 1, b: 1 } }, { name: add, arguments: { a: 2, b: 2 } } ] }",
-          "{ tool_calls: [ { name: add, arguments: { a: 3, b: 3 } } ] }",
-          '{ content: "{{last_tool_result}}" }',
-        ],
-        runs,
-        "scale",
-      ),
-    );
+    const applied = await stack.apply(adderConfig(REPLIES, runs, "scale"));
     const views = await Promise.all(applied.runs.map((r) => stack.client.waitForRun(r.runId, { timeoutMs: 30_000 })));
     expect(views.every((v) => v.status === "Completed" && v.output === "6")).toBe(true);
 
@@ -75,17 +72,7 @@ describe("horizontal scaling", () => {
     try {
       await Promise.all(mine.map((p) => started(p)));
       const runs = 40;
-      const applied = await own.apply(
-        adderConfig(
-          [
-            "{ tool_calls: [ { name: add, arguments: { a: 1, b: 1 } }, { name: add, arguments: { a: 2, b: 2 } } ] }",
-            "{ tool_calls: [ { name: add, arguments: { a: 3, b: 3 } } ] }",
-            '{ content: "{{last_tool_result}}" }',
-          ],
-          runs,
-          "views",
-        ),
-      );
+      const applied = await own.apply(adderConfig(REPLIES, runs, "views"));
       const views = await Promise.all(applied.runs.map((r) => own.client.waitForRun(r.runId, { timeoutMs: 30_000 })));
       expect(views.every((v) => v.status === "Completed" && v.output === "6")).toBe(true);
       // Each view holds its run's every event, and the index lists each run once.

@@ -15,10 +15,9 @@ async function missing(stack: Stack, durable: string, meanwhile: () => Promise<v
   await jsm.consumers.add(stack.names.eventsStream, { ...config, deliver_policy: DeliverPolicy.New });
 }
 
-describe("an event no delivery brings to the scheduler", () => {
-  it("is found once its run has been quiet for a while, and the run goes on", async () => {
-    await using stack = await startStack();
-    await stack.apply(`
+/** Starts a run whose agent asks a person "go on?" (call s1c0) and answers "got <answer>"; resolves once it waits. */
+async function askedAndWaiting(stack: Stack): Promise<string> {
+  await stack.apply(`
 llms:
   - name: mock
     provider: mock
@@ -29,8 +28,15 @@ agents: [ { name: asker, llm: mock, tools: [ ask ] } ]
 tools: [ { name: ask, builtin: human_input } ]
 tasks: [ { name: t, user_message: go, agent: asker } ]
 `);
-    const { runId } = await stack.client.startRun({ task: "t" });
-    await stack.client.waitForRun(runId, { until: (v) => findCall(v, "s1c0")?.status === "awaitingHuman" });
+  const { runId } = await stack.client.startRun({ task: "t" });
+  await stack.client.waitForRun(runId, { until: (v) => findCall(v, "s1c0")?.status === "awaitingHuman" });
+  return runId;
+}
+
+describe("an event no delivery brings to the scheduler", () => {
+  it("is found once its run has been quiet for a while, and the run goes on", async () => {
+    await using stack = await startStack();
+    const runId = await askedAndWaiting(stack);
 
     // The scheduler's consumer loses the answer: it is recreated to deliver only what comes after it.
     await missing(stack, stack.names.consumers.scheduler, async () => {
@@ -75,19 +81,7 @@ tasks: [ { name: t, user_message: go, agent: a } ]
 describe("events no delivery brings to the projector", () => {
   it("are found once the run has been quiet for a while, and its view and approvals list catch up", async () => {
     await using stack = await startStack();
-    await stack.apply(`
-llms:
-  - name: mock
-    provider: mock
-    replies:
-      - tool_calls: [ { name: ask, arguments: { question: "go on?" } } ]
-      - content: "got {{last_tool_result}}"
-agents: [ { name: asker, llm: mock, tools: [ ask ] } ]
-tools: [ { name: ask, builtin: human_input } ]
-tasks: [ { name: t, user_message: go, agent: asker } ]
-`);
-    const { runId } = await stack.client.startRun({ task: "t" });
-    await stack.client.waitForRun(runId, { until: (v) => findCall(v, "s1c0")?.status === "awaitingHuman" });
+    const runId = await askedAndWaiting(stack);
     expect((await stack.client.listWaits("human")).map((w) => w.runId)).toEqual([runId]);
 
     // The projector's consumer misses the answer and everything the run does after it, to its end.
@@ -108,19 +102,7 @@ tasks: [ { name: t, user_message: go, agent: asker } ]
 
   it("are folded too where the scheduler that projects missed them (its own sweep finds them and decides)", async () => {
     await using stack = await startStack(["scheduler", "llm-worker", "tool-worker"], process.env, { schedulerProjects: true });
-    await stack.apply(`
-llms:
-  - name: mock
-    provider: mock
-    replies:
-      - tool_calls: [ { name: ask, arguments: { question: "go on?" } } ]
-      - content: "got {{last_tool_result}}"
-agents: [ { name: asker, llm: mock, tools: [ ask ] } ]
-tools: [ { name: ask, builtin: human_input } ]
-tasks: [ { name: t, user_message: go, agent: asker } ]
-`);
-    const { runId } = await stack.client.startRun({ task: "t" });
-    await stack.client.waitForRun(runId, { until: (v) => findCall(v, "s1c0")?.status === "awaitingHuman" });
+    const runId = await askedAndWaiting(stack);
     // Its consumer misses the answer: the scheduler's own sweep finds it and decides; the views find it too.
     await missing(stack, stack.names.consumers.scheduler, async () => {
       await stack.client.control.respond(runId, "s1c0", { answer: "yes" });

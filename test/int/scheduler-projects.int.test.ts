@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { describe, expect, it } from "vitest";
 import { Control } from "@smallchain/shared";
+import { adderConfig } from "../support/configs.js";
 import { eventually } from "../support/processes.js";
 import { startStack } from "../support/stack.js";
 
@@ -52,22 +53,9 @@ describe("a scheduler that projects the views itself (SC_SCHEDULER_PROJECTS), wi
 
   it("keeps the list of calls waiting for approval: listed while the run waits, gone once approved", async () => {
     await using stack = await startStack(["scheduler", "llm-worker", "tool-worker"], process.env, { schedulerProjects: true });
-    const applied = await stack.apply(`
-llms:
-  - name: mock
-    provider: mock
-    replies:
-      - tool_calls: [ { name: careful_add, arguments: { a: 2, b: 3 } } ]
-      - content: "{{last_tool_result}}"
-agents:
-  - { name: careful, llm: mock, tools: [ careful_add ] }
-tools:
-  - { name: careful_add, builtin: add, approval: required }
-tasks:
-  - { name: add, user_message: go, agent: careful }
-runs:
-  - { name: waits, task: add }
-`);
+    const applied = await stack.apply(
+      adderConfig(['{ tool_calls: [ { name: add, arguments: { a: 2, b: 3 } } ] }', '{ content: "{{last_tool_result}}" }'], 1, "waits", { approval: true }),
+    );
     const runId = applied.runs[0]!.runId;
     const waiting = await stack.client.waitForRun(runId, {
       timeoutMs: 10_000,
@@ -77,7 +65,7 @@ runs:
       const waits = (await stack.client.listWaits("approval")).filter((w) => w.runId === runId);
       return waits.length > 0 ? waits : undefined;
     }, 10_000, "the approval to be listed");
-    expect(wait).toMatchObject({ runId, tool: "careful_add", agent: "careful", args: { a: 2, b: 3 } });
+    expect(wait).toMatchObject({ runId, tool: "add", agent: "adder", args: { a: 2, b: 3 } });
     expect(waiting.status).toBe("Running");
     await new Control(stack.client.store, stack.client.buckets.runs).approval(runId, wait!.callId, { approved: true, by: "test" });
     const done = await stack.client.waitForRun(runId, { timeoutMs: 10_000 });

@@ -2,14 +2,14 @@ import type { RecordedEvent } from "@smallchain/shared";
 
 /** A map that forgets its oldest entries: an echo another replica received is never taken here. */
 export class BoundedMap<V> {
-  protected readonly items = new Map<string, V | true>();
+  protected readonly items = new Map<string, V>();
   constructor(private readonly max: number) {}
-  set(id: string, value: V | true): void {
+  set(id: string, value: V): void {
     this.items.set(id, value);
     if (this.items.size > this.max) this.items.delete(this.items.keys().next().value!);
   }
   /** The value, forgotten. */
-  take(id: string): V | true | undefined {
+  take(id: string): V | undefined {
     const value = this.items.get(id);
     if (value !== undefined) this.items.delete(id);
     return value;
@@ -27,7 +27,7 @@ export class BoundedMap<V> {
  * event is kept whole for `keepMs` only, then just its id: an echo another replica received never comes here, and a
  * decision may carry a large command (the messages since the last LLM call), so at most `keepMs` of them are held.
  */
-export class CarriedOut extends BoundedMap<RecordedEvent> {
+export class CarriedOut extends BoundedMap<RecordedEvent | true> {
   private readonly kept: { id: string; at: number }[] = [];
   private head = 0;
   constructor(

@@ -115,7 +115,7 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
   // projecting, folded into the views as recorded here, without decoding it: kept whole for 5 s).
   const carriedOut = new CarriedOut(100_000, opts.keepRecordedMs ?? 5_000, Date.now);
   // Commands sent again because their decisions' deliveries were lost: once each (see resendLost).
-  const resent = new BoundedMap<never>(10_000);
+  const resent = new BoundedMap<true>(10_000);
   const jsm = await jetstreamManager(nc);
 
   await ensureConsumer(nc, n.eventsStream, {

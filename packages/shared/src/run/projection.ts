@@ -229,21 +229,28 @@ export class Projection {
       const t = Date.now();
       this.quiet.set(runId, { since: t, checkAt: t + FIRST_CHECK_MS });
     }
-    const pending = this.dirty.get(runId);
-    if (state !== before || pending || this.writing.has(runId)) {
-      // The view to store holds this event: the event is acked when it is stored. (An entry in `dirty` is not being
-      // written: a write takes its entry out first.)
-      if (pending) {
-        pending.state = state;
-        pending.msgs.push(msg);
-      } else {
-        this.dirty.set(runId, { state, msgs: [msg] });
-      }
-      this.schedule();
+    if (state !== before || this.dirty.has(runId) || this.writing.has(runId)) {
+      // The view to store holds this event: the event is acked when it is stored.
+      this.hold(runId, state, msg);
       return;
     }
     // Folded before, and its view stored since.
     ackSoon(msg);
+  }
+
+  /**
+   * `state` is the view to store next, holding `msg`'s event (acked once it is stored). (An entry in `dirty` is not
+   * being written: a write takes its entry out first.)
+   */
+  private hold(runId: string, state: RunState, msg?: JsMsg): void {
+    const pending = this.dirty.get(runId);
+    if (pending) {
+      pending.state = state;
+      if (msg) pending.msgs.push(msg);
+    } else {
+      this.dirty.set(runId, { state, msgs: msg ? [msg] : [] });
+    }
+    this.schedule();
   }
 
   /** Stores every view folded so far (nothing waits for a redelivery); call once the messages stopped coming. */
@@ -282,10 +289,7 @@ export class Projection {
           }
           this.opts.metrics?.runTransition(folded.first.lastSeq === 0 ? undefined : folded.first.status, state.status);
           if (isTerminal(state)) this.quiet.delete(runId);
-          const pending = this.dirty.get(runId);
-          if (pending) pending.state = state;
-          else this.dirty.set(runId, { state, msgs: [] });
-          this.schedule();
+          this.hold(runId, state);
         })
         .catch((err: unknown) => this.opts.log.warn({ err, runId }, "checking a quiet run's view failed; trying again later"));
     }
