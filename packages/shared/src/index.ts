@@ -43,3 +43,4 @@ export * from "./run/cancelled.js";
 export * from "./secrets.js";
 export * from "./blobs.js";
 export * from "./run/projection.js";
+export * from "./run/quiet.js";

@@ -28,6 +28,8 @@ import {
   EventStore,
   KeyedQueue,
   Projection,
+  QuietRuns,
+  QUIET_SWEEP_EVERY_MS,
   RunCache,
   ResolveError,
   TaskRequest,
@@ -87,9 +89,6 @@ export type SchedulerOptions = {
 };
 
 const MAX_DECIDE_ATTEMPTS = 8;
-const SWEEP_EVERY_MS = 2_000;
-const FIRST_CHECK_MS = 10_000;
-const MAX_QUIET_MS = 10 * 60_000;
 
 /** Whether a worker kind's consumer of decisions is done with the message at a stream sequence (acked, or passed over when it was created). */
 type HandledBy = Record<"llm" | "tool", (seq: number) => boolean>;
@@ -296,9 +295,9 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
         const latest = cache.get(event.runId);
         if (latest && isTerminal(latest)) {
           cache.drop(event.runId);
-          quiet.delete(event.runId);
+          quiet.forget(event.runId);
         } else {
-          quiet.set(event.runId, { since: now(), checkAt: now() + FIRST_CHECK_MS });
+          quiet.touch(event.runId);
         }
       } catch (err) {
         // The event comes back: until then the run's next event must not be taken as the one after what we hold.
@@ -318,7 +317,7 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
    * deduplicated by id) and the run decided. A run that waits for a model, a person or a timer costs a handful
    * of direct gets per quiet spell.
    */
-  const quiet = new Map<string, { since: number; checkAt: number }>();
+  const quiet = new QuietRuns(now);
 
   /** What each worker kind's consumer of decisions is done with, as it says now. */
   const handledByWorkers = async (): Promise<HandledBy> => {
@@ -355,17 +354,9 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
   };
 
   const sweep = setInterval(() => {
-    const t = now();
     // Asked once per sweep, before any run of it is read.
     let handled: Promise<HandledBy | undefined> | undefined;
-    for (const [runId, q] of quiet) {
-      if (t < q.checkAt) continue;
-      const held = cache.get(runId);
-      if (!held || isTerminal(held) || t - q.since > MAX_QUIET_MS) {
-        quiet.delete(runId);
-        continue;
-      }
-      quiet.set(runId, { since: q.since, checkAt: t + Math.max(FIRST_CHECK_MS, (t - q.since) * 2) });
+    for (const [runId, held] of quiet.due((id) => cache.get(id))) {
       const workers = awaitsWorkers(held)
         ? (handled ??= handledByWorkers().catch((err: unknown) => void log.warn({ err }, "reading the workers' consumers failed")))
         : undefined;
@@ -386,7 +377,7 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
         })
         .catch((err: unknown) => log.warn({ err, runId }, "checking a quiet run failed; trying again later"));
     }
-  }, SWEEP_EVERY_MS);
+  }, QUIET_SWEEP_EVERY_MS);
   sweep.unref();
 
   /** A timer is due: decide the run again (the decision sees the deadline passed), then forget the timer. */

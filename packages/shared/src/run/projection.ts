@@ -9,6 +9,7 @@ import { ackSoon } from "../nats/batch.js";
 import type { Names } from "../names.js";
 import type { Buckets } from "../nats/provision.js";
 import { RunCache, type Delivery } from "./cache.js";
+import { QUIET_SWEEP_EVERY_MS, QuietRuns } from "./quiet.js";
 import { callArguments, findCall, initialState, isTerminal, type RunState } from "./state.js";
 import { callKey, decodeView, encodeRunIndexEntry, encodeView, encodeWaitEntry, type WaitEntry } from "./views.js";
 
@@ -62,11 +63,6 @@ function waitChangesOf(prior: RunState, event: RecordedEvent): WaitChange[] {
 }
 
 const NO_CHANGES: WaitChange[] = [];
-
-/** A quiet run is read past its view after FIRST_CHECK_MS, then ever more rarely, until MAX_QUIET_MS of quiet. */
-const SWEEP_EVERY_MS = 2_000;
-const FIRST_CHECK_MS = 10_000;
-const MAX_QUIET_MS = 10 * 60_000;
 
 /** What folding a message's event did besides the state: the side entries to write, the status it moved from. */
 class Folded {
@@ -126,12 +122,8 @@ export class Projection {
   private readonly delayMs: number;
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
-  /**
-   * Runs held here that have not ended, and when they were last folded: a safety net for an event no delivery
-   * brings (the scheduler has the same, see its sweep). A quiet run is read past its view after 10 s, then ever
-   * more rarely (20 s, 40 s, ... up to 10 min of quiet), and whatever is found is folded and stored.
-   */
-  private readonly quiet = new Map<string, { since: number; checkAt: number }>();
+  /** Runs held here that have not ended: a quiet one is read past its view, and what is found is stored (see sweep). */
+  private readonly quiet = new QuietRuns();
   private readonly sweeper: NodeJS.Timeout;
 
   constructor(private readonly opts: ProjectionOptions) {
@@ -150,7 +142,7 @@ export class Projection {
       },
       max: 20_000,
     });
-    this.sweeper = setInterval(() => this.sweep(), SWEEP_EVERY_MS);
+    this.sweeper = setInterval(() => this.sweep(), QUIET_SWEEP_EVERY_MS);
     this.sweeper.unref();
   }
 
@@ -223,12 +215,8 @@ export class Projection {
   /** The message waits for the view holding `state` to be stored, unless one is stored already. */
   private settle(runId: string, before: RunState | undefined, state: RunState, folded: Folded, msg: JsMsg): undefined {
     if (folded.first) this.opts.metrics?.runTransition(folded.first.lastSeq === 0 ? undefined : folded.first.status, state.status);
-    if (isTerminal(state)) {
-      this.quiet.delete(runId);
-    } else {
-      const t = Date.now();
-      this.quiet.set(runId, { since: t, checkAt: t + FIRST_CHECK_MS });
-    }
+    if (isTerminal(state)) this.quiet.forget(runId);
+    else this.quiet.touch(runId);
     if (state !== before || this.dirty.has(runId) || this.writing.has(runId)) {
       // The view to store holds this event: the event is acked when it is stored.
       this.hold(runId, state, msg);
@@ -261,17 +249,12 @@ export class Projection {
     await this.flush();
   }
 
-  /** Reads each quiet run past what is folded of it (see `quiet`), and stores what it finds. */
+  /**
+   * Reads each quiet run past what is folded of it (see QuietRuns), and stores what it finds: a safety net for an
+   * event no delivery brings, as the scheduler has.
+   */
   private sweep(): void {
-    const t = Date.now();
-    for (const [runId, q] of this.quiet) {
-      if (t < q.checkAt) continue;
-      const held = this.cache.get(runId);
-      if (!held || isTerminal(held) || t - q.since > MAX_QUIET_MS) {
-        this.quiet.delete(runId);
-        continue;
-      }
-      this.quiet.set(runId, { since: q.since, checkAt: t + Math.max(FIRST_CHECK_MS, (t - q.since) * 2) });
+    for (const [runId] of this.quiet.due((id) => this.cache.get(id))) {
       void this.queue
         .run(runId, async () => {
           const before = this.cache.get(runId);
@@ -288,7 +271,7 @@ export class Projection {
             throw err;
           }
           this.opts.metrics?.runTransition(folded.first.lastSeq === 0 ? undefined : folded.first.status, state.status);
-          if (isTerminal(state)) this.quiet.delete(runId);
+          if (isTerminal(state)) this.quiet.forget(runId);
           this.hold(runId, state);
         })
         .catch((err: unknown) => this.opts.log.warn({ err, runId }, "checking a quiet run's view failed; trying again later"));
