@@ -3,6 +3,8 @@
 // tens of percent within seconds, so only figures taken together compare: this pools each side's rounds and prints
 // B over A. node bench/tools/ab.mjs [rounds] [processes|in-process] [runs at 64]
 // AB_A_ENV / AB_B_ENV: JSON of environment variables for each side's services (e.g. '{"SC_PROJECTOR_PULL_MS":"20"}');
+// they are also set in this process while it provisions that side's streams and consumers (a setting that changes a
+// consumer's filter must create it so: on NATS 2.9 a consumer whose filter was changed by an update stopped delivering).
 // AB_A_ARGS / AB_B_ARGS: node flags for them; AB_A_SKIP / AB_B_SKIP: services left out (as BENCH_SKIP); AB_WHICH=1 or AB_WHICH=64 measures only that concurrency.
 // A side against itself (no variables) shows the noise: B/A 1.039 at 1 in session 14's one such run (16 rounds).
 import { connect } from "@nats-io/transport-node";
@@ -19,7 +21,11 @@ for (const k of ["A", "B"]) {
   process.env.BENCH_NODE_ARGS = process.env[`AB_${k}_ARGS`] ?? "";
   process.env.BENCH_SKIP = process.env[`AB_${k}_SKIP`] ?? "";
   const prefix = `bab${k.toLowerCase()}${Math.random().toString(36).slice(2, 7)}`;
-  const inst = await startServices(nc, prefix, mode, JSON.parse(process.env[`AB_${k}_ENV`] ?? "{}"));
+  const sideEnv = JSON.parse(process.env[`AB_${k}_ENV`] ?? "{}");
+  const saved = { ...process.env };
+  Object.assign(process.env, sideEnv);
+  const inst = await startServices(nc, prefix, mode, sideEnv);
+  for (const key of Object.keys(sideEnv)) if (saved[key] === undefined) delete process.env[key]; else process.env[key] = saved[key];
   await applyConfig(inst.client, benchConfig("mock", 10));
   sides[k] = { inst, obs: new Observer(nc, prefix), prefix, c64: [], c1: [] };
 }
