@@ -306,7 +306,7 @@ async function main() {
   // new): cold, its first 300 steps at c1 took 2.2 ms each (p50), warm 1.0-1.2 ms.
   log("warming up the raw JetStream chain...");
   for (let i = 0; i < 3; i++) await rawPass(nc);
-  log(`the design's floor: the raw chain whose commands are guarded decisions on a subject of their own, in rounds with the raw chain (${C1_ROUNDS} at 1, ${ROUNDS} at 64)...`);
+  log(`the design's floor: the raw chain whose commands are guarded decisions on a subject of their kind, in rounds with the raw chain (${C1_ROUNDS} at 1, ${ROUNDS} at 64)...`);
   // Two raw worker processes for the floor with its workers as processes, warmed up by the floor's rounds.
   const workers = await RawWorkerProcesses.start(nc);
   const floor = await designFloor(nc, workers);
@@ -441,7 +441,7 @@ async function main() {
       .join("; ")}`,
   );
   console.log(
-    `the design's floor on this server (the raw chain's commands as guarded decisions on a subject of their own, results on another): throughput at 64 = ${floor.ratios.throughputC64}, p50 latency at 1 = ${floor.ratios.latencyP50C1}; with its workers as processes: ${floor.processes.ratios.throughputC64} at 64, ${floor.processes.ratios.latencyP50C1} at 1`,
+    `the design's floor on this server (the raw chain's commands as guarded decisions on a subject of their kind, results on another): throughput at 64 = ${floor.ratios.throughputC64}, p50 latency at 1 = ${floor.ratios.latencyP50C1}; with its workers as processes: ${floor.processes.ratios.throughputC64} at 64, ${floor.processes.ratios.latencyP50C1} at 1`,
   );
   for (const s of scenarios) {
     const t = s.topologyFloor;

@@ -56,14 +56,14 @@ function readRaw(data: Uint8Array, what: string): RawMsg {
  * the events stream): no command stream, 4 stored messages a step as in the raw chain, but every event reaches the
  * driver and each kind's worker, which acks what is not its kind unread (a header says the kind). The floor of
  * that protocol, to compare with the design's (session 10). With `"by-subject"`, each decision goes to a subject of its
- * kind (`<chain>.<kind>`) that only that kind's worker reads, as NATS 2.11's
- * `Nats-Expected-Last-Subject-Sequence-Subject` would allow while guarding the whole chain: on 2.9 the guard can only
- * cover the kind's own subject, so this emulates that protocol's cost, not its guarantee. With `"decision-subject"`,
+ * kind (`<chain>.<kind>`), guarded by it, that only that kind's worker reads: Smallchain's lanes since session 18, whose
+ * guard NATS 2.9 makes whole by choosing the subject from the state a write is made from (see Names.runSubject).
+ * With `"decision-subject"`,
  * every decision goes to the chain's one subject of decisions (`<chain>.d`), guarded by that subject's last sequence,
  * and the workers' results to the chain's own subject: both kinds' workers read the decisions (and ack the other
  * kind's unread), not the results. A protocol NATS 2.9 guards fully, if every input a decision depends on other than
- * the results of its calls is on the decisions' subject (session 11). Smallchain's design since session 12, and the
- * bench's floor. With `driverReadsResultsOnly` (and the decision subject), the driver's consumer reads the results
+ * the results of its calls is on the decisions' subject (session 11). Smallchain's design in sessions 12–17, and the
+ * bench's floor then. With `driverReadsResultsOnly` (and the decision subject), the driver's consumer reads the results
  * only: the driver does not get its decisions back, as a scheduler reading no decisions would not (session 15).
  *
  * With `toolDecidedByWorker` (and `decisions`), the LLM worker appends the tool decision itself, right after its
@@ -71,8 +71,11 @@ function readRaw(data: Uint8Array, what: string): RawMsg {
  * without a decision of its own: the LLM's result and the tool call it asks for recorded in one round trip, as if the
  * llm-worker decided plain tool calls (session 10). 6 stores a step, 5 round trips one after another instead of 6.
  */
-/** The raw chain's options for Smallchain's protocol since session 12: the bench's floor. */
-export const DESIGN = { decisionsAsCommands: "decision-subject" } as const;
+/**
+ * The raw chain's options for Smallchain's protocol since session 18 (the lanes: each worker kind's decisions on a
+ * subject of their own, guarded by it): the bench's floor. Sessions 13–17's floor was `"decision-subject"`.
+ */
+export const DESIGN = { decisionsAsCommands: "by-subject" } as const;
 
 export async function rawChain(
   nc: NatsConnection,

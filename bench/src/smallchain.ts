@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { jetstreamManager } from "@nats-io/jetstream";
-import type { NatsConnection } from "@nats-io/transport-node";
+import type { Msg, NatsConnection } from "@nats-io/transport-node";
 import { Client, names, parseConfig } from "@smallchain/shared";
 import { pool, summarize, rateOf, windowOf, type Samples, type Summary } from "./stats.js";
 
@@ -157,26 +157,26 @@ export class Observer {
   private readonly ended = new Set<string>();
   private readonly startedWaiters = new Map<string, () => void>();
   readonly started = new Set<string>();
-  private sub: ReturnType<NatsConnection["subscribe"]>;
+  private readonly subs: ReturnType<NatsConnection["subscribe"]>[];
 
   constructor(nc: NatsConnection, prefix: string) {
-    this.sub = nc.subscribe(`${prefix}.run.*.ev`, {
-      callback: (_err, msg) => {
-        const now = performance.now();
-        const e = kindOf(msg.headers?.get("Nats-Msg-Id") ?? "");
-        if (e.type === "LLMRequested") {
-          const list = this.llmRequested.get(e.runId) ?? [];
-          list.push(now);
-          this.llmRequested.set(e.runId, list);
-        } else if (e.type === "RunStarted") {
-          this.started.add(e.runId);
-          this.startedWaiters.get(e.runId)?.();
-        } else if (e.type === "RunCompleted" || e.type === "RunFailed") {
-          this.ended.add(e.runId);
-          this.ends.get(e.runId)?.();
-        }
-      },
-    });
+    // Its request, start and end are on the run's lane `.ev`, its LLM calls (and a budget's end) on `.llm`.
+    const callback = (_err: unknown, msg: Msg) => {
+      const now = performance.now();
+      const e = kindOf(msg.headers?.get("Nats-Msg-Id") ?? "");
+      if (e.type === "LLMRequested") {
+        const list = this.llmRequested.get(e.runId) ?? [];
+        list.push(now);
+        this.llmRequested.set(e.runId, list);
+      } else if (e.type === "RunStarted") {
+        this.started.add(e.runId);
+        this.startedWaiters.get(e.runId)?.();
+      } else if (e.type === "RunCompleted" || e.type === "RunFailed") {
+        this.ended.add(e.runId);
+        this.ends.get(e.runId)?.();
+      }
+    };
+    this.subs = [`${prefix}.run.*.ev`, `${prefix}.run.*.llm`].map((subject) => nc.subscribe(subject, { callback }));
   }
 
   whenStarted(runId: string): Promise<void> {
@@ -205,7 +205,7 @@ export class Observer {
   }
 
   close(): void {
-    this.sub.unsubscribe();
+    for (const sub of this.subs) sub.unsubscribe();
   }
 }
 

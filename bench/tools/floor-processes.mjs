@@ -21,11 +21,13 @@ const all = {
   "decision=command": { decisionsAsCommands: true },
   "decision=command, w. proc.": { decisionsAsCommands: true, workers },
   "by kind subject, w. proc.": { decisionsAsCommands: "by-subject", workers },
-  // The design's protocol since session 12, and the bench's floor.
-  "decision subject": DESIGN,
-  "decision subject, w. proc.": { ...DESIGN, workers },
+  // The design's protocol in sessions 12-17.
+  "decision subject": { decisionsAsCommands: "decision-subject" },
+  "decision subject, w. proc.": { decisionsAsCommands: "decision-subject", workers },
   // Session 15: the same, but the driver reads the results only (not its own decisions back).
-  "decision subject, no echo, w. proc.": { ...DESIGN, driverReadsResultsOnly: true, workers },
+  "decision subject, no echo, w. proc.": { decisionsAsCommands: "decision-subject", driverReadsResultsOnly: true, workers },
+  // The design's protocol since session 18 (the lanes: "by kind subject" above), and the bench's floor.
+  "lanes (the design)": DESIGN,
   "tool decided by worker, w. proc.": { decisions: true, toolDecidedByWorker: true, workers },
 };
 // A second argument keeps only the variants whose names match it (a regular expression), with the raw chain.

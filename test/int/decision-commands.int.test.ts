@@ -26,11 +26,11 @@ function toolCallRequested(runId: string, callId: string, command: unknown): Run
   } as RunEvent;
 }
 
-/** Publishes a decision as any NATS client could, with the headers given. */
+/** Publishes a decision on the run's tool lane as any NATS client could, with the headers given. */
 function publishDecision(stack: Stack, event: RunEvent, headerValues: Record<string, string>) {
   const h = headers();
   for (const [k, v] of Object.entries(headerValues)) h.set(k, v);
-  return jetstream(stack.nc).publish(stack.names.runSubject(event.runId), encode(event), { headers: h, msgID: event.id });
+  return jetstream(stack.nc).publish(stack.names.runLaneSubject(event.runId, "tool"), encode(event), { headers: h, msgID: event.id });
 }
 
 describe("decisions that carry their commands", () => {
@@ -44,10 +44,15 @@ describe("decisions that carry their commands", () => {
     const carrying = events.filter((e) => e.command !== undefined);
     expect(carrying.map((e) => e.type)).toEqual(["LLMRequested", "ToolCallRequested", "LLMRequested"]);
     expect(decodeRaw(carrying[1]!.command!, "command")).toMatchObject({ id: `${runId}:tool:s1c0`, callId: "s1c0", tool: { name: "add" }, args: { a: 2, b: 3 } });
-    // The stored decision says whose it is, for the workers' consumers to skip the other kind's unread.
+    // Each is on its kind's lane, and says whose it is (a worker's consumer skips what else is on its lane unread).
     const jsm = await jetstreamManager(stack.nc);
-    const stored = await jsm.streams.getMessage(stack.names.eventsStream, { seq: carrying[1]!.seq });
-    expect(stored?.header.get(Header.Command)).toBe("tool");
+    const stored = await Promise.all(carrying.map((e) => jsm.streams.getMessage(stack.names.eventsStream, { seq: e.seq })));
+    expect(stored.map((m) => [m?.subject, m?.header.get(Header.Command)])).toEqual([
+      [stack.names.runLaneSubject(runId, "llm"), "llm"],
+      [stack.names.runLaneSubject(runId, "tool"), "tool"],
+      [stack.names.runLaneSubject(runId, "llm"), "llm"],
+    ]);
+    expect(carrying.map((e) => e.lane)).toEqual(["llm", "tool", "llm"]);
     expect((await jsm.streams.info(stack.names.commandsStream)).state.last_seq).toBe(0);
     // Each worker's consumer of decisions took every decision: none waits, none is pending.
     for (const durable of [stack.names.consumers.llmDecisions, stack.names.consumers.toolDecisions]) {
@@ -65,7 +70,7 @@ describe("decisions that carry their commands", () => {
     await publish(toolCallRequested("rbad1", "s1c0", { not: "a command" }), "tool");
     await publish(toolCallRequested("rbad2", "s1c0", undefined), "tool");
     await publish(toolCallRequested("rbad3", "s1c0", new Uint8Array([0xc1, 0xc1])), "tool");
-    // Another kind's decision is not this worker's: acked unread, not run.
+    // A decision on its lane that is another kind's is not this worker's: acked unread, not run.
     await publish(toolCallRequested("rother", "s1c0", addCommand("rother", "s1c0", 1, 1)), "llm");
     await publish(toolCallRequested("rgood", "s1c0", addCommand("rgood", "s1c0", 20, 22)), "tool");
 
@@ -86,9 +91,9 @@ describe("decisions that carry their commands", () => {
     await worker.stop();
     const invalid = logged.filter((l) => l.msg === "terminating an invalid tool command").map((l) => l.err);
     expect(invalid).toEqual([
-      expect.stringMatching(/^tool command in decision \d+ on .*\.run\.rbad1\.ev: id: /),
-      expect.stringMatching(/^tool command in decision \d+ on .*\.run\.rbad2\.ev: the decision carries no command$/),
-      expect.stringMatching(/^tool command in decision \d+ on .*\.run\.rbad3\.ev: not valid msgpack/),
+      expect.stringMatching(/^tool command in decision \d+ on .*\.run\.rbad1\.tool: id: /),
+      expect.stringMatching(/^tool command in decision \d+ on .*\.run\.rbad2\.tool: the decision carries no command$/),
+      expect.stringMatching(/^tool command in decision \d+ on .*\.run\.rbad3\.tool: not valid msgpack/),
     ]);
   });
 
@@ -115,8 +120,8 @@ describe("decisions that carry their commands", () => {
     await worker.stop();
     for (const runId of ["rtyped1", "rtyped2"]) expect((await stack.client.events(runId)).map((e) => e.type)).toEqual(["ToolCallRequested"]);
     expect(logged.filter((l) => l.msg === "terminating an invalid tool command").map((l) => l.err)).toEqual([
-      expect.stringMatching(/^tool command in decision \d+ on .*\.run\.rtyped1\.ev: tool: /),
-      expect.stringMatching(/^tool command in decision \d+ on .*\.run\.rtyped2\.ev: id: /),
+      expect.stringMatching(/^tool command in decision \d+ on .*\.run\.rtyped1\.tool: tool: /),
+      expect.stringMatching(/^tool command in decision \d+ on .*\.run\.rtyped2\.tool: id: /),
     ]);
   });
 });

@@ -9,7 +9,7 @@ import { startStack } from "../support/stack.js";
 const result = (runId: string, callId: string): RunEvent => ({ id: `${runId}:done:${callId}`, type: "ToolCallCompleted", v: 1, runId, at: Date.now(), data: { callId, result: "ok" } });
 const input = (runId: string, n: number): RunEvent => ({ id: `${runId}:resumed:${n}`, type: "RunResumed", v: 1, runId, at: Date.now(), data: {} });
 
-describe("a run's two subjects", () => {
+describe("a run's subjects", () => {
   let nc: NatsConnection;
   let prefix: string;
   let n: Names;
@@ -46,6 +46,30 @@ describe("a run's two subjects", () => {
       ["ToolCallCompleted", res.seq, true],
       ["RunResumed", decided.seq, false],
     ]);
+  });
+
+  it("guards each lane by its own last event: two writers at one state write to one lane, and only one lands", async () => {
+    const first = await store.append(runRequested("rl", Date.now(), { agent: "a", task: "t", input: "go" }), 0);
+    // A state whose lane is llm (say, every call of a step answered): one scheduler decides the next LLM call, while a
+    // cancel checked against the same state is written, as Control writes it, to the same lane.
+    const llm: RunEvent = { id: "rl:llm:2", type: "LLMRequested", v: 1, runId: "rl", at: Date.now(), data: { step: 2, llm: "m", messageCount: 3 } };
+    const cancel: RunEvent = { id: "rl:cancelled", type: "RunCancelled", v: 1, runId: "rl", at: Date.now(), data: { reason: "cancelled" } };
+    const decided = await store.append(llm, 0, "llm");
+    await expect(store.append(cancel, 0, "llm")).rejects.toBeInstanceOf(ConcurrencyError);
+    // Checked again against the state with the LLM call in it (still the llm lane), it lands after it.
+    const cancelled = await store.append(cancel, decided.seq, "llm");
+    // The other lanes are guarded apart: nothing on .ev moved.
+    const resumed = await store.append(input("rl", 1), first.seq);
+
+    const events = await store.readRun("rl");
+    expect(events.map((e) => [e.type, e.seq, e.lane ?? (e.result ? "res" : "ev")])).toEqual([
+      ["RunRequested", first.seq, "ev"],
+      ["LLMRequested", decided.seq, "llm"],
+      ["RunCancelled", cancelled.seq, "llm"],
+      ["RunResumed", resumed.seq, "ev"],
+    ]);
+    // A decision that carries a command goes to its kind's lane, or nowhere.
+    await expect(store.append({ ...llm, id: "rl:llm:3", command: encode({}) }, cancelled.seq, "ev")).rejects.toThrow("carries a llm command but was to go to the ev lane");
   });
 
   it("reads a long run from both subjects in stream order, up to a result stored last, with other runs' events between", async () => {
@@ -145,21 +169,21 @@ describe("a run's two subjects", () => {
     const first = await store.append(runRequested("r2", Date.now(), { agent: "a", task: "t", input: "go" }), 0);
     const stray = await jetstream(nc).publish(`${prefix}.run.r2.other`, encode(input("r2", 1)));
     const sm = await jetstreamManager(nc).then((jsm) => jsm.streams.getMessage(n.eventsStream, { seq: stray.seq }));
-    expect(() => store.decodeStored(sm!)).toThrow(`event ${stray.seq} on ${prefix}.run.r2.other: a run's events are on <run>.ev and <run>.res only`);
+    expect(() => store.decodeStored(sm!)).toThrow(`event ${stray.seq} on ${prefix}.run.r2.other: a run's events are on <run>.ev, <run>.llm, <run>.tool and <run>.res only`);
     const bad = await jetstream(nc).publish(n.runResultsSubject("r2"), encode({ not: "an event" }));
     const res = await store.appendResult(result("r2", "s1c0"));
 
-    const invalid: { seq: number; message: string; guarded: boolean }[] = [];
-    const events = await store.readRun("r2", 1, (err, seq, guarded) => invalid.push({ seq, message: err.message, guarded }));
+    const invalid: { seq: number; message: string; lane: string | undefined }[] = [];
+    const events = await store.readRun("r2", 1, (err, seq, lane) => invalid.push({ seq, message: err.message, lane }));
 
     expect(events.map((e) => e.seq)).toEqual([first.seq, res.seq]);
-    expect(invalid).toEqual([{ seq: bad.seq, message: expect.stringContaining(`event ${bad.seq} on ${n.runResultsSubject("r2")}`), guarded: false }]);
+    expect(invalid).toEqual([{ seq: bad.seq, message: expect.stringContaining(`event ${bad.seq} on ${n.runResultsSubject("r2")}`), lane: undefined }]);
     expect(await store.nextEvent("r2", first.seq + 1)).toMatchObject({ seq: res.seq, result: true });
   });
 });
 
 describe("an installation", () => {
-  it("records the workers' results on each run's results subject, and everything else on its decisions' subject", async () => {
+  it("records the workers' results on each run's results subject, and every write on the lane of the state it was made from", async () => {
     await using stack = await startStack();
     const applied = await stack.apply(adderConfig(["{ tool_calls: [ { name: add, arguments: { a: 2, b: 3 } } ] }", '{ content: "{{last_tool_result}}" }'], 1));
     const runId = applied.runs[0]!.runId;
@@ -167,11 +191,15 @@ describe("an installation", () => {
 
     const jsm = await jetstreamManager(stack.nc);
     const { state } = await jsm.streams.info(stack.names.eventsStream, { subjects_filter: stack.names.runEventsSubject(runId) });
-    expect(Object.keys(state.subjects ?? {}).sort()).toEqual([stack.names.runSubject(runId), stack.names.runResultsSubject(runId)]);
+    expect(Object.keys(state.subjects ?? {}).sort()).toEqual([...stack.names.runSubjects(runId)].sort());
 
     const events = await stack.client.events(runId);
     expect(events.filter((e) => e.result).map((e) => e.type)).toEqual(["LLMResponded", "ToolCallCompleted", "LLMResponded"]);
-    expect(events.filter((e) => !e.result).map((e) => e.type)).toEqual(["RunRequested", "RunStarted", "LLMRequested", "ToolCallRequested", "LLMRequested", "RunCompleted"]);
+    // Its request and start, and its end (decided once the LLM answered), on `.ev`; its LLM calls where the next
+    // decision was one; its tool call while the step's calls were out.
+    expect(events.filter((e) => !e.result && !e.lane).map((e) => e.type)).toEqual(["RunRequested", "RunStarted", "RunCompleted"]);
+    expect(events.filter((e) => e.lane === "llm").map((e) => e.type)).toEqual(["LLMRequested", "LLMRequested"]);
+    expect(events.filter((e) => e.lane === "tool").map((e) => e.type)).toEqual(["ToolCallRequested"]);
     expect(events.map((e) => e.seq)).toEqual([...events.map((e) => e.seq)].sort((a, b) => a - b));
   }, 30_000);
 
@@ -181,9 +209,9 @@ describe("an installation", () => {
     const proto = EventStore.prototype;
     const { append, resultBetween } = proto;
     const failed = new Set<string>();
-    proto.append = async function (this: EventStore, event, expected) {
+    proto.append = async function (this: EventStore, event, expected, lane) {
       if (event.type === "ToolCallRequested" && event.data.callId === "s1c1") await new Promise((r) => setTimeout(r, 150));
-      return append.call(this, event, expected);
+      return append.call(this, event, expected, lane);
     };
     proto.resultBetween = async function (this: EventStore, runId, from, before) {
       if (!failed.has(runId)) {

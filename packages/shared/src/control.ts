@@ -4,7 +4,8 @@ import { z } from "zod";
 import { ConcurrencyError } from "./errors.js";
 import type { EventStore } from "./eventstore.js";
 import type { RecordedEvent, RunEvent } from "./events.js";
-import { argsDigest, callArguments, evolve, findCall, initialState, isTerminal, pastInvalid, tokenDigest, type CallState, type RunState } from "./run/state.js";
+import { argsDigest, callArguments, evolve, findCall, initialState, isTerminal, laneOf, laneSeq, pastInvalid, tokenDigest, type CallState, type RunState } from "./run/state.js";
+import type { Lane } from "./names.js";
 import { getRunView } from "./run/views.js";
 import { LimitRaise } from "./run/budget.js";
 
@@ -147,10 +148,10 @@ export class Control {
   /** The run's current state: its stored view, caught up with the stream. */
   async current(runId: string): Promise<RunState> {
     const view = await getRunView(this.runs, runId);
-    const skipped: { seq: number; guarded: boolean }[] = [];
-    const events = await this.store.readRun(runId, (view?.lastSeq ?? 0) + 1, (_err, seq, guarded) => skipped.push({ seq, guarded }));
+    const skipped: { seq: number; lane: Lane | undefined }[] = [];
+    const events = await this.store.readRun(runId, (view?.lastSeq ?? 0) + 1, (_err, seq, lane) => skipped.push({ seq, lane }));
     const state = events.reduce(evolve, view ?? initialState(runId));
-    return skipped.reduce((s, { seq, guarded }) => pastInvalid(s, seq, guarded), state);
+    return skipped.reduce((s, { seq, lane }) => pastInvalid(s, seq, lane), state);
   }
 
   private openCall(state: RunState, callId: string, status: CallState["status"], what: string): CallState {
@@ -173,11 +174,13 @@ export class Control {
     for (let attempt = 1; ; attempt++) {
       const state = await this.current(runId);
       const event = make(state);
+      // On the lane of the state it was checked against, as the scheduler's decisions from that state: one of the two lands.
+      const lane = laneOf(state);
       try {
-        const r = await this.store.append(event, state.guardSeq);
+        const r = await this.store.append(event, laneSeq(state, lane), lane);
         if (r.duplicate) throw new ConcurrencyError(`run ${runId}: ${event.id} was recorded meanwhile`);
         const callId = (event.data as { callId?: string }).callId;
-        return { runId, ...(callId !== undefined && { callId }), event: { ...event, seq: r.seq } };
+        return { runId, ...(callId !== undefined && { callId }), event: { ...event, seq: r.seq, ...(lane !== "ev" && { lane }) } };
       } catch (err) {
         // The run moved on meanwhile: check again against what it is now.
         if (!(err instanceof ConcurrencyError) || attempt >= MAX_ATTEMPTS) throw err;

@@ -193,7 +193,8 @@ export type EventData<T extends EventType> = EventOf<T>["data"];
  * An event as read back from the stream, with its stream sequence. `result`: it is on the run's results subject (a
  * worker's result of a call), outside what decisions are guarded by.
  */
-export type RecordedEvent = RunEvent & { seq: number; result?: true };
+/** An event as stored: its stream sequence, and the subject it is on: the results (`result`), a worker kind's lane (`lane`), or `.ev`. */
+export type RecordedEvent = RunEvent & { seq: number; result?: true; lane?: "llm" | "tool" };
 
 /** The event as people read it (JSON lines, archives): without the bytes of the command it carried. */
 export function shownEvent<E extends { command?: Uint8Array | undefined }>(event: E): Omit<E, "command"> {

@@ -18,7 +18,7 @@ import { ConcurrencyError, RetryableError } from "./errors.js";
 import { RunEvent, isEventShaped, type RecordedEvent } from "./events.js";
 import { isRunId } from "./ids.js";
 import { currentTraceparent } from "./tracing.js";
-import { Header, type Names } from "./names.js";
+import { Header, laneOfSubject, type Lane, type Names } from "./names.js";
 
 /**
  * A command, or a decision carrying one (`kind`: whose work it is, see `Sc-Command`), is typed and continues the active
@@ -47,13 +47,13 @@ export type AppendResult = { seq: number; duplicate: boolean };
 /** Up to this many events a run is read with direct gets; longer runs with an ordered consumer. */
 const DIRECT_READ_LIMIT = 8;
 
-/** Reports an event that could not be decoded; `guarded`: it is on the run's subject of decisions. */
-export type OnInvalid = (err: DecodeError, seq: number, guarded: boolean) => void;
+/** Reports an event that could not be decoded; `lane`: the run's lane it is on (undefined: the results). */
+export type OnInvalid = (err: DecodeError, seq: number, lane: Lane | undefined) => void;
 
 /**
- * The run streams: two subjects per run in the EVENTS stream, one of decisions and inputs, one of the workers'
- * results (see Names.runSubject). Every append carries the event's deterministic id as Nats-Msg-Id (a retried
- * writer appends nothing new); decisions also carry the expected last sequence of the decisions' subject.
+ * The run streams: four subjects per run in the EVENTS stream, three lanes of decisions and inputs, one of the
+ * workers' results (see Names.runSubject). Every append carries the event's deterministic id as Nats-Msg-Id (a retried
+ * writer appends nothing new); decisions and inputs also carry the expected last sequence of their lane.
  */
 export class EventStore {
   /** How long a read of a long run waits for its next event before it gives up (to be tried again). */
@@ -72,14 +72,15 @@ export class EventStore {
   }
 
   /**
-   * Appends one event to the run's subject of decisions. With `expectedLastSeq` it only lands if that subject's
-   * newest event has that sequence (0: the run has no event yet), else it throws ConcurrencyError and nothing is
-   * written.
+   * Appends one event to one of the run's lanes (`.ev` by default). With `expectedLastSeq` it only lands if that
+   * lane's newest event has that sequence (0: none yet), else it throws ConcurrencyError and nothing is written.
    */
-  async append(event: RunEvent, expectedLastSeq?: number): Promise<AppendResult> {
+  async append(event: RunEvent, expectedLastSeq?: number, lane: Lane = "ev"): Promise<AppendResult> {
     try {
       const kind = event.command && commandKind(event);
-      const ack = await this.publisher.publish(this.names.runSubject(event.runId), encodeChecked(RunEvent, event, `event ${event.id}`), {
+      // A worker reads its kind's lane only: a command anywhere else would never be carried out.
+      if (kind && kind !== lane) throw new Error(`event ${event.id} carries a ${kind} command but was to go to the ${lane} lane`);
+      const ack = await this.publisher.publish(this.names.runLaneSubject(event.runId, lane), encodeChecked(RunEvent, event, `event ${event.id}`), {
         msgID: event.id,
         headers: kind ? commandHeaders(kind) : TYPED,
         ...(expectedLastSeq !== undefined && { expectedLastSubjectSequence: expectedLastSeq }),
@@ -100,15 +101,15 @@ export class EventStore {
   }
 
   /**
-   * Appends a decision, every event guarded by the sequence of the one before it: nothing from elsewhere can
-   * land between them unseen, so the decider's state is exactly the stream's prefix. Stops at a duplicate
-   * (another scheduler recorded it) and throws ConcurrencyError if the run moved on.
+   * Appends a decision to one lane, every event guarded by the sequence of the one before it: nothing from elsewhere
+   * can land on the lane between them unseen. Stops at a duplicate (another scheduler recorded it) and throws
+   * ConcurrencyError if the run moved on.
    */
-  async appendDecision(events: RunEvent[], expectedLastSeq: number): Promise<AppendResult[]> {
+  async appendDecision(events: RunEvent[], expectedLastSeq: number, lane: Lane = "ev"): Promise<AppendResult[]> {
     const results: AppendResult[] = [];
     let last = expectedLastSeq;
     for (const event of events) {
-      const r = await this.append(event, last);
+      const r = await this.append(event, last, lane);
       results.push(r);
       if (r.duplicate) break;
       last = r.seq;
@@ -140,7 +141,7 @@ export class EventStore {
         return this.decodeStored(sm);
       } catch (err) {
         if (!(err instanceof DecodeError)) throw err;
-        onInvalid?.(err, sm.seq, this.guarded(sm.subject));
+        onInvalid?.(err, sm.seq, laneOfSubject(sm.subject));
         await heads.advance(sm);
       }
     }
@@ -159,9 +160,9 @@ export class EventStore {
       await heads.advance(sm);
     }
     if (!(await heads.next())) return events;
-    // A long run: the rest through a consumer of both its subjects, up to the newest event stored now. The consumer's
+    // A long run: the rest through a consumer of all its subjects, up to the newest event stored now. The consumer's
     // pending count alone cannot end the read: on NATS 2.9 it can be short for a filter with a wildcard.
-    const end = Math.max(...(await Promise.all([this.names.runSubject(runId), this.names.runResultsSubject(runId)].map((s) => this.lastSeqOn(s)))));
+    const end = Math.max(...(await Promise.all(this.names.runSubjects(runId).map((s) => this.lastSeqOn(s)))));
     const consumer = await this.js.consumers.get(this.names.eventsStream, {
       filter_subjects: this.names.runEventsSubject(runId),
       deliver_policy: DeliverPolicy.StartSequence,
@@ -187,45 +188,49 @@ export class EventStore {
   }
 
   /**
-   * The next stored message of each of the run's two subjects, to read them merged in stream order. Looked up by
+   * The next stored message of each of the run's four subjects, to read them merged in stream order. Looked up by
    * their literal subjects, from the stream's leader: on NATS 2.9 a lookup by wildcard can miss a message (a
    * replica that restarted), and two replicas lagging differently could show one subject's newer events without
-   * the other's older ones.
+   * another's older ones.
    *
    * A subject's message found is the first there from its cursor on: nothing older can be stored after it. "None" is
-   * only true of what was stored when it was asked: a message of the other subject newer than anything seen by then
+   * only true of what was stored when it was asked: a message of another subject newer than anything seen by then
    * may have been stored after an event of this one, so this one is asked again before it is passed over.
    */
   private async heads(runId: string, fromSeq: number, stored = fromSeq - 1) {
-    const subjects = [this.names.runSubject(runId), this.names.runResultsSubject(runId)] as const;
-    const next: (StoredMsg | null)[] = [null, null];
-    const cursor = [fromSeq, fromSeq];
+    const subjects = this.names.runSubjects(runId);
+    const next: (StoredMsg | null)[] = subjects.map(() => null);
+    const cursor = subjects.map(() => fromSeq);
     /** For a subject that had no message: the newest sequence known stored before it was asked. */
-    const askedAfter = [0, 0];
+    const askedAfter = subjects.map(() => 0);
     let known = stored;
-    const fetch = async (i: 0 | 1, seq: number): Promise<void> => {
+    const fetch = async (i: number, seq: number): Promise<void> => {
       const before = known;
-      const sm = await this.get(subjects[i], seq);
+      const sm = await this.get(subjects[i]!, seq);
       cursor[i] = seq;
       next[i] = sm;
       askedAfter[i] = before;
       if (sm) known = Math.max(known, sm.seq);
     };
-    await Promise.all([fetch(0, fromSeq), fetch(1, fromSeq)]);
+    await Promise.all(subjects.map((_, i) => fetch(i, fromSeq)));
     return {
       next: async (): Promise<StoredMsg | null> => {
         for (;;) {
-          const [a, b] = next;
-          if (!a && !b) return null;
-          const i = !b || (a && a.seq < b.seq) ? 0 : 1;
+          let i = -1;
+          for (let j = 0; j < next.length; j++) if (next[j] && (i < 0 || next[j]!.seq < next[i]!.seq)) i = j;
+          if (i < 0) return null;
           const sm = next[i]!;
-          const other = i === 0 ? 1 : 0;
-          if (next[other] || sm.seq <= askedAfter[other]!) return sm;
-          await fetch(other, cursor[other]!);
+          // A subject that had nothing when asked, before this message was known to be stored: asked again first.
+          const unsure = next.findIndex((m, j) => !m && sm.seq > askedAfter[j]!);
+          if (unsure < 0) return sm;
+          await fetch(unsure, cursor[unsure]!);
         }
       },
       advance: async (sm: StoredMsg): Promise<void> => {
-        await fetch(next[0]?.seq === sm.seq ? 0 : 1, sm.seq + 1);
+        await fetch(
+          next.findIndex((m) => m?.seq === sm.seq),
+          sm.seq + 1,
+        );
       },
     };
   }
@@ -251,13 +256,8 @@ export class EventStore {
       into.push(read());
     } catch (err) {
       if (!(err instanceof DecodeError)) throw err;
-      onInvalid?.(err, seq, this.guarded(subject));
+      onInvalid?.(err, seq, laneOfSubject(subject));
     }
-  }
-
-  /** Whether a subject of the run stream is a run's subject of decisions (the one decisions are guarded by). */
-  guarded(subject: string): boolean {
-    return subject.endsWith(".ev");
   }
 
   /** Decodes an event delivered by a consumer; throws DecodeError for anything that is not a valid event of that run. */
@@ -298,13 +298,15 @@ export class EventStore {
 
   private decodeAt(subject: string, data: Uint8Array, seq: number, typed: boolean): RecordedEvent {
     const result = subject.endsWith(".res");
-    if (!result && !this.guarded(subject)) throw new DecodeError(`event ${seq} on ${subject}: a run's events are on <run>.ev and <run>.res only`);
+    const lane = laneOfSubject(subject);
+    if (!result && !lane) throw new DecodeError(`event ${seq} on ${subject}: a run's events are on <run>.ev, <run>.llm, <run>.tool and <run>.res only`);
     const event = decodeTyped(RunEvent, data, `event ${seq} on ${subject}`, typed, isEventShaped);
     const runId = this.names.runIdOfSubject(subject);
     if (event.runId !== runId) throw new DecodeError(`event ${seq} on ${subject} names run ${event.runId}`);
     // A subject token may hold what a run id may not (and a KV key cannot): such a "run" is no run of ours.
     if (!isRunId(runId)) throw new DecodeError(`event ${seq} on ${subject}: run id ${JSON.stringify(runId)} is not 1-64 letters, digits, '_' or '-'`);
     // The decoded object is this read's own: it takes its sequence in place rather than being copied whole.
-    return result ? Object.assign(event, { seq, result: true as const }) : Object.assign(event, { seq });
+    if (result) return Object.assign(event, { seq, result: true as const });
+    return lane === "ev" ? Object.assign(event, { seq }) : Object.assign(event, { seq, lane: lane! });
   }
 }

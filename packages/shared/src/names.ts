@@ -1,8 +1,18 @@
 /**
  * Every JetStream and subject name derives from one prefix, so tests (and tenants) can isolate themselves.
- * With the default prefix "sc" the names are those of the design: stream SC_EVENTS on sc.run.<runId>.ev (and .res), etc.
+ * With the default prefix "sc" the names are those of the design: stream SC_EVENTS on sc.run.<runId>.ev (and .llm, .tool, .res), etc.
  */
 export type Names = ReturnType<typeof names>;
+
+/** A run's subjects its writes are guarded on: see `Names.runSubject`. */
+export type Lane = "ev" | "llm" | "tool";
+export const LANES: readonly Lane[] = ["ev", "llm", "tool"];
+
+/** The lane a run subject is, from its last token; undefined for the results (`res`) and anything else. */
+export function laneOfSubject(subject: string): Lane | undefined {
+  const last = subject.slice(subject.lastIndexOf(".") + 1);
+  return last === "ev" || last === "llm" || last === "tool" ? last : undefined;
+}
 
 export const DEFAULT_PREFIX = "sc";
 
@@ -19,19 +29,25 @@ export function names(prefix: string = DEFAULT_PREFIX) {
     runIndexStream: `${up}_RUNINDEX`,
     runIndexSubject: `${prefix}.index.runs`,
     /**
-     * A run's events are on two subjects. Its decisions and every input from outside (requests, approvals, answers,
-     * cancels, a child's end) are on `runSubject`, each decision guarded by that subject's last sequence; the
-     * workers' results of its calls are on `runResultsSubject`, unguarded (deduplicated by their ids). A decision
-     * depends on nothing else but the results of the calls it waited for, so a result landing beside it cannot make
-     * it stale (see docs/performance.md, session 11).
+     * A run's events are on four subjects. Its decisions and the inputs people and systems give (approvals, answers,
+     * callbacks, cancels, resumes) are on its three lanes, each write on the lane of the run's state it was made from
+     * (`laneOf`), guarded by that lane's last sequence: `runLaneSubject(id, "llm")` where the next decision is an LLM
+     * call (the LLM workers read it), `"tool"` while the calls of a step are out (the tool workers read it), and
+     * `runSubject` (`.ev`, the "ev" lane) otherwise, with the run's request. Two writers at one state write to one
+     * lane, so only one lands (see docs/performance.md, session 18). The workers' results of its calls are on
+     * `runResultsSubject`, unguarded (deduplicated by their ids): a decision depends on nothing else but the results
+     * of the calls it waited for, so a result landing beside it cannot make it stale (session 11).
      */
     runSubject: (runId: string) => `${prefix}.run.${runId}.ev`,
     runResultsSubject: (runId: string) => `${prefix}.run.${runId}.res`,
-    /** Both subjects of a run, in stream order. */
+    runLaneSubject: (runId: string, lane: Lane) => `${prefix}.run.${runId}.${lane}`,
+    /** The four subjects of a run, literally (reads look each up by name). */
+    runSubjects: (runId: string) => [...LANES.map((l) => `${prefix}.run.${runId}.${l}`), `${prefix}.run.${runId}.res`],
+    /** All four subjects of a run, in stream order. */
     runEventsSubject: (runId: string) => `${prefix}.run.${runId}.*`,
     allRunsSubject: `${prefix}.run.*.*`,
-    /** Every run's subject of decisions: the workers read the commands decisions carry from it. */
-    allDecisionsSubject: `${prefix}.run.*.ev`,
+    /** Every run's lane of a worker kind: its workers read the commands decisions carry from it. */
+    allLaneSubject: (lane: "llm" | "tool") => `${prefix}.run.*.${lane}`,
     runIdOfSubject: (subject: string) => subject.slice(prefix.length + 5, subject.lastIndexOf(".")),
     llmCommandSubject: `${prefix}.cmd.llm`,
     toolCommandSubject: (executor: string) => `${prefix}.cmd.tool.${executor}`,
@@ -68,9 +84,13 @@ export function names(prefix: string = DEFAULT_PREFIX) {
       projector: "projector",
       llmWorker: "llm-worker",
       toolWorker: "tool-worker",
-      /** The workers' consumers of the runs' decisions (each kind's own): the commands the decisions carry. */
-      llmDecisions: "llm-worker-decisions",
-      toolDecisions: "tool-worker-decisions",
+      /**
+       * The workers' consumers of their kind's lane: the commands the decisions carry. (Named anew for the lanes: until
+       * session 18 `llm-worker-decisions` and `tool-worker-decisions` read every decision. NATS 2.9 changes a consumer's
+       * filter when it is added again, and one so changed was seen to stop delivering.)
+       */
+      llmDecisions: "llm-worker-lane",
+      toolDecisions: "tool-worker-lane",
       ingress: "ingress",
     },
   } as const;

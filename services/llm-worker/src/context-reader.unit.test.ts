@@ -82,7 +82,7 @@ function fakeStore(events: RecordedEvent[] = [], invalid: number[] = []) {
       const out: RecordedEvent[] = [];
       for (const e of store.events) {
         if (e.runId !== runId || e.seq < fromSeq) continue;
-        if (invalid.includes(e.seq)) onInvalid?.(new DecodeError(`event ${e.seq} is bad`), e.seq, !e.result);
+        if (invalid.includes(e.seq)) onInvalid?.(new DecodeError(`event ${e.seq} is bad`), e.seq, e.result ? undefined : (e.lane ?? "ev"));
         else out.push(e);
       }
       return out;

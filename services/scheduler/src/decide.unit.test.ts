@@ -1,7 +1,8 @@
-import type { EventOf, EventType, RunEvent } from "@smallchain/shared";
+import { laneOf, type EventOf, type EventType, type RunEvent } from "@smallchain/shared";
 import { describe, expect, it } from "vitest";
 import { childRunId, decide } from "./decide.js";
-import { RUN_ID, RunHistory, T0, addTool, agentSnapshot, operatorTool, runWaitingForLlm, toolCall } from "./testing.js";
+import { withCommands } from "./effects.js";
+import { RUN_ID, RunHistory, T0, addTool, agentSnapshot, approvedAddTool, operatorTool, runWaitingForLlm, toolCall } from "./testing.js";
 
 const NOW = T0 + 1_000_000;
 
@@ -424,6 +425,43 @@ describe("decide", () => {
       const ids = decide(run.state, { now: NOW }).map((e) => e.id);
 
       expect(new Set(ids).size).toBe(ids.length);
+    });
+  });
+
+  describe("lanes", () => {
+    it("decides at each state only what its lane can carry: LLM calls where it is llm, tool calls where it is tool", () => {
+      // A run of two steps, driven by decide itself: two calls (one to be approved, left to time out), then an answer.
+      const agent = agentSnapshot({ tools: [addTool, approvedAddTool] });
+      const run = new RunHistory().requested();
+      const lanes: [string, string[]][] = [];
+      const replies = [{ toolCalls: [toolCall("t1", "add", { a: 1, b: 2 }), toolCall("t2", "careful_add", { a: 3, b: 4 })] }, { content: "3" }];
+      let now = NOW;
+      for (let round = 0; round < 20 && run.state.status !== "Completed"; round++) {
+        const state = run.state;
+        const events = withCommands(state, decide(state, { now, agent: { ok: true, spec: agent } }));
+        if (events.length > 0) {
+          lanes.push([laneOf(state), events.map((e) => e.type)]);
+          for (const e of events) {
+            if (e.command && e.type === "LLMRequested") expect(laneOf(state)).toBe("llm");
+            if (e.command && e.type === "ToolCallRequested") expect(laneOf(state)).toBe("tool");
+          }
+          run.record(...events);
+          continue;
+        }
+        // Nothing to decide: the run waits for a worker, or for the approval's deadline.
+        if (state.turn.phase === "llm") run.responded(state.step, replies[state.step - 1]!);
+        else if (state.turn.phase === "tools" && state.turn.calls.some((c) => c.status === "requested")) run.completed("s1c0", "3");
+        else now += 7_200_000;
+      }
+      expect(run.state.status).toBe("Completed");
+      expect(lanes).toEqual([
+        ["ev", ["RunStarted"]],
+        ["llm", ["LLMRequested"]],
+        ["tool", ["ToolCallRequested", "ToolCallRequested", "ToolCallAwaitingApproval"]],
+        ["tool", ["TimerFired"]],
+        ["llm", ["LLMRequested"]],
+        ["ev", ["RunCompleted"]],
+      ]);
     });
   });
 });

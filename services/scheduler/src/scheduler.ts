@@ -45,6 +45,8 @@ import {
   awaitsWorkers,
   isCopying,
   isTerminal,
+  laneOf,
+  laneSeq,
   provision,
   resolveAgent,
   runRequested,
@@ -201,9 +203,11 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
       // The decision carries the commands it sends out: the workers read them from the run's stream.
       const events = withCommands(state, decide(state, await resolveInput(state)));
       if (events.length === 0) return;
+      // Every outcome of deciding at this state goes to its lane: two schedulers deciding it write to one lane.
+      const lane = laneOf(state);
       let results;
       try {
-        results = await store.appendDecision(events, state.guardSeq);
+        results = await store.appendDecision(events, laneSeq(state, lane), lane);
       } catch (err) {
         if (!(err instanceof ConcurrencyError)) throw err;
         conflicts++;
@@ -220,7 +224,7 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
         continue;
       }
       metrics?.decision();
-      const recorded: RecordedEvent[] = results.map((r, i) => ({ ...events[i]!, seq: r.seq }));
+      const recorded: RecordedEvent[] = results.map((r, i) => ({ ...events[i]!, seq: r.seq, ...(lane !== "ev" && { lane }) }));
       const prior = state;
       // A worker's result of one of the run's calls may have landed before or among the decision's events unseen (the
       // guard covers decisions only): when a call was out, or the decision's first events ask for calls (another
@@ -338,7 +342,7 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
    */
   const resendLost = async (state: RunState, handled: HandledBy): Promise<void> => {
     const kind = state.turn.phase === "llm" ? "llm" : "tool";
-    if (!awaitsWorkers(state) || !handled[kind](state.guardSeq)) return;
+    if (!awaitsWorkers(state) || !handled[kind](laneSeq(state, kind))) return;
     const carried = (await store.readRun(state.runId)).filter((e) => e.command && (e.type === "LLMRequested" ? "llm" : "tool") === kind && handled[kind](e.seq));
     // Without the command it carried, a decision's effect is to publish that command (see effectsOf).
     const commands = carried

@@ -333,9 +333,11 @@ async function redeliveries(nc: NatsConnection, n: Names): Promise<ChaosReport["
   const events = await jsm.streams.info(n.eventsStream);
   const commands = await jsm.streams.info(n.commandsStream);
   const delivered = async (stream: string, durable: string) => (await jsm.consumers.info(stream, durable)).delivered.consumer_seq;
-  // Each worker's consumer of decisions gets every decision (made before any run), and skips what is not its kind.
-  const { state } = await jsm.streams.info(n.eventsStream, { subjects_filter: n.allDecisionsSubject });
-  const decisions = Object.values(state.subjects ?? {}).reduce((a, b) => a + b, 0);
+  // Each worker kind's consumer gets everything on its kind's lane of every run (made before any run).
+  const onLane = async (lane: "llm" | "tool") => {
+    const { state } = await jsm.streams.info(n.eventsStream, { subjects_filter: n.allLaneSubject(lane) });
+    return Object.values(state.subjects ?? {}).reduce((a, b) => a + b, 0);
+  };
   return {
     scheduler: (await delivered(n.eventsStream, n.consumers.scheduler)) - events.state.messages,
     // None where the schedulers project the views (no projector consumer then).
@@ -345,9 +347,10 @@ async function redeliveries(nc: NatsConnection, n: Names): Promise<ChaosReport["
       (await delivered(n.commandsStream, n.consumers.llmWorker)) +
       (await delivered(n.commandsStream, n.consumers.toolWorker)) -
       commands.state.last_seq +
-      (await delivered(n.eventsStream, n.consumers.llmDecisions)) +
+      (await delivered(n.eventsStream, n.consumers.llmDecisions)) -
+      (await onLane("llm")) +
       (await delivered(n.eventsStream, n.consumers.toolDecisions)) -
-      2 * decisions,
+      (await onLane("tool")),
   };
 }
 

@@ -35,9 +35,9 @@ export async function collectGarbage(client: Client, opts: GcOptions): Promise<R
     if (!opts.dryRun) {
       if (opts.archive) await opts.archive(view, await client.events(view.runId));
       // Events first, the view last: a gc that dies half-way finds the run again next time.
-      // Each of the run's two subjects by name (lookups by wildcard are not exact on NATS 2.9).
+      // Each of the run's four subjects by name (lookups by wildcard are not exact on NATS 2.9).
       entry.events = 0;
-      for (const subject of [n.runSubject(view.runId), n.runResultsSubject(view.runId)]) {
+      for (const subject of n.runSubjects(view.runId)) {
         entry.events += (await jsm.streams.purge(n.eventsStream, { filter: subject })).purged;
       }
       for (const bucket of [n.waitsBucket, n.timersBucket, n.effectsBucket]) {

@@ -174,25 +174,23 @@ async function ensureStream(jsm: JetStreamManager, config: Partial<StreamConfig>
 }
 
 /**
- * The workers' consumers of the runs' decisions, created before any decision can carry a command (every service,
- * the scheduler too, provisions on start): a command in a decision appended later is delivered. Created to deliver
- * decisions from their creation on, never the history before (whose commands went through the COMMANDS stream),
- * with the workers' ack waits as the environment sets them. One that exists is left as its worker configured it:
- * on NATS 2.9 adding a consumer that exists with another config updates it.
+ * The workers' consumers of their lanes, created before any decision can carry a command (every service, the
+ * scheduler too, provisions on start): a command in a decision appended later is delivered. Created to deliver
+ * decisions from their creation on, never the history before (a decision the consumers of an earlier release were
+ * to read, left unread, is found by the scheduler's sweep of quiet runs, and its command sent again on the COMMANDS
+ * stream), with the workers' ack waits as the environment sets them. One that exists is left as its worker configured
+ * it: on NATS 2.9 adding a consumer that exists with another config updates it.
  */
 async function ensureDecisionConsumers(jsm: JetStreamManager, n: Names): Promise<void> {
-  const consumers = [
-    { durable: n.consumers.llmDecisions, ackWaitMs: workerAckWaitMs("llm") },
-    { durable: n.consumers.toolDecisions, ackWaitMs: workerAckWaitMs("tool") },
-  ];
-  for (const { durable, ackWaitMs } of consumers) {
+  for (const kind of ["llm", "tool"] as const) {
+    const config = decisionConsumer(n, kind, workerAckWaitMs(kind));
     try {
-      await jsm.consumers.info(n.eventsStream, durable);
+      await jsm.consumers.info(n.eventsStream, config.durable_name);
       continue;
     } catch (err) {
       if (!(err instanceof JetStreamApiError && err.code === 10014)) throw err;
     }
-    await jsm.consumers.add(n.eventsStream, { ack_policy: AckPolicy.Explicit, ...decisionConsumer(n, durable, ackWaitMs) });
+    await jsm.consumers.add(n.eventsStream, { ack_policy: AckPolicy.Explicit, ...config });
   }
 }
 
@@ -206,13 +204,13 @@ export function workerConsumerSettings(ackWaitMs: number) {
 }
 
 /**
- * A worker's consumer of the runs' decisions, as provisioning creates it and the worker configures it (the two must
- * agree: on NATS 2.9 adding one that exists with another config updates it).
+ * A worker kind's consumer of its lane of every run, as provisioning creates it and the worker configures it (the two
+ * must agree: on NATS 2.9 adding one that exists with another config updates it).
  */
-export function decisionConsumer(n: Names, durable: string, ackWaitMs: number) {
+export function decisionConsumer(n: Names, kind: "llm" | "tool", ackWaitMs: number) {
   return {
-    durable_name: durable,
-    filter_subject: n.allDecisionsSubject,
+    durable_name: kind === "llm" ? n.consumers.llmDecisions : n.consumers.toolDecisions,
+    filter_subject: n.allLaneSubject(kind),
     deliver_policy: DeliverPolicy.New,
     ...workerConsumerSettings(ackWaitMs),
   } satisfies Partial<ConsumerConfig>;

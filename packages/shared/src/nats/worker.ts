@@ -50,7 +50,8 @@ export type CommandWorkerOptions<S extends z.ZodType> = {
   cancelled?: CancelledRuns | undefined;
   /**
    * The commands the runs' decisions carry (those with this kind in their `Sc-Command` header), read through this
-   * durable consumer of the events stream; every other decision is acked unread as it arrives.
+   * durable consumer of the kind's lane of every run; what else is on the lane (a budget decision, an input) is acked
+   * unread as it arrives.
    */
   decisions: { durable: string; kind: "llm" | "tool" };
   /** The command subject a command would have had on the COMMANDS stream: its metrics label and span name. */
@@ -60,7 +61,7 @@ export type CommandWorkerOptions<S extends z.ZodType> = {
 /**
  * A stateless worker over shared durable pull consumers: every replica pulls from them, a command is acked only
  * after its result event is stored, and a crash leaves it to be redelivered. Most commands come in the decisions
- * that ask for them (the runs' subjects of decisions); those asked for by an input (an approved tool, a callback)
+ * that ask for them (the runs' lanes of the worker's kind); those asked for by an input (an approved tool, a callback)
  * or a fork's copy come on the COMMANDS stream. A malformed command is terminated (never redelivered forever);
  * exhausted retries become a Failed event, never a silent loss.
  */
@@ -69,7 +70,7 @@ export async function startCommandWorker<S extends z.ZodType>(opts: CommandWorke
   const settings = workerConsumerSettings(opts.ackWaitMs);
   await ensureConsumer(opts.nc, opts.names.commandsStream, { durable_name: opts.durable, filter_subject: opts.filterSubject, ...settings });
   // Provisioning made it (delivering decisions from then on); this sets the worker's ack wait.
-  await ensureConsumer(opts.nc, opts.names.eventsStream, decisionConsumer(opts.names, opts.decisions.durable, opts.ackWaitMs));
+  await ensureConsumer(opts.nc, opts.names.eventsStream, decisionConsumer(opts.names, opts.decisions.kind, opts.ackWaitMs));
 
   // What runs now, by run: a cancel stops it.
   const running = new Map<string, Set<AbortController>>();
@@ -92,7 +93,7 @@ export async function startCommandWorker<S extends z.ZodType>(opts: CommandWorke
     }));
   /** A decision that carries the command: it is in its `command` field, which nothing else decodes. */
   const fromDecision = (msg: JsMsg): Promise<void> =>
-    handle(msg, opts.names.allDecisionsSubject, (typed) => {
+    handle(msg, opts.names.allLaneSubject(opts.decisions.kind), (typed) => {
       const what = `${opts.what} command in decision ${msg.seq} on ${msg.subject}`;
       const bytes = (decodeRaw(msg.data, what) as { command?: unknown } | null)?.command;
       if (!(bytes instanceof Uint8Array)) throw new DecodeError(`${what}: the decision carries no command`);

@@ -1,6 +1,7 @@
 import type { Logger } from "pino";
 import type { EventStore } from "../eventstore.js";
 import type { RecordedEvent } from "../events.js";
+import type { Lane } from "../names.js";
 import { evolve, initialState, pastInvalid, type RunState } from "./state.js";
 
 /** Sees every event folded, with the state before it (the projector writes the messages it adds). */
@@ -142,16 +143,16 @@ export class RunCache {
   /** Folds every event after the state's last one. */
   async catchUp(state: RunState, sink?: FoldSink): Promise<RunState> {
     const generation = this.generation;
-    const skipped: { seq: number; guarded: boolean }[] = [];
+    const skipped: { seq: number; lane: Lane | undefined }[] = [];
     const report = this.reportInvalid(state.runId);
-    const events = await this.store.readRun(state.runId, state.lastSeq + 1, (err, seq, guarded) => {
-      skipped.push({ seq, guarded });
+    const events = await this.store.readRun(state.runId, state.lastSeq + 1, (err, seq, lane) => {
+      skipped.push({ seq, lane });
       report(err, seq);
     });
     const next = this.record(state, events, sink);
     this.verified.set(state.runId, generation);
     // An invalid event still occupies its place in the stream: decisions must be guarded past it.
-    const past = skipped.reduce((s, { seq, guarded }) => pastInvalid(s, seq, guarded), next);
+    const past = skipped.reduce((s, { seq, lane }) => pastInvalid(s, seq, lane), next);
     if (past === next) return next;
     this.set(past);
     return past;

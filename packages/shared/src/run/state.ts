@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import type { ForkRef, ParentRef, RecordedEvent, RunEvent } from "../events.js";
+import type { Lane } from "../names.js";
 import type { ChatMessage, ToolCallRecord } from "./messages.js";
 import type { AgentSnapshot } from "./spec.js";
 import { NO_SPEND, addSpend, roundUsd, type LimitName, type Limits, type Spend } from "./budget.js";
@@ -139,10 +140,12 @@ export type RunState = {
   /** Stream sequence of the last folded event (on either of the run's subjects): where reading the run resumes. */
   lastSeq: number;
   /**
-   * Stream sequence of the last folded event on the run's subject of decisions (every event but the workers'
-   * results): decisions and inputs are appended with it as the expected last sequence.
+   * Stream sequence of the last folded event on each of the run's lanes (see `laneOf`): `guardSeq` on `.ev`, the
+   * others on `.llm` and `.tool` (0: none yet). A write made from this state goes to its lane, expecting that lane's.
    */
   guardSeq: number;
+  llmSeq: number;
+  toolSeq: number;
   eventCount: number;
 };
 
@@ -192,17 +195,51 @@ export function initialState(runId: string): RunState {
     llmDelta: [],
     lastSeq: 0,
     guardSeq: 0,
+    llmSeq: 0,
+    toolSeq: 0,
     eventCount: 0,
   };
 }
 
+/** The last sequence of one of the run's lanes, as the state knows it: what a write to that lane expects. */
+export function laneSeq(state: Pick<RunState, "guardSeq" | "llmSeq" | "toolSeq">, lane: Lane): number {
+  return lane === "ev" ? state.guardSeq : lane === "llm" ? state.llmSeq : state.toolSeq;
+}
+
+const LANE_FIELD = { ev: "guardSeq", llm: "llmSeq", tool: "toolSeq" } as const;
+
+/**
+ * The lane every write made from this state goes to: decisions and inputs alike (see `Names.runSubject`). A function
+ * of the state alone, so two writers at one state write to one lane and only one of them lands; and every outcome
+ * `decide` can have at a state is written to it. Where the next decision is an LLM call (the LLM workers read the
+ * command from the lane): `llm`. While a step's calls are out (tool commands, approvals, questions, timers, children,
+ * timeouts): `tool`. Otherwise (a request, a pause, an answer or a failure to record, a run that ended): `ev`.
+ */
+export function laneOf(state: Pick<RunState, "status" | "turn" | "agent" | "forkOf" | "eventCount">): Lane {
+  if (state.status !== "Running" || !state.agent || isCopying(state)) return "ev";
+  const turn = state.turn;
+  switch (turn.phase) {
+    case "idle":
+    case "llm":
+      return "llm";
+    case "tools":
+      return turn.calls.every(isCallDone) ? "llm" : "tool";
+    case "llmFailed":
+    case "answered":
+      return "ev";
+    default:
+      return assertNever(turn);
+  }
+}
+
 /**
  * The state past an event that could not be decoded: it still occupies its place in the stream, so reading resumes
- * after it and, on the decisions' subject (`guarded`), decisions are guarded past it.
+ * after it and, on a lane (`lane`; undefined: the results), writes to that lane are guarded past it.
  */
-export function pastInvalid(state: RunState, seq: number, guarded: boolean): RunState {
-  if (seq <= state.lastSeq && (!guarded || seq <= state.guardSeq)) return state;
-  return { ...state, lastSeq: Math.max(state.lastSeq, seq), ...(guarded && { guardSeq: Math.max(state.guardSeq, seq) }) };
+export function pastInvalid(state: RunState, seq: number, lane: Lane | undefined): RunState {
+  const field = lane && LANE_FIELD[lane];
+  if (seq <= state.lastSeq && (!field || seq <= state[field])) return state;
+  return { ...state, lastSeq: Math.max(state.lastSeq, seq), ...(field && { [field]: Math.max(state[field], seq) }) };
 }
 
 /** Folds one recorded event into the run view. Pure; events at or below `lastSeq` are already in it. */
@@ -213,7 +250,9 @@ export function evolve(state: RunState, event: RecordedEvent): RunState {
     ...apply(state, event),
     messageCount: state.messageCount + added.length,
     lastSeq: event.seq,
-    guardSeq: event.result ? state.guardSeq : event.seq,
+    guardSeq: event.result || event.lane ? state.guardSeq : event.seq,
+    llmSeq: event.lane === "llm" ? event.seq : state.llmSeq,
+    toolSeq: event.lane === "tool" ? event.seq : state.toolSeq,
     eventCount: state.eventCount + 1,
     updatedAt: event.at,
   };

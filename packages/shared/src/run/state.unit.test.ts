@@ -4,7 +4,7 @@ import type { EventData, EventType, RecordedEvent, RunEvent } from "../events.js
 import type { ChatMessage } from "./messages.js";
 import type { AgentSnapshot } from "./spec.js";
 import { decodeView, encodeView } from "./views.js";
-import { awaitsWorkers, evolve, findCall, initialState, messagesOf, pastInvalid, type RunState } from "./state.js";
+import { awaitsWorkers, evolve, findCall, initialState, laneOf, laneSeq, messagesOf, pastInvalid, type RunState } from "./state.js";
 
 const RUN_ID = "rtest";
 const T0 = 1_700_000_000_000;
@@ -153,13 +153,68 @@ describe("evolve", () => {
     expect(outstanding).toEqual([false, false, true, false, true, true, true, false, true, false, false]);
   });
 
-  it("steps past an undecodable event: reading resumes after it, and decisions are guarded past it only on the decisions' subject", () => {
+  it("puts every write on the lane of the state it was made from, and guards each lane by its own last event", () => {
+    const results = new Set(["LLMResponded", "ToolCallCompleted"]);
+    const plain = fullRun().events;
+    const lanes = plain.map((e, i) => (results.has(e.type) ? "res" : laneOf(fold(plain.slice(0, i)))));
+    // Requested: .ev; an LLM call to decide: .llm; the step's two calls out: .tool; both in: .llm; answered: .ev.
+    expect(lanes).toEqual(["ev", "ev", "llm", "res", "tool", "tool", "res", "res", "llm", "res", "ev"]);
+    const events = plain.map((e, i) => {
+      const lane = lanes[i];
+      return lane === "res" ? { ...e, result: true as const } : lane === "llm" || lane === "tool" ? { ...e, lane } : e;
+    });
+    const byStep = events.map((_, i) => fold(events.slice(0, i + 1)));
+
+    expect(byStep.map((s) => [s.guardSeq, s.llmSeq, s.toolSeq])).toEqual([
+      [1, 0, 0],
+      [2, 0, 0],
+      [2, 3, 0],
+      [2, 3, 0],
+      [2, 3, 5],
+      [2, 3, 6],
+      [2, 3, 6],
+      [2, 3, 6],
+      [2, 9, 6],
+      [2, 9, 6],
+      [11, 9, 6],
+    ]);
+    expect(["ev", "llm", "tool"].map((l) => laneSeq(byStep[8]!, l as "ev" | "llm" | "tool"))).toEqual([2, 9, 6]);
+    // Where the run is does not depend on which subjects its events came on.
+    const where = (s: RunState) => ({ ...s, guardSeq: 0, llmSeq: 0, toolSeq: 0 });
+    expect(where(fold(events))).toEqual(where(fold(plain)));
+  });
+
+  it("passes over a decision about a call a result had completed, stored on the tool lane after the next LLM call", () => {
+    // A writer that had not seen the step's last result decides about its call (a timeout, say) while another, that
+    // had, decides the next LLM call on the llm lane: both land, the result before them (docs/performance.md, session 18).
+    const events = fullRun().events.slice(0, 9); // ... both results 7 and 8, LLMRequested 9
+    const late: RecordedEvent = { id: `${RUN_ID}:late`, type: "ToolCallFailed", v: 1, runId: RUN_ID, at: T0 + 100, data: { callId: "s1c0", error: "timed out" }, seq: 10, lane: "tool" };
+    const before = fold(events);
+    const after = fold([...events, late]);
+
+    expect(after).toMatchObject({ lastSeq: 10, toolSeq: 10, eventCount: before.eventCount + 1 });
+    const where = (s: RunState) => ({ ...s, lastSeq: 0, toolSeq: 0, eventCount: 0, updatedAt: 0 });
+    expect(where(after)).toEqual(where(before));
+  });
+
+  it("puts every write of a run that is not running on .ev: requested, paused, ended", () => {
+    const { events } = fullRun();
+    expect(laneOf(initialState(RUN_ID))).toBe("ev");
+    expect(laneOf(fold(events))).toBe("ev");
+    expect(laneOf({ ...fold(events.slice(0, 3)), status: "Paused" })).toBe("ev");
+    expect(laneOf({ ...fold(events.slice(0, 3)), status: "Running" })).toBe("llm");
+  });
+
+  it("steps past an undecodable event: reading resumes after it, and writes are guarded past it only on its lane", () => {
     const state = fold(fullRun().events.slice(0, 4)); // lastSeq 4, guardSeq 4
 
-    expect(pastInvalid(state, 6, false)).toMatchObject({ lastSeq: 6, guardSeq: 4 });
-    expect(pastInvalid(state, 6, true)).toMatchObject({ lastSeq: 6, guardSeq: 6 });
-    expect(pastInvalid(state, 3, true)).toBe(state);
-    expect(pastInvalid({ ...state, guardSeq: 2 }, 3, true)).toMatchObject({ lastSeq: 4, guardSeq: 3 });
+    expect(pastInvalid(state, 6, undefined)).toMatchObject({ lastSeq: 6, guardSeq: 4, llmSeq: 0, toolSeq: 0 });
+    expect(pastInvalid(state, 6, "ev")).toMatchObject({ lastSeq: 6, guardSeq: 6 });
+    expect(pastInvalid(state, 6, "llm")).toMatchObject({ lastSeq: 6, guardSeq: 4, llmSeq: 6, toolSeq: 0 });
+    expect(pastInvalid(state, 6, "tool")).toMatchObject({ lastSeq: 6, guardSeq: 4, llmSeq: 0, toolSeq: 6 });
+    expect(pastInvalid(state, 3, "ev")).toBe(state);
+    expect(pastInvalid({ ...state, guardSeq: 2 }, 3, "ev")).toMatchObject({ lastSeq: 4, guardSeq: 3 });
+    expect(pastInvalid(state, 3, "tool")).toMatchObject({ lastSeq: 4, toolSeq: 3 });
   });
 
   it("accumulates token usage over every LLMResponded", () => {

@@ -24,8 +24,9 @@ export function viewOf(state: RunState): Omit<RunState, "newMessages" | "llmDelt
 /** Run views are written only by the projector, from validated events; they are read without a schema. */
 export function decodeView(bytes: Uint8Array): RunState {
   // Views stored before spend accounting lack its fields: they start at zero. Views stored before the results had a
-  // subject of their own have no guardSeq: every event they folded was on the decisions' subject.
-  const view = { newMessages: [], llmDelta: [], costUsd: 0, descendants: NO_SPEND, resumes: 0, ...(packr.unpack(bytes) as Partial<RunState>) } as RunState;
+  // subject of their own have no guardSeq: every event they folded was on the decisions' subject. Views stored before
+  // the lanes (session 18) have no llmSeq or toolSeq: nothing was on those lanes.
+  const view = { newMessages: [], llmDelta: [], costUsd: 0, descendants: NO_SPEND, resumes: 0, llmSeq: 0, toolSeq: 0, ...(packr.unpack(bytes) as Partial<RunState>) } as RunState;
   return view.guardSeq === undefined ? { ...view, guardSeq: view.lastSeq } : view;
 }
 
