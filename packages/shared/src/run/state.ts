@@ -215,8 +215,9 @@ const LANE_FIELD = { ev: "guardSeq", llm: "llmSeq", tool: "toolSeq" } as const;
  * command from the lane): `llm`. While a step's calls are out (tool commands, approvals, questions, timers, children,
  * timeouts): `tool`. Otherwise (a request, a pause, an answer or a failure to record, a run that ended): `ev`.
  */
-export function laneOf(state: Pick<RunState, "status" | "turn" | "agent" | "forkOf" | "eventCount">): Lane {
-  if (state.status !== "Running" || !state.agent || isCopying(state)) return "ev";
+export function laneOf(state: Pick<RunState, "status" | "turn" | "forkOf" | "eventCount">): Lane {
+  // Only what a stored view holds too (no agent snapshot): Control checks its inputs against the view and what followed.
+  if (state.status !== "Running" || isCopying(state)) return "ev";
   const turn = state.turn;
   switch (turn.phase) {
     case "idle":

@@ -197,6 +197,13 @@ describe("evolve", () => {
     expect(where(after)).toEqual(where(before));
   });
 
+  it("finds the same lane from a stored view as from the whole fold (Control checks inputs against the view)", () => {
+    const { events } = fullRun();
+    const lanes = events.map((_, i) => laneOf(fold(events.slice(0, i + 1))));
+    expect(events.map((_, i) => laneOf(decodeView(encodeView(fold(events.slice(0, i + 1))))))).toEqual(lanes);
+    expect(new Set(lanes)).toEqual(new Set(["ev", "llm", "tool"]));
+  });
+
   it("puts every write of a run that is not running on .ev: requested, paused, ended", () => {
     const { events } = fullRun();
     expect(laneOf(initialState(RUN_ID))).toBe("ev");
