@@ -5,6 +5,7 @@ import { ConcurrencyError, EventStore, encode, names, provision, runRequested, t
 import { cleanupPrefix, natsUrl, uniquePrefix } from "../support/nats.js";
 import { adderConfig } from "../support/configs.js";
 import { startStack } from "../support/stack.js";
+import { eventually } from "../support/processes.js";
 
 const result = (runId: string, callId: string): RunEvent => ({ id: `${runId}:done:${callId}`, type: "ToolCallCompleted", v: 1, runId, at: Date.now(), data: { callId, result: "ok" } });
 const input = (runId: string, n: number): RunEvent => ({ id: `${runId}:resumed:${n}`, type: "RunResumed", v: 1, runId, at: Date.now(), data: {} });
@@ -201,6 +202,37 @@ describe("an installation", () => {
     expect(events.filter((e) => e.lane === "llm").map((e) => e.type)).toEqual(["LLMRequested", "LLMRequested"]);
     expect(events.filter((e) => e.lane === "tool").map((e) => e.type)).toEqual(["ToolCallRequested"]);
     expect(events.map((e) => e.seq)).toEqual([...events.map((e) => e.seq)].sort((a, b) => a - b));
+  }, 30_000);
+
+  it("finds a write that landed on another lane beside a decision that did not see it: a cancel checked before the model answered", async () => {
+    const proto = EventStore.prototype;
+    const { append } = proto;
+    const staged = new Set<string>();
+    proto.append = async function (this: EventStore, event, expected, lane) {
+      if (event.type === "ToolCallRequested" && !staged.has(event.runId)) {
+        staged.add(event.runId);
+        // A cancel checked against the run as it was before the model answered (its lane then: llm) lands now, before
+        // the decision the answer led to (on the tool lane): the scheduler's state over its decision passes over it.
+        const llmSeq = (await this.readRun(event.runId)).filter((e) => e.lane === "llm").at(-1)!.seq;
+        const cancel: RunEvent = { id: `${event.runId}:cancelled`, type: "RunCancelled", v: 1, runId: event.runId, at: Date.now(), data: { reason: "stale" } };
+        await append.call(this, cancel, llmSeq, "llm");
+      }
+      return append.call(this, event, expected, lane);
+    };
+    try {
+      await using stack = await startStack();
+      const applied = await stack.apply(adderConfig(["{ tool_calls: [ { name: add, arguments: { a: 1, b: 2 } } ] }", '{ content: "sum {{last_tool_result}}" }'], 1));
+      const runId = applied.runs[0]!.runId;
+      expect((await stack.client.waitForRun(runId, { timeoutMs: 15_000 })).status).toBe("Cancelled");
+      // When the cancel came, the scheduler read the run again and carried its effects out: the workers are told.
+      await eventually(async () => (await stack.client.buckets.cancelled.get(runId)) !== null, 10_000, "the run in the cancelled bucket");
+      const events = await stack.client.events(runId);
+      expect(events.slice(0, 6).map((e) => e.type)).toEqual(["RunRequested", "RunStarted", "LLMRequested", "LLMResponded", "RunCancelled", "ToolCallRequested"]);
+      // Nothing more was decided for it.
+      expect(events.slice(6).filter((e) => !e.result)).toEqual([]);
+    } finally {
+      proto.append = append;
+    }
   }, 30_000);
 
   it("loses no result when the look for results a decision did not see fails: the run is read again whole", async () => {

@@ -8,6 +8,9 @@ export class BoundedMap<V> {
     this.items.set(id, value);
     if (this.items.size > this.max) this.items.delete(this.items.keys().next().value!);
   }
+  get(id: string): V | undefined {
+    return this.items.get(id);
+  }
   /** The value, forgotten. */
   take(id: string): V | undefined {
     const value = this.items.get(id);

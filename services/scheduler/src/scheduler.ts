@@ -117,6 +117,13 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
   const carriedOut = new CarriedOut(100_000, opts.keepRecordedMs ?? 5_000, Date.now);
   // Commands sent again because their decisions' deliveries were lost: once each (see resendLost).
   const resent = new BoundedMap<true>(10_000);
+  /**
+   * By run, the span of stream sequences a decision recorded here covered, from the first after the state it was made
+   * from to its last event, with its own events' sequences: anything else of the run in it landed unseen. With the
+   * lanes, that can be a write on another lane from a state that had not seen the result which moved the run to ours
+   * (docs/performance.md, session 18). The state recorded passed over it, so when it comes, the run is read again whole.
+   */
+  const passedOver = new BoundedMap<{ from: number; to: number; ours: Set<number> }>(10_000);
   const jsm = await jetstreamManager(nc);
 
   await ensureConsumer(nc, n.eventsStream, {
@@ -195,6 +202,19 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
     await Promise.all(effects.map((e) => perform(store, n, buckets, hourMs, e)));
   };
 
+  /**
+   * The run's state after a write to one of its lanes was refused: what came after it. If nothing did, the state held
+   * passed over an event (see passedOver) and the run is read again whole.
+   */
+  const caughtUp = async (state: RunState): Promise<RunState> => {
+    const next = await cache.catchUp(state);
+    if (next.lastSeq > state.lastSeq) return next;
+    log.debug({ runId: state.runId }, "a lane moved, yet nothing came after the state held; reading the run again whole");
+    passedOver.delete(state.runId);
+    cache.drop(state.runId);
+    return cache.catchUp(initialState(state.runId));
+  };
+
   /** Decide, append, carry out; again until the run waits for something outside. */
   const advance = async (initial: RunState): Promise<void> => {
     let state = initial;
@@ -213,14 +233,14 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
         conflicts++;
         metrics?.decisionConflict();
         log.debug({ runId: state.runId, conflicts }, "run moved on while deciding; catching up");
-        state = await cache.catchUp(state);
+        state = await caughtUp(state);
         continue;
       }
       if (results.some((r) => r.duplicate)) {
         // Someone else recorded this decision: take the stream's word for what happened.
         conflicts++;
         metrics?.decisionConflict();
-        state = await cache.catchUp(state);
+        state = await caughtUp(state);
         continue;
       }
       metrics?.decision();
@@ -236,6 +256,8 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
           ? store.resultBetween(prior.runId, prior.lastSeq + 1, last)
           : undefined;
       unseen?.catch(() => {});
+      if (last - prior.lastSeq > recorded.length) passedOver.set(prior.runId, { from: prior.lastSeq + 1, to: last, ours: new Set(recorded.map((e) => e.seq)) });
+      else passedOver.delete(prior.runId);
       state = cache.record(state, recorded);
       const effects = recorded.flatMap((e) => effectsOf(state, e, now()));
       for (const e of recorded) {
@@ -250,7 +272,10 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
           for (const e of recorded) carriedOut.delete(e.id);
           throw err;
         }
-        if (unseen && (await unseen)) state = await cache.catchUp(prior);
+        if (unseen && (await unseen)) {
+          state = await cache.catchUp(prior);
+          passedOver.delete(prior.runId);
+        }
       } catch (err) {
         // The state recorded may have passed over a result the look was to find: if the look did not finish, nothing
         // of the run is held, and its next event reads it whole (kept, it would wait forever for what it passed over).
@@ -282,6 +307,12 @@ export async function startScheduler(opts: SchedulerOptions): Promise<Service> {
       const event = store.decodeOrTerm(msg, log);
       if (!event) return;
       metrics?.event(event.type);
+      const span = passedOver.get(event.runId);
+      if (span && event.seq >= span.from && event.seq <= span.to && !span.ours.has(event.seq)) {
+        // It landed beside a decision recorded here, which did not see it: the state held passed over it.
+        passedOver.delete(event.runId);
+        cache.drop(event.runId);
+      }
       try {
         const before = cache.get(event.runId);
         const state = await cache.withEvent(event);
