@@ -227,10 +227,7 @@ export class EventStore {
         }
       },
       advance: async (sm: StoredMsg): Promise<void> => {
-        await fetch(
-          next.findIndex((m) => m?.seq === sm.seq),
-          sm.seq + 1,
-        );
+        await fetch(next.findIndex((m) => m?.seq === sm.seq), sm.seq + 1);
       },
     };
   }

@@ -53,7 +53,7 @@ export async function startLlmWorker(opts: LlmWorkerOptions): Promise<Service> {
     log,
     durable: n.consumers.llmWorker,
     filterSubject: n.llmCommandSubject,
-    decisions: { durable: n.consumers.llmDecisions, kind: "llm" },
+    kind: "llm",
     subjectOf: () => n.llmCommandSubject,
     schema: LlmCommand,
     what: "llm",

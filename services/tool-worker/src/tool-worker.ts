@@ -110,7 +110,7 @@ export async function startToolWorker(opts: ToolWorkerOptions): Promise<Service>
     log,
     durable: n.consumers.toolWorker,
     filterSubject: n.allToolCommandsSubject,
-    decisions: { durable: n.consumers.toolDecisions, kind: "tool" },
+    kind: "tool",
     subjectOf: (command) => n.toolCommandSubject(command.tool.kind),
     schema: ToolCommand,
     what: "tool",

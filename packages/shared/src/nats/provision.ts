@@ -177,8 +177,9 @@ async function ensureStream(jsm: JetStreamManager, config: Partial<StreamConfig>
  * The workers' consumers of their lanes, created before any decision can carry a command (every service, the
  * scheduler too, provisions on start): a command in a decision appended later is delivered. Created to deliver
  * decisions from their creation on, never the history before (drain the consumers of an earlier release before
- * upgrading: README, "Running the services separately"), with the workers' ack waits as the environment sets them. One that exists is left as its worker configured
- * it: on NATS 2.9 adding a consumer that exists with another config updates it.
+ * upgrading: README, "Running the services separately"), with the workers' ack waits as the environment sets them.
+ * One that exists is left as its worker configured it: on NATS 2.9 adding a consumer that exists with another config
+ * updates it.
  */
 async function ensureDecisionConsumers(jsm: JetStreamManager, n: Names): Promise<void> {
   for (const kind of ["llm", "tool"] as const) {

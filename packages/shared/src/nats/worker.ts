@@ -49,11 +49,11 @@ export type CommandWorkerOptions<S extends z.ZodType> = {
   /** Runs cancelled lately: their commands are acked and dropped, and one running is stopped. */
   cancelled?: CancelledRuns | undefined;
   /**
-   * The commands the runs' decisions carry (those with this kind in their `Sc-Command` header), read through this
-   * durable consumer of the kind's lane of every run; what else is on the lane (a budget decision, an input) is acked
-   * unread as it arrives.
+   * The worker's kind: it takes the commands the runs' decisions carry with this kind in their `Sc-Command` header,
+   * through its kind's consumer of that lane of every run (`decisionConsumer`); what else is on the lane (a budget
+   * decision, an input) is acked unread as it arrives.
    */
-  decisions: { durable: string; kind: "llm" | "tool" };
+  kind: "llm" | "tool";
   /** The command subject a command would have had on the COMMANDS stream: its metrics label and span name. */
   subjectOf: (command: z.infer<S>) => string;
 };
@@ -70,7 +70,8 @@ export async function startCommandWorker<S extends z.ZodType>(opts: CommandWorke
   const settings = workerConsumerSettings(opts.ackWaitMs);
   await ensureConsumer(opts.nc, opts.names.commandsStream, { durable_name: opts.durable, filter_subject: opts.filterSubject, ...settings });
   // Provisioning made it (delivering decisions from then on); this sets the worker's ack wait.
-  await ensureConsumer(opts.nc, opts.names.eventsStream, decisionConsumer(opts.names, opts.decisions.kind, opts.ackWaitMs));
+  const decisions = decisionConsumer(opts.names, opts.kind, opts.ackWaitMs);
+  await ensureConsumer(opts.nc, opts.names.eventsStream, decisions);
 
   // What runs now, by run: a cancel stops it.
   const running = new Map<string, Set<AbortController>>();
@@ -93,7 +94,7 @@ export async function startCommandWorker<S extends z.ZodType>(opts: CommandWorke
     }));
   /** A decision that carries the command: it is in its `command` field, which nothing else decodes. */
   const fromDecision = (msg: JsMsg): Promise<void> =>
-    handle(msg, opts.names.allLaneSubject(opts.decisions.kind), (typed) => {
+    handle(msg, decisions.filter_subject, (typed) => {
       const what = `${opts.what} command in decision ${msg.seq} on ${msg.subject}`;
       const bytes = (decodeRaw(msg.data, what) as { command?: unknown } | null)?.command;
       if (!(bytes instanceof Uint8Array)) throw new DecodeError(`${what}: the decision carries no command`);
@@ -243,12 +244,12 @@ export async function startCommandWorker<S extends z.ZodType>(opts: CommandWorke
     done("ok");
   };
 
-  const { kind } = opts.decisions;
+  const { kind } = opts;
   const loops = [
     startConsumerLoop(opts.nc, { stream: opts.names.commandsStream, durable: opts.durable, concurrency: opts.concurrency, handle: fromCommands, log, metrics }),
     startConsumerLoop(opts.nc, {
       stream: opts.names.eventsStream,
-      durable: opts.decisions.durable,
+      durable: decisions.durable_name,
       concurrency: opts.concurrency,
       skip: (msg) => msg.headers?.get(Header.Command) !== kind,
       handle: fromDecision,

@@ -201,12 +201,13 @@ export function initialState(runId: string): RunState {
   };
 }
 
+/** Where a state keeps each lane's last sequence. */
+const LANE_FIELD = { ev: "guardSeq", llm: "llmSeq", tool: "toolSeq" } as const;
+
 /** The last sequence of one of the run's lanes, as the state knows it: what a write to that lane expects. */
 export function laneSeq(state: Pick<RunState, "guardSeq" | "llmSeq" | "toolSeq">, lane: Lane): number {
-  return lane === "ev" ? state.guardSeq : lane === "llm" ? state.llmSeq : state.toolSeq;
+  return state[LANE_FIELD[lane]];
 }
-
-const LANE_FIELD = { ev: "guardSeq", llm: "llmSeq", tool: "toolSeq" } as const;
 
 /**
  * The lane every write made from this state goes to: decisions and inputs alike (see `Names.runSubject`). A function
