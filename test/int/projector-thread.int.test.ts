@@ -2,7 +2,7 @@ import { pino } from "pino";
 import { describe, expect, it } from "vitest";
 import { createMetrics, type RunEvent } from "@smallchain/shared";
 import { startProjectorThread } from "@smallchain/projector";
-import { runStart } from "../support/events.js";
+import { appendRun, runStart } from "../support/events.js";
 import { eventually } from "../support/processes.js";
 import { natsUrl } from "../support/nats.js";
 import { startStack } from "../support/stack.js";
@@ -12,11 +12,6 @@ function runEvents(runId: string): RunEvent[] {
   return [...runStart(runId), { id: `${runId}:completed`, type: "RunCompleted", v: 1, runId, at: 3, data: { output: "hi" } }];
 }
 
-async function appendRun(stack: Awaited<ReturnType<typeof startStack>>, runId: string): Promise<void> {
-  const [requested, ...rest] = runEvents(runId);
-  await stack.client.store.append(requested!, 0);
-  for (const e of rest) await stack.client.store.append(e);
-}
 
 describe("the projector on a worker thread (smallchain dev)", () => {
   it("folds runs into views from its own thread, relays its metrics, and stores what it folded when stopped", async () => {
@@ -24,7 +19,7 @@ describe("the projector on a worker thread (smallchain dev)", () => {
     const metrics = createMetrics({ defaultMetrics: false });
     const projector = await startProjectorThread({ servers: [natsUrl()], prefix: stack.prefix, logLevel: "silent", log, metrics });
     try {
-      await appendRun(stack, "rthread");
+      await appendRun(stack.client.store, runEvents("rthread"));
       const view = await eventually(async () => stack.client.getRun("rthread"), 10_000, "the view");
       expect(view).toMatchObject({ status: "Completed", output: "hi", lastSeq: 3 });
       // The thread's counts reach this thread's registry (sent at most every 500 ms).
@@ -39,11 +34,11 @@ describe("the projector on a worker thread (smallchain dev)", () => {
     await using stack = await startStack([]);
     const projector = await startProjectorThread({ servers: [natsUrl()], prefix: stack.prefix, logLevel: "silent", log });
     try {
-      await appendRun(stack, "rbefore");
+      await appendRun(stack.client.store, runEvents("rbefore"));
       await eventually(async () => stack.client.getRun("rbefore"), 10_000, "the first view");
       // Kill the thread from the inside: the main thread sees it exit and starts another.
       await projector.kill();
-      await appendRun(stack, "rafter");
+      await appendRun(stack.client.store, runEvents("rafter"));
       const view = await eventually(async () => stack.client.getRun("rafter"), 15_000, "the view after the restart");
       expect(view.status).toBe("Completed");
     } finally {

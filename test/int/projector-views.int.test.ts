@@ -3,7 +3,7 @@ import { pino } from "pino";
 import { describe, expect, it } from "vitest";
 import { encodeView, evolve, initialState, type RecordedEvent, type RunEvent } from "@smallchain/shared";
 import { startProjector } from "@smallchain/projector";
-import { runStart } from "../support/events.js";
+import { appendRun, runStart } from "../support/events.js";
 import { eventually } from "../support/processes.js";
 import { startStack } from "../support/stack.js";
 
@@ -18,9 +18,7 @@ describe("the projector's view writes", () => {
     const jsm = await jetstreamManager(stack.nc);
     const projector = await startProjector({ nc: stack.nc, names: stack.names, log, viewDelayMs: 1_500 });
     try {
-      const [requested, ...rest] = runEvents("rbusy");
-      await stack.client.store.append(requested!, 0);
-      for (const e of rest) await stack.client.store.append(e);
+      await appendRun(stack.client.store, runEvents("rbusy"));
       const pending = async () => (await jsm.consumers.info(stack.names.eventsStream, stack.names.consumers.projector)).num_ack_pending;
       // Folded, not stored yet: nothing is acked, so a crash now would bring all three back.
       await eventually(async () => (await pending()) === 3, 1_000, "three events folded and held");
@@ -39,9 +37,7 @@ describe("the projector's view writes", () => {
   it("stores every view it folded when it stops, without waiting for the delay", async () => {
     await using stack = await startStack([]);
     const projector = await startProjector({ nc: stack.nc, names: stack.names, log, viewDelayMs: 60_000 });
-    const [requested, ...rest] = runEvents("rstop");
-    await stack.client.store.append(requested!, 0);
-    for (const e of rest) await stack.client.store.append(e);
+    await appendRun(stack.client.store, runEvents("rstop"));
     const jsm = await jetstreamManager(stack.nc);
     await eventually(
       async () => (await jsm.consumers.info(stack.names.eventsStream, stack.names.consumers.projector)).num_ack_pending === 3,
@@ -57,9 +53,7 @@ describe("the projector's view writes", () => {
   it("never stores a view over one stored after the one it folded from (replicas racing on a run)", async () => {
     await using stack = await startStack([]);
     const events = runEvents("rrace");
-    const [requested, ...rest] = events;
-    await stack.client.store.append(requested!, 0);
-    for (const e of rest) await stack.client.store.append(e);
+    await appendRun(stack.client.store, events);
     // Another replica folded all three and stored its view first; ours gets the run's events after that.
     let state = initialState("rrace");
     events.forEach((e, i) => (state = evolve(state, { ...e, seq: i + 1 } as RecordedEvent)));
@@ -95,11 +89,9 @@ describe("the projector's view writes", () => {
   it("stores its view over one stored elsewhere meanwhile that holds fewer events, without any event coming back", async () => {
     await using stack = await startStack([]);
     const events = runEvents("rbehind");
-    const [requested, ...rest] = events;
-    await stack.client.store.append(requested!, 0);
-    for (const e of rest) await stack.client.store.append(e);
+    await appendRun(stack.client.store, events);
     // Another replica stored a view of the first event only; ours folds all three from no view at all.
-    const first = evolve(initialState("rbehind"), { ...requested!, seq: 1 } as RecordedEvent);
+    const first = evolve(initialState("rbehind"), { ...events[0]!, seq: 1 } as RecordedEvent);
     await stack.client.buckets.runs.put("rbehind", encodeView({ ...first, name: "stored-elsewhere" }));
     const projector = await startProjector({ nc: stack.nc, names: stack.names, log, viewDelayMs: 20 });
     try {

@@ -4,7 +4,7 @@ import { describe, expect, it } from "vitest";
 import { Control } from "@smallchain/shared";
 import { adderConfig } from "../support/configs.js";
 import { eventually } from "../support/processes.js";
-import { startStack } from "../support/stack.js";
+import { startStack, viewsRebuilt } from "../support/stack.js";
 
 const calculator = readFileSync(new URL("../../examples/calculator.yaml", import.meta.url), "utf8");
 
@@ -26,17 +26,9 @@ describe("a scheduler that projects the views itself (SC_SCHEDULER_PROJECTS), wi
     // Stopping stores what it folded; a projector folding the streams afresh stores the same views.
     await scheduler.stop();
     const before = await Promise.all(runs.map((r) => stack.client.getRun(r.runId)));
-    for (const r of runs) await stack.client.buckets.runs.delete(r.runId);
     const jsm = await jetstreamManager(stack.nc);
     await expect(jsm.consumers.info(stack.names.eventsStream, stack.names.consumers.projector)).rejects.toThrow();
-    await stack.start("projector");
-    for (const [i, r] of runs.entries()) {
-      const view = await eventually(async () => {
-        const v = await stack.client.getRun(r.runId);
-        return v?.status === "Completed" ? v : undefined;
-      }, 10_000, "the view rebuilt by a projector");
-      expect(view).toEqual(before[i]);
-    }
+    expect(await viewsRebuilt(stack, runs.map((r) => r.runId))).toEqual(before);
   });
 
   it("folds its own decisions from their echoes, decoded, when it does not keep them as recorded (keepRecordedMs 0)", async () => {

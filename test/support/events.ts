@@ -1,4 +1,4 @@
-import { runRequested, type AgentSnapshot, type RunEvent } from "@smallchain/shared";
+import { runRequested, type AgentSnapshot, type EventStore, type RunEvent } from "@smallchain/shared";
 
 /** A small agent snapshot, as a run's RunStarted holds it. */
 const briefAgent: AgentSnapshot = {
@@ -15,4 +15,11 @@ export function runStart(runId: string): [RunEvent, RunEvent] {
     runRequested(runId, 1, { agent: "a", task: "t", input: "hello" }),
     { id: `${runId}:started`, type: "RunStarted", v: 1, runId, at: 2, data: { agent: briefAgent } },
   ];
+}
+
+/** Appends a run's events as Smallchain writes them: its request expecting an empty run, the rest after it. */
+export async function appendRun(store: EventStore, events: readonly RunEvent[]): Promise<void> {
+  const [requested, ...rest] = events;
+  if (requested) await store.append(requested, 0);
+  for (const e of rest) await store.append(e);
 }

@@ -1,11 +1,12 @@
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { pino } from "pino";
-import { Client, names, parseConfig, type Metrics, type Names, type Service } from "@smallchain/shared";
+import { Client, names, parseConfig, type Metrics, type Names, type RunState, type Service } from "@smallchain/shared";
 import { startLlmWorker } from "@smallchain/llm-worker";
 import { startProjector } from "@smallchain/projector";
 import { startScheduler } from "@smallchain/scheduler";
 import { startToolWorker } from "@smallchain/tool-worker";
 import { cleanupPrefix, natsUrl, uniquePrefix } from "./nats.js";
+import { eventually } from "./processes.js";
 
 export type ServiceName = "scheduler" | "projector" | "llm-worker" | "tool-worker";
 export const ALL_SERVICES: ServiceName[] = ["scheduler", "projector", "llm-worker", "tool-worker"];
@@ -69,4 +70,21 @@ export async function startStack(
       await nc.close();
     },
   };
+}
+
+/**
+ * Throws the completed runs' views away, starts a projector (its consumer must not exist yet: it folds the streams
+ * from the start), and returns the views it stores, once each shows its run completed.
+ */
+export async function viewsRebuilt(stack: Stack, runIds: string[]): Promise<RunState[]> {
+  for (const runId of runIds) await stack.client.buckets.runs.delete(runId);
+  await stack.start("projector");
+  return Promise.all(
+    runIds.map((runId) =>
+      eventually(async () => {
+        const v = await stack.client.getRun(runId);
+        return v?.status === "Completed" ? v : undefined;
+      }, 10_000, `the view of ${runId} rebuilt by a projector`),
+    ),
+  );
 }
